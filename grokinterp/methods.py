@@ -1,0 +1,112 @@
+"""Methods that accelerate grokking, as trainer options.
+
+- **Larger lr x wd**: plain AdamW with a larger learning rate and weight decay (the config fields
+  ``lr`` and ``wd``); weight decay drives the cleanup phase (Nanda et al. 2023, Sec. 5).
+- **Grokfast** (Lee et al. 2024, "Grokfast: Accelerated Grokking by Amplifying Slow Gradients",
+  arXiv 2405.20233): low-pass filter the gradient and add it back amplified,
+  ``g <- g + lamb * filter(g)``. ``ema``: ``h <- alpha*h + (1-alpha)*g`` (h starts at the first
+  gradient); ``ma``: the mean of the last ``window`` gradients, applied once the window is full.
+- **StableMax** (Prieto et al. 2025, "Grokking at the Edge of Numerical Stability",
+  arXiv 2501.04697): softmax with ``exp`` replaced by ``s(x) = x + 1`` for x >= 0 and
+  ``1 / (1 - x)`` for x < 0, which avoids the softmax collapse that stalls grokking.
+- **Orthogonal gradient** (same paper, "perp-Grad"): remove from each parameter's gradient its
+  component along the parameter, then rescale to the original gradient norm, so the step cannot
+  just scale up the logits ("naive loss minimisation").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from grokinterp.config import RunConfig
+
+
+def stablemax_log_probs(logits: Float[Tensor, "batch classes"]) -> Float[Tensor, "batch classes"]:
+    s = torch.where(logits >= 0, logits + 1, 1 / (1 - logits.clamp(max=0)))
+    return s.log() - s.sum(-1, keepdim=True).log()
+
+
+def cross_entropy(
+    logits: Float[Tensor, "batch classes"],
+    labels: Int[Tensor, " batch"],
+    kind: str = "cross_entropy",
+    dtype: torch.dtype = torch.float64,
+) -> Float[Tensor, ""]:
+    """Mean cross-entropy in ``dtype`` (float64 by default: float32 log_softmax floors near 1e-7)."""
+    logits = logits.to(dtype)
+    log_probs = stablemax_log_probs(logits) if kind == "stablemax" else logits.log_softmax(-1)
+    return -log_probs.gather(-1, labels[:, None]).mean()
+
+
+@torch.no_grad()
+def orthogonalize_gradients(params: Iterable[nn.Parameter], eps: float = 1e-30) -> None:
+    """perp-Grad: g <- (g - (g.w / w.w) w) * |g| / |g_perp|, per parameter tensor, in place."""
+    for p in params:
+        if p.grad is None:
+            continue
+        w, g = p.detach().flatten(), p.grad.flatten()
+        g_perp = g - (w @ g) / (w @ w + eps) * w
+        p.grad.copy_((g_perp * (g.norm() / (g_perp.norm() + eps))).view_as(p.grad))
+
+
+class GrokfastEMA:
+    """Grokfast-EMA gradient filter (Lee et al. 2024, Algorithm 2)."""
+
+    def __init__(self, alpha: float = 0.98, lamb: float = 2.0) -> None:
+        self.alpha, self.lamb = alpha, lamb
+        self.ema: dict[str, Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, named_params: Iterable[tuple[str, nn.Parameter]]) -> None:
+        for name, p in named_params:
+            if p.grad is None:
+                continue
+            if name not in self.ema:
+                self.ema[name] = p.grad.detach().clone()
+            else:
+                self.ema[name].mul_(self.alpha).add_(p.grad, alpha=1 - self.alpha)
+            p.grad.add_(self.ema[name], alpha=self.lamb)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {f"ema.{k}": v for k, v in self.ema.items()}
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        self.ema = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("ema.")}
+
+
+class GrokfastMA:
+    """Grokfast-MA gradient filter (Lee et al. 2024, Algorithm 1, with warm-up)."""
+
+    def __init__(self, window: int = 100, lamb: float = 5.0) -> None:
+        self.window, self.lamb = window, lamb
+        self.history: dict[str, list[Tensor]] = {}
+
+    @torch.no_grad()
+    def __call__(self, named_params: Iterable[tuple[str, nn.Parameter]]) -> None:
+        for name, p in named_params:
+            if p.grad is None:
+                continue
+            hist = self.history.setdefault(name, [])
+            hist.append(p.grad.detach().clone())
+            if len(hist) > self.window:
+                hist.pop(0)
+            if len(hist) == self.window:
+                p.grad.add_(torch.stack(hist).mean(0), alpha=self.lamb)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {f"ma.{k}": torch.stack(v) for k, v in self.history.items() if v}
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        self.history = {k[3:]: list(v.clone().unbind(0)) for k, v in tensors.items() if k.startswith("ma.")}
+
+
+def make_grad_filter(cfg: RunConfig) -> GrokfastEMA | GrokfastMA | None:
+    if cfg.grokfast == "ema":
+        return GrokfastEMA(cfg.grokfast_alpha, cfg.grokfast_lamb)
+    if cfg.grokfast == "ma":
+        return GrokfastMA(cfg.grokfast_window, cfg.grokfast_lamb)
+    return None

@@ -1,0 +1,83 @@
+"""Named training recipes from the grokking literature.
+
+- ``nanda-p113``: the TransformerLens Grokking demo recipe (Nanda et al. 2023): 1 layer, 4 heads of
+  32, d_mlp 512, ReLU, no LayerNorm, all biases frozen, model seed 999, data seed 598, 30% train,
+  full-batch AdamW lr 1e-3, wd 1.0, betas (0.9, 0.98), 25,000 epochs, float64 loss. Pass
+  ``warmup_steps=10`` for the paper's variant.
+- ``power-p97``: a 2-layer transformer in the style of Power et al. 2022: tokens ``a op b =``,
+  d_model 128, 4 heads, d_mlp 512, pre-LayerNorm, GELU, p=97, 50% train, minibatch 512, AdamW lr 1e-3,
+  wd 1.0, 10-step warm-up (dropout and a cosine cool-down are options).
+- ``nanda-p113-fast``: nanda-p113's model and task with a recipe chosen by measurement to grok in
+  seconds (see benchmarks/bench_fast.py).
+- ``mlp-p97``: the MLP of a published grokking study: Embedding(p, 128) for a and b, concatenated,
+  Linear 256-256 ReLU, 256-256 ReLU, 256-p; AdamW lr 1e-3, wd 1e-2, batch 256 sampled with
+  replacement.
+"""
+
+from __future__ import annotations
+
+from grokinterp.config import RunConfig
+
+PRESETS: dict[str, RunConfig] = {
+    "nanda-p113": RunConfig(preset="nanda-p113"),
+    "power-p97": RunConfig(
+        preset="power-p97",
+        p=97,
+        layout="a op b =",
+        train_frac=0.5,
+        data_seed=0,
+        n_layers=2,
+        d_model=128,
+        n_heads=4,
+        d_head=32,
+        d_mlp=512,
+        act_fn="gelu",
+        normalization_type="LN",
+        freeze_biases=False,
+        model_seed=0,
+        batch_size=512,
+        warmup_steps=10,
+        epochs=3_000,
+        eval_every=10,
+        checkpoint_every=100,
+    ),
+    "nanda-p113-fast": RunConfig(
+        preset="nanda-p113-fast",
+        lr=3e-3,
+        wd=3.0,
+        epochs=3_000,
+        eval_every=10,
+        checkpoint_every=50,
+        stop_acc=0.99,
+        stop_patience=3,
+    ),
+    "mlp-p97": RunConfig(
+        preset="mlp-p97",
+        arch="mlp",
+        p=97,
+        train_frac=0.4,
+        data_seed=0,
+        n_layers=2,
+        d_model=128,
+        d_mlp=256,
+        freeze_biases=False,
+        model_seed=0,
+        lr=1e-3,
+        wd=1e-2,
+        beta2=0.999,
+        batch_size=256,
+        sample_with_replacement=True,
+        epochs=50_000,
+        eval_every=10,
+        checkpoint_every=1_000,
+        stop_acc=0.99,
+        stop_patience=1,
+    ),
+}
+
+
+def get_preset(name: str) -> RunConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None

@@ -1,0 +1,194 @@
+"""Algorithmic tasks: binary operations mod p, token layouts and train/test splits.
+
+Inputs are all p*p pairs (a, b) in a-major order (row = a*p + b), as in Nanda et al. 2023.
+Two token layouts are supported:
+
+- ``"a b ="`` (Nanda et al.): tokens ``[a, b, p]``; d_vocab = p + 1.
+- ``"a op b ="`` (Power et al.): tokens ``[a, p, b, p + 1]`` (op token p, "=" token p + 1);
+  d_vocab = p + 2.
+
+Answers are always one of the p residues, so the output vocabulary (d_vocab_out) is p.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+Layout = Literal["a b =", "a op b ="]
+LAYOUTS: tuple[str, ...] = ("a b =", "a op b =")
+
+
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, int(n**0.5) + 1))
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A binary operation on residues mod p.
+
+    ``fn`` maps int64 tensors ``a``, ``b`` (and ``p``) to the answer in [0, p).
+    ``b_nonzero`` restricts the domain to b != 0 (division); ``needs_prime`` asks for prime p.
+    """
+
+    name: str
+    formula: str
+    fn: Callable[[Tensor, Tensor, int], Tensor]
+    b_nonzero: bool = False
+    needs_prime: bool = False
+
+
+def _div(a: Tensor, b: Tensor, p: int) -> Tensor:
+    # Fermat's little theorem: b^(p-2) is the inverse of b mod prime p.
+    inv = torch.tensor([pow(int(x), p - 2, p) for x in range(p)], dtype=torch.int64)
+    return (a * inv[b]) % p
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in [
+        Operation("add", "a + b", lambda a, b, p: (a + b) % p),
+        Operation("sub", "a - b", lambda a, b, p: (a - b) % p),
+        Operation("mul", "a * b", lambda a, b, p: (a * b) % p),
+        Operation("div", "a * b^(p-2)", _div, b_nonzero=True, needs_prime=True),
+        Operation("x2_y2", "a^2 + b^2", lambda a, b, p: (a * a + b * b) % p),
+        Operation("x2_xy_y2", "a^2 + a*b + b^2", lambda a, b, p: (a * a + a * b + b * b) % p),
+        Operation("x3_xy2_y", "a^3 + a*b^2 + b", lambda a, b, p: (a**3 + a * b * b + b) % p),
+        Operation("x2_y", "a^2 + b", lambda a, b, p: (a * a + b) % p),
+    ]
+}
+
+
+def get_operation(name: str) -> Operation:
+    try:
+        return OPERATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown op {name!r}; choose one of: {', '.join(OPERATIONS)}") from None
+
+
+def validate_task(p: int, op: str, layout: str = "a b =") -> None:
+    """Raise ``ValueError`` with a one-line, actionable message if the task is ill-defined."""
+    operation = get_operation(op)
+    if p < 2:
+        raise ValueError(f"p must be at least 2 (got p={p})")
+    if operation.needs_prime and not is_prime(p):
+        raise ValueError(f"op {op!r} needs a prime p (got p={p}); try p=97 or p=113")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+
+
+def d_vocab(p: int, layout: str) -> int:
+    """Input vocabulary size: the p residues plus "=" (and the op token for ``a op b =``)."""
+    return p + 1 if layout == "a b =" else p + 2
+
+
+def n_ctx(layout: str) -> int:
+    return 3 if layout == "a b =" else 4
+
+
+def all_pairs(p: int) -> tuple[Int[Tensor, " p*p"], Int[Tensor, " p*p"]]:
+    """All (a, b) in a-major order: row index = a*p + b."""
+    a = torch.arange(p).repeat_interleave(p)
+    b = torch.arange(p).repeat(p)
+    return a, b
+
+
+def make_tokens(a: Int[Tensor, " n"], b: Int[Tensor, " n"], p: int, layout: str) -> Int[Tensor, "n ctx"]:
+    eq = torch.full_like(a, p if layout == "a b =" else p + 1)
+    if layout == "a b =":
+        return torch.stack([a, b, eq], dim=1)
+    op_tok = torch.full_like(a, p)
+    return torch.stack([a, op_tok, b, eq], dim=1)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Every input of a task and its answer, with the train/test split.
+
+    ``tokens`` and ``labels`` cover the whole domain in a-major order (for ``div`` the rows with
+    b = 0 are absent). ``train_indices``/``test_indices`` index rows of ``tokens``.
+    """
+
+    p: int
+    op: str
+    layout: str
+    a: Int[Tensor, " n"]
+    b: Int[Tensor, " n"]
+    tokens: Int[Tensor, "n ctx"]
+    labels: Int[Tensor, " n"]
+    train_indices: Int[Tensor, " n_train"]
+    test_indices: Int[Tensor, " n_test"]
+
+    @property
+    def train_tokens(self) -> Tensor:
+        return self.tokens[self.train_indices]
+
+    @property
+    def train_labels(self) -> Tensor:
+        return self.labels[self.train_indices]
+
+    @property
+    def test_tokens(self) -> Tensor:
+        return self.tokens[self.test_indices]
+
+    @property
+    def test_labels(self) -> Tensor:
+        return self.labels[self.test_indices]
+
+    @property
+    def is_full_grid(self) -> bool:
+        """True when every (a, b) pair is present (needed by the Fourier measures)."""
+        return len(self.labels) == self.p * self.p
+
+    def train_mask_grid(self) -> Tensor:
+        """(p*p,) bool mask of the rows in the train split (full-grid tasks only)."""
+        mask = torch.zeros(len(self.labels), dtype=torch.bool)
+        mask[self.train_indices] = True
+        return mask
+
+
+def random_split(n: int, train_frac: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Random permutation split, as in the TransformerLens Grokking demo.
+
+    ``torch.randperm`` through a ``torch.Generator`` seeded with ``seed`` gives the same
+    permutation as the demo's ``torch.manual_seed(seed); torch.randperm(n)``.
+    """
+    if not 0.0 < train_frac < 1.0:
+        raise ValueError(f"train fraction must be in (0, 1) (got {train_frac})")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    cutoff = int(n * train_frac)
+    if cutoff == 0 or cutoff == n:
+        raise ValueError(f"train fraction {train_frac} leaves an empty split for {n} examples")
+    return perm[:cutoff], perm[cutoff:]
+
+
+def make_dataset(
+    p: int,
+    op: str = "add",
+    layout: str = "a b =",
+    train_frac: float = 0.3,
+    data_seed: int = 598,
+    split: tuple[Tensor, Tensor] | None = None,
+) -> Dataset:
+    """Build the full task table and split it (or reuse a saved ``split``)."""
+    validate_task(p, op, layout)
+    operation = get_operation(op)
+    a, b = all_pairs(p)
+    if operation.b_nonzero:
+        keep = b != 0
+        a, b = a[keep], b[keep]
+    labels = operation.fn(a, b, p)
+    tokens = make_tokens(a, b, p, layout)
+    if split is None:
+        train_idx, test_idx = random_split(len(labels), train_frac, data_seed)
+    else:
+        train_idx, test_idx = (t.to(torch.int64) for t in split)
+    return Dataset(p, op, layout, a, b, tokens, labels, train_idx, test_idx)

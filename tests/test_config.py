@@ -1,0 +1,69 @@
+import json
+
+import pytest
+
+from grokinterp.config import RunConfig
+from grokinterp.presets import PRESETS, get_preset
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_round_trip_json(name):
+    cfg = PRESETS[name]
+    again = RunConfig.from_json(cfg.to_json())
+    assert again == cfg
+    assert json.loads(cfg.to_json())["p"] == cfg.p
+
+
+def test_nanda_preset_is_the_demo_recipe():
+    cfg = get_preset("nanda-p113")
+    assert (cfg.p, cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_mlp) == (113, 1, 4, 32, 512)
+    assert (cfg.act_fn, cfg.normalization_type, cfg.freeze_biases) == ("relu", "none", True)
+    assert (cfg.model_seed, cfg.data_seed, cfg.train_frac) == (999, 598, 0.3)
+    assert (cfg.lr, cfg.wd, cfg.beta1, cfg.beta2, cfg.epochs) == (1e-3, 1.0, 0.9, 0.98, 25_000)
+    assert cfg.batch_size is None and cfg.loss_dtype == "float64" and cfg.warmup_steps == 0
+
+
+def test_power_preset():
+    cfg = get_preset("power-p97")
+    assert (cfg.p, cfg.layout, cfg.n_layers, cfg.normalization_type, cfg.act_fn) == (
+        97,
+        "a op b =",
+        2,
+        "LN",
+        "gelu",
+    )
+    assert (cfg.train_frac, cfg.batch_size, cfg.warmup_steps) == (0.5, 512, 10)
+    assert cfg.steps_per_epoch == 10  # ceil(4704 / 512)
+
+
+def test_lr_schedule_warmup_and_cooldown():
+    cfg = RunConfig(p=23, epochs=100, warmup_steps=10, cooldown_steps=20)
+    assert cfg.lr_multiplier(0) == 0.0  # the paper's LambdaLR(min(step/10, 1))
+    assert cfg.lr_multiplier(5) == 0.5
+    assert cfg.lr_multiplier(50) == 1.0
+    assert cfg.lr_multiplier(80) == pytest.approx(1.0)
+    assert cfg.lr_multiplier(90) == pytest.approx(0.5)
+    assert cfg.lr_multiplier(99) < 0.01
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"train_frac": 1.2},
+        {"lr": 0.0},
+        {"act_fn": "tanh"},
+        {"normalization_type": "RMS"},
+        {"batch_size": 0},
+        {"beta2": 1.0},
+        {"p": 15, "op": "div"},
+        {"arch": "mlp", "layout": "a op b ="},
+    ],
+)
+def test_invalid_configs_raise_value_error(changes):
+    with pytest.raises(ValueError):
+        RunConfig(**changes)
+
+
+def test_unknown_field_rejected():
+    with pytest.raises(ValueError, match="unknown config field"):
+        RunConfig.from_dict({"p": 23, "colour": "red"})

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from grokinterp import tasks
+
+
+@pytest.mark.parametrize(
+    ("op", "a", "b", "p", "expected"),
+    [
+        ("add", 100, 20, 113, 7),
+        ("sub", 3, 5, 7, 5),
+        ("mul", 5, 6, 7, 2),
+        ("div", 3, 2, 7, 5),  # 2 * 5 = 10 = 3 mod 7
+        ("x2_y2", 3, 4, 7, 4),  # 25 mod 7
+        ("x2_xy_y2", 2, 3, 7, 5),  # 4 + 6 + 9 = 19
+        ("x3_xy2_y", 2, 3, 7, 1),  # 8 + 18 + 3 = 29
+        ("x2_y", 4, 5, 7, 0),  # 21
+    ],
+)
+def test_operations_match_formula(op, a, b, p, expected):
+    fn = tasks.get_operation(op).fn
+    assert fn(torch.tensor([a]), torch.tensor([b]), p).item() == expected
+
+
+def test_division_inverts_multiplication():
+    p = 31
+    ds = tasks.make_dataset(p, "div", train_frac=0.5)
+    assert len(ds.labels) == p * (p - 1)  # b = 0 excluded
+    assert torch.equal((ds.labels * ds.b) % p, ds.a)
+
+
+def test_layouts_and_a_major_order():
+    p = 5
+    ds = tasks.make_dataset(p, "add", "a b =")
+    assert ds.tokens.shape == (25, 3)
+    assert ds.tokens[7].tolist() == [1, 2, 5]  # row = a*p + b
+    ds4 = tasks.make_dataset(p, "sub", "a op b =")
+    assert ds4.tokens[7].tolist() == [1, 5, 2, 6]
+    assert ds4.labels[7].item() == (1 - 2) % p
+
+
+def test_split_matches_transformerlens_demo():
+    # The demo: torch.manual_seed(598); indices = torch.randperm(p*p); cutoff = int(p*p*0.3)
+    p = 113
+    torch.manual_seed(598)
+    indices = torch.randperm(p * p)
+    cutoff = int(p * p * 0.3)
+    ds = tasks.make_dataset(p, "add", train_frac=0.3, data_seed=598)
+    assert torch.equal(ds.train_indices, indices[:cutoff])
+    assert torch.equal(ds.test_indices, indices[cutoff:])
+
+
+def test_split_is_a_partition_and_seeded():
+    a = tasks.make_dataset(23, train_frac=0.4, data_seed=1)
+    b = tasks.make_dataset(23, train_frac=0.4, data_seed=1)
+    c = tasks.make_dataset(23, train_frac=0.4, data_seed=2)
+    assert torch.equal(a.train_indices, b.train_indices)
+    assert not torch.equal(a.train_indices, c.train_indices)
+    both = torch.cat([a.train_indices, a.test_indices]).sort().values
+    assert torch.equal(both, torch.arange(23 * 23))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"p": 12, "op": "div"}, "prime"),
+        ({"p": 1}, "at least 2"),
+        ({"p": 7, "train_frac": 1.0}, "(0, 1)"),
+        ({"p": 7, "train_frac": 0.0}, "(0, 1)"),
+        ({"p": 7, "op": "pow"}, "unknown op"),
+    ],
+)
+def test_bad_tasks_raise_one_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        tasks.make_dataset(**kwargs)

@@ -1,0 +1,136 @@
+import json
+
+import pytest
+import torch
+
+from grokinterp import checkpoints as ckpt
+from grokinterp.config import RunConfig
+from grokinterp.training import Trainer, train
+
+SMALL = RunConfig(p=23, epochs=60, eval_every=10, checkpoint_every=20, lr=3e-3, wd=1.0)
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "elapsed"} for r in rows]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SMALL,
+        # minibatch without replacement, dropout, warm-up/cool-down, Grokfast-MA: all RNG/state paths
+        SMALL.replace(
+            layout="a op b =",
+            n_layers=2,
+            normalization_type="LN",
+            batch_size=64,
+            dropout=0.1,
+            warmup_steps=5,
+            cooldown_steps=20,
+            grokfast="ma",
+            grokfast_window=3,
+            freeze_biases=False,
+        ),
+        SMALL.replace(
+            batch_size=50,
+            sample_with_replacement=True,
+            grokfast="ema",
+            orthograd=True,
+            loss_fn="stablemax",
+        ),
+    ],
+    ids=["fullbatch", "minibatch-dropout-ma", "replacement-ema-orthograd-stablemax"],
+)
+def test_resume_gives_exactly_the_uninterrupted_metrics(tmp_path, cfg):
+    full = Trainer(cfg, tmp_path / "full").run(progress=False)
+    part = Trainer(cfg, tmp_path / "part").run(progress=False, max_epochs=30)
+    assert part.final_epoch == 30
+    resumed = Trainer.resume(tmp_path / "part").run(progress=False)
+    assert resumed.final_epoch == cfg.epochs
+    a = _strip(ckpt.read_metrics(tmp_path / "full"))
+    b = _strip(ckpt.read_metrics(tmp_path / "part"))
+    assert a == b  # bit-identical losses and accuracies
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_resume_discards_rows_after_the_saved_state(tmp_path):
+    run = tmp_path / "r"
+    Trainer(SMALL, run).run(progress=False, max_epochs=40)  # state saved at epoch 40
+    with open(run / "metrics.jsonl", "a") as f:  # a crash after logging epoch 50, before saving
+        f.write(json.dumps({"epoch": 50, "step": 50, "train_loss": 0}) + "\n")
+        f.write('{"epoch": 6')  # and a torn line
+    t = Trainer.resume(run)
+    assert t.epoch == 40 and t.metrics[-1]["epoch"] == 40
+    t.run(progress=False)
+    epochs = [r["epoch"] for r in ckpt.read_metrics(run)]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 60
+
+
+def test_same_seed_same_run_and_seeds_matter():
+    a = train(SMALL.replace(epochs=20), progress=False).metrics
+    b = train(SMALL.replace(epochs=20), progress=False).metrics
+    c = train(SMALL.replace(epochs=20, model_seed=1), progress=False).metrics
+    assert _strip(a) == _strip(b)
+    assert _strip(a) != _strip(c)
+
+
+def test_small_model_groks_and_stops_early(tmp_path):
+    cfg = RunConfig(
+        p=23,
+        train_frac=0.5,
+        lr=3e-3,
+        wd=3.0,
+        epochs=3000,
+        eval_every=10,
+        stop_acc=0.99,
+        stop_patience=3,
+    )
+    res = Trainer(cfg, tmp_path / "g").run(progress=False)
+    assert res.stopped_early
+    assert res.grokking_epoch is not None and res.grokking_epoch < res.final_epoch < 3000
+    # stopped after 3 consecutive evaluations at or above the threshold
+    assert all(r["test_acc"] >= 0.99 for r in res.metrics[-3:])
+    assert res.metrics[-4]["test_acc"] < 0.99 or res.final_epoch == res.grokking_epoch + 20
+    summary = json.loads((tmp_path / "g" / "summary.json").read_text())
+    assert summary["grokking_epoch"] == res.grokking_epoch and summary["stopped_early"]
+    # the final model is checkpointed and reloads to the same accuracy
+    last = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "g", res.final_epoch))
+    assert last.epoch == res.final_epoch and last.metrics["test_acc"] == res.metrics[-1]["test_acc"]
+
+
+def test_loss_is_float64_below_float32_floor():
+    # float32 log_softmax cannot go below ~1.2e-7; the trainer's float64 loss does.
+    from grokinterp.methods import cross_entropy
+
+    logits = torch.tensor([[40.0, 0.0, 0.0]])
+    assert cross_entropy(logits, torch.tensor([0])).item() == pytest.approx(
+        2 * torch.exp(torch.tensor(-40.0, dtype=torch.float64)).item(), rel=1e-6
+    )
+    assert cross_entropy(logits, torch.tensor([0]), dtype=torch.float32).item() == 0.0
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    run = tmp_path / "r"
+    Trainer(SMALL.replace(epochs=10), run).run(progress=False)
+    before = (run / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match="--force"):
+        Trainer(SMALL, run)
+    assert (run / "metrics.jsonl").read_text() == before
+    Trainer(SMALL.replace(epochs=20), run, force=True).run(progress=False)
+    assert ckpt.read_run_config(run).epochs == 20
+
+
+def test_sigint_saves_and_exits_cleanly(tmp_path):
+    import os
+    import signal
+
+    def interrupt(trainer, row):
+        if row["epoch"] == 20:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    res = Trainer(SMALL, tmp_path / "r").run(progress=False, callback=interrupt)
+    assert res.interrupted and res.final_epoch == 20
+    t = Trainer.resume(tmp_path / "r")
+    assert t.epoch == 20
+    assert t.run(progress=False).final_epoch == 60
