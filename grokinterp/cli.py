@@ -146,6 +146,53 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from grokinterp.analysis import analyze_run
+
+    keys = _int_list(args.key_freqs, "--key-freqs") if args.key_freqs else None
+    _, s = analyze_run(args.run, key_freqs=keys, threshold=args.threshold, progress=not args.no_progress)
+    f = s["final"]
+    print(f"{args.run}: {s['n_checkpoints']} checkpoints analysed in {s['analysis_seconds']:.1f} s")
+    print(f"  key frequencies {s['key_freqs']} ({s['key_freqs_source']}); neurons explained "
+          f"{s['n_neurons_explained_final']} ({s['frac_neurons_explained_final']:.1%})")  # fmt: skip
+    print(f"  phase boundaries {s['phases']['boundaries']} (rule: {s['phases']['rule']})")
+    print(f"  final: test loss {f['test_loss']:.3e}, restricted loss {f['restricted_loss']:.3e} (logit, all), "
+          f"excluded loss {f['excluded_loss']:.3e} (logit, train)")  # fmt: skip
+    print(f"  wrote {Path(args.run) / 'measures.csv'} and {Path(args.run) / 'analysis.json'}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from grokinterp.interop import import_tl_demo
+
+    run_dir = import_tl_demo(args.file, args.out, trust=args.trust, force=args.force)
+    print(f"imported {args.file} -> {run_dir}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from grokinterp.interop import export_tl_demo
+
+    out = export_tl_demo(args.run, args.out)
+    print(f"exported {args.run} -> {out} (TransformerLens Grokking demo layout)")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from grokinterp.plots import write_all_figures
+
+    paths = write_all_figures(args.run, args.out, fmt=args.format, epoch=args.epoch)
+    print(f"wrote {len(paths)} figures to {args.out}")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise CLIError(f"{flag} takes comma-separated integers like 14,35,41 (got {text!r})") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from grokinterp.presets import PRESETS
 
@@ -165,6 +212,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the presets")
     p.add_argument("show", nargs="?", help="print one preset's full config as JSON")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("analyze", help="compute every progress measure for every checkpoint of a run")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--key-freqs", help="comma-separated key frequencies (default: the final checkpoint's)")
+    p.add_argument("--threshold", type=float, default=0.85, help="fraction explained for a neuron's cluster")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("import", help="import a TransformerLens Grokking demo .pth into a run directory")
+    p.add_argument("file", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="run directory to create")
+    p.add_argument("--trust", action="store_true", help="the file is a pickle: confirm you trust its source")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="export a run to another layout")
+    p.add_argument("run", type=Path)
+    p.add_argument("--format", choices=["tl-demo"], default="tl-demo")
+    p.add_argument("--out", type=Path, required=True, help="output file (.pth)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("plot", help="write every figure of a run")
+    p.add_argument("run", type=Path)
+    p.add_argument("--out", type=Path, default=Path("figures"))
+    p.add_argument("--format", choices=["png", "pdf", "svg", "html"], default="png")
+    p.add_argument("--epoch", type=int, default=None, help="checkpoint for per-model figures (default: last)")
+    p.set_defaults(func=cmd_plot)
 
     return parser
 

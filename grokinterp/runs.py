@@ -1,0 +1,103 @@
+"""The Python API to a run directory: ``load_run(path)``.
+
+>>> run = grokinterp.load_run("checkpoints/nanda-p113")
+>>> run.config.p, run.checkpoint_epochs[-1]
+>>> model = run.model()                      # HookedTransformer with the final weights
+>>> logits, cache = model.run_with_cache(run.dataset.tokens)
+>>> run.metrics.tail()                       # pandas DataFrame of metrics.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from grokinterp import checkpoints as ckpt
+from grokinterp.config import RunConfig
+from grokinterp.tasks import Dataset, make_dataset
+
+
+class Run:
+    """A run directory: config, split, metrics, checkpoints and (after ``analyze``) measures."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ckpt.RunDirError(f"{self.path}: no such run directory")
+        self.config: RunConfig = ckpt.read_run_config(self.path)
+
+    def __repr__(self) -> str:
+        epochs = self.checkpoint_epochs
+        span = f"{epochs[0]}..{epochs[-1]}" if epochs else "none"
+        return f"Run({str(self.path)!r}, preset={self.config.preset!r}, p={self.config.p}, checkpoints={len(epochs)} [{span}])"
+
+    @property
+    def checkpoint_epochs(self) -> list[int]:
+        return ckpt.checkpoint_epochs(self.path)
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        """The task with this run's saved train/test split."""
+        cfg = self.config
+        split = ckpt.read_split(self.path) if (self.path / "split.safetensors").is_file() else None
+        return make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed, split=split)
+
+    @property
+    def metrics_rows(self) -> list[dict[str, Any]]:
+        return ckpt.read_metrics(self.path)
+
+    @property
+    def metrics(self):
+        """metrics.jsonl as a pandas DataFrame (one row per evaluation)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.metrics_rows)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return ckpt.read_summary(self.path)
+
+    @property
+    def measures(self):
+        """measures.csv from ``grokinterp analyze`` as a DataFrame (None if not analysed yet)."""
+        import pandas as pd
+
+        path = self.path / "measures.csv"
+        return pd.read_csv(path) if path.is_file() else None
+
+    @property
+    def analysis(self) -> dict[str, Any] | None:
+        path = self.path / "analysis.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _resolve_epoch(self, epoch: int | None) -> int:
+        epochs = self.checkpoint_epochs
+        if not epochs:
+            raise ckpt.RunDirError(f"{self.path}: no checkpoints")
+        if epoch is None:
+            return epochs[-1]
+        if epoch not in epochs:
+            nearest = min(epochs, key=lambda e: abs(e - epoch))
+            raise ckpt.RunDirError(f"{self.path}: no checkpoint at epoch {epoch} (nearest: {nearest})")
+        return epoch
+
+    def checkpoint(self, epoch: int | None = None) -> ckpt.Checkpoint:
+        return ckpt.load_checkpoint(ckpt.checkpoint_path(self.path, self._resolve_epoch(epoch)))
+
+    def state_dict(self, epoch: int | None = None) -> dict[str, torch.Tensor]:
+        return self.checkpoint(epoch).state_dict
+
+    def model(self, epoch: int | None = None, device: str | torch.device = "cpu") -> nn.Module:
+        """The model at ``epoch`` (default: the last checkpoint), in eval mode, ready for
+        ``run_with_cache``."""
+        return self.checkpoint(epoch).model(device)
+
+
+def load_run(path: str | Path) -> Run:
+    """Open a run directory written by ``grokinterp train`` or ``grokinterp import``."""
+    return Run(path)
