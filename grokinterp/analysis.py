@@ -26,6 +26,13 @@ from grokinterp.runs import Run
 logger = logging.getLogger(__name__)
 
 
+_FINAL_KEYS = (
+    "epoch", "train_loss", "test_loss", "train_acc", "test_acc",
+    "restricted_loss", "restricted_loss_train", "excluded_loss",
+    "restricted_loss_neuron", "excluded_loss_neuron", "gini_W_E", "gini_W_L", "sum_sq_weights",
+)  # fmt: skip
+
+
 def _scalar_row(epoch: int, m: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"epoch": epoch}
     for k, v in m.items():
@@ -105,7 +112,7 @@ def analyze_run(
                 "gini_W_E",
                 "gini_W_L",
                 "sum_sq_weights",
-            )  # fmt: skip
+            )
         },
         "variants": {
             "restricted_loss": "logit level, all p*p pairs (paper)",

@@ -34,7 +34,8 @@ class Run:
     def __repr__(self) -> str:
         epochs = self.checkpoint_epochs
         span = f"{epochs[0]}..{epochs[-1]}" if epochs else "none"
-        return f"Run({str(self.path)!r}, preset={self.config.preset!r}, p={self.config.p}, checkpoints={len(epochs)} [{span}])"
+        cfg = self.config
+        return f"Run({str(self.path)!r}, preset={cfg.preset!r}, p={cfg.p}, checkpoints={len(epochs)} [{span}])"
 
     @property
     def checkpoint_epochs(self) -> list[int]:
