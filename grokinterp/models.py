@@ -140,6 +140,9 @@ def model_from_state_dict(cfg: RunConfig, state: dict[str, Tensor], device="cpu"
 # --------------------------------------------------------------------------------------------
 
 
+_SCORE_TABLE_MAX = 8_000_000  # entries of the layer-0 score table (ctx * vocab^2 * heads)
+
+
 def supports_fused(model: nn.Module) -> bool:
     """Whether ``last_position_logits`` can use the fused path for this model."""
     cfg = getattr(model, "cfg", None)
@@ -220,20 +223,31 @@ def last_position_logits(
     # gather rows. F.embedding's backward is much faster than advanced indexing's index_put.
     embed_table = model.embed.W_E[None] + model.pos_embed.W_pos[:n_ctx, None]  # (ctx, vocab, d)
     d_vocab = embed_table.shape[1]
+    n_heads, d_head = cfg.n_heads, cfg.d_head
     flat_idx = pos * d_vocab + tokens  # (batch, ctx) rows of the flattened (ctx*vocab) tables
     block = model.blocks[0]
     x_tab = _norm(embed_table, block.ln1, norm, eps)
-    kv_tab = torch.cat([_qkv(x_tab, block.attn, "K"), _qkv(x_tab, block.attn, "V")], dim=-2)
-    kv = F.embedding(flat_idx, kv_tab.flatten(0, 1).flatten(-2))  # (batch, ctx, 2*heads*d_head)
-    k, v = kv.unflatten(-1, (2 * cfg.n_heads, cfg.d_head)).chunk(2, dim=-2)
+    k_tab = _qkv(x_tab, block.attn, "K")  # (ctx, vocab, heads, d_head)
+    v = F.embedding(flat_idx, _qkv(x_tab, block.attn, "V").flatten(0, 1).flatten(-2))
+    v = v.unflatten(-1, (n_heads, d_head))  # (batch, ctx, heads, d_head)
     last_only = cfg.n_layers == 1
+    scores = None
     if last_only:
-        q_tab = _qkv(x_tab[-1], block.attn, "Q").flatten(-2)  # (vocab, heads*d_head)
-        q = F.embedding(tokens[:, -1], q_tab).unflatten(-1, (cfg.n_heads, cfg.d_head))
+        q_tab = _qkv(x_tab[-1], block.attn, "Q")  # (vocab, heads, d_head)
         resid = F.embedding(tokens[:, -1], embed_table[-1])  # (batch, d)
+        if n_ctx * d_vocab * d_vocab * n_heads <= _SCORE_TABLE_MAX:
+            # Scores of the final query against each key depend on (pos, last token, key token):
+            # tabulate them too, and gather n_heads numbers per key instead of whole key vectors.
+            s_tab = torch.einsum("uhe,tvhe->tuvh", q_tab, k_tab) / scale  # (ctx, vocab, vocab, heads)
+            s_idx = (pos * d_vocab + tokens[:, -1:]) * d_vocab + tokens
+            scores = F.embedding(s_idx, s_tab.reshape(-1, n_heads)).transpose(1, 2)  # (batch, heads, ctx)
+        else:
+            q = F.embedding(tokens[:, -1], q_tab.flatten(-2)).unflatten(-1, (n_heads, d_head))
+            k = F.embedding(flat_idx, k_tab.flatten(0, 1).flatten(-2)).unflatten(-1, (n_heads, d_head))
     else:
+        k = F.embedding(flat_idx, k_tab.flatten(0, 1).flatten(-2)).unflatten(-1, (n_heads, d_head))
         q_tab = _qkv(x_tab, block.attn, "Q").flatten(0, 1).flatten(-2)
-        q = F.embedding(flat_idx, q_tab).unflatten(-1, (cfg.n_heads, cfg.d_head))
+        q = F.embedding(flat_idx, q_tab).unflatten(-1, (n_heads, d_head))
         resid = F.embedding(flat_idx, embed_table.flatten(0, 1))  # (batch, ctx, d)
 
     for layer in range(cfg.n_layers):
@@ -244,11 +258,13 @@ def last_position_logits(
             k = _qkv(x, block.attn, "K")
             v = _qkv(x, block.attn, "V")
             q = _qkv(x[:, -1] if last_only else x, block.attn, "Q")
+            scores = None
             if last_only:
                 resid = resid[:, -1]
         if last_only:
             # One query (the final position) attends to every position: no mask needed.
-            scores = torch.einsum("bhe,bthe->bht", q, k) / scale
+            if scores is None:
+                scores = torch.einsum("bhe,bthe->bht", q, k) / scale
             z = torch.einsum("bht,bthe->bhe", scores.softmax(-1), v)
         else:
             scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / scale
