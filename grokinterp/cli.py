@@ -240,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epoch", type=int, default=None, help="checkpoint for per-model figures (default: last)")
     p.set_defaults(func=cmd_plot)
 
+    from grokinterp.sweep import add_sweep_parser
+    from grokinterp.tune import add_tune_parser
+
+    add_sweep_parser(sub)
+    add_tune_parser(sub)
+
     return parser
 
 

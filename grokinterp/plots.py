@@ -19,6 +19,7 @@ written as self-contained HTML instead (plotly.js next to them, no network neede
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -102,7 +103,8 @@ _AXIS = dict(
     showgrid=True,
     gridcolor="#e8e8e8",
     zeroline=False,
-    exponentformat="power",
+    exponentformat="none",
+    separatethousands=True,
     title=dict(standoff=8),
 )
 
@@ -124,6 +126,10 @@ TEMPLATE = go.layout.Template(
     )
 )
 pio.templates["grokinterp"] = TEMPLATE
+
+
+#: A log axis with 10^k tick labels (the paper's loss axes).
+_LOG = dict(type="log", exponentformat="power")
 
 
 def _figure(title: str, **layout: Any) -> go.Figure:
@@ -181,9 +187,7 @@ def add_phase_bands(
     for name, (start, end) in spans.items():
         color = PHASE_COLORS.get(name, "#dddddd")
         kw = {} if row is None else {"row": row, "col": col}
-        fig.add_vrect(
-            x0=start, x1=end, fillcolor=color, opacity=PHASE_OPACITY, layer="below", line_width=0, **kw
-        )
+        fig.add_vrect(x0=start, x1=end, fillcolor=color, opacity=PHASE_OPACITY, layer="below", line_width=0, **kw)
         if legend:
             fig.add_trace(
                 go.Scatter(
@@ -228,7 +232,7 @@ def plot_loss(run: Run, phases: PhasesArg = None) -> go.Figure:
     """Train and test loss (metrics.jsonl, every evaluation) on a log axis, phases shaded (paper
     Fig. 1 / demo "Loss Curves")."""
     m = run.metrics
-    fig = _figure("Loss", xaxis_title="epoch", yaxis_title="cross-entropy loss", yaxis_type="log")
+    fig = _figure("Loss", xaxis_title="epoch", yaxis_title="cross-entropy loss", yaxis=_LOG)
     fig.add_trace(_line(m["epoch"], m["train_loss"], "train loss", COLORS["train"]))
     fig.add_trace(_line(m["epoch"], m["test_loss"], "test loss", COLORS["test"]))
     return add_phase_bands(fig, phases, run)
@@ -257,14 +261,10 @@ def plot_restricted_excluded(run: Run, phases: PhasesArg = None) -> go.Figure:
     """Paper Fig. 7: train and test loss (every evaluation) with the restricted loss (logit level,
     all p*p pairs) and the excluded loss (logit level, train split) at the checkpoints, log y."""
     m, t = run.metrics, _measures(run)
-    fig = _figure(
-        "Restricted and excluded loss", xaxis_title="epoch", yaxis_title="cross-entropy loss", yaxis_type="log"
-    )
+    fig = _figure("Restricted and excluded loss", xaxis_title="epoch", yaxis_title="cross-entropy loss", yaxis=_LOG)
     fig.add_trace(_line(m["epoch"], m["train_loss"], "train loss", COLORS["train"]))
     fig.add_trace(_line(m["epoch"], m["test_loss"], "test loss", COLORS["test"]))
-    fig.add_trace(
-        _line(t["epoch"], t["restricted_loss"], VARIANT_NAMES["restricted_loss"], COLORS["restricted"], True)
-    )
+    fig.add_trace(_line(t["epoch"], t["restricted_loss"], VARIANT_NAMES["restricted_loss"], COLORS["restricted"], True))
     fig.add_trace(_line(t["epoch"], t["excluded_loss"], VARIANT_NAMES["excluded_loss"], COLORS["excluded"], True))
     return add_phase_bands(fig, phases, run)
 
@@ -277,7 +277,7 @@ def plot_restricted_excluded_neuron(run: Run, phases: PhasesArg = None) -> go.Fi
         "Restricted and excluded loss, neuron level (TransformerLens demo)",
         xaxis_title="epoch",
         yaxis_title="cross-entropy loss",
-        yaxis_type="log",
+        yaxis=_LOG,
     )
     fig.add_trace(_line(t["epoch"], t["train_loss"], "train loss", COLORS["train"], True))
     fig.add_trace(_line(t["epoch"], t["test_loss"], "test loss", COLORS["test"], True))
@@ -319,8 +319,11 @@ def plot_frac_neurons_explained(run: Run, phases: PhasesArg = None) -> go.Figure
 
 
 def _key_freqs_of(run: Run | None, row: Mapping[str, Any] | None = None) -> list[int]:
-    if row is not None and isinstance(row.get("key_freqs"), str):
-        return [int(k) for k in row["key_freqs"].split()]
+    value = None if row is None else row.get("key_freqs")
+    if isinstance(value, str):  # measures.csv: "9 38 45 55"
+        return [int(k) for k in value.split()]
+    if isinstance(value, (int, float)) and value == value:  # one key frequency reads back as a number
+        return [int(value)]
     if run is not None and run.analysis:
         return [int(k) for k in run.analysis.get("key_freqs", [])]
     return []
@@ -332,7 +335,7 @@ def plot_cos_apb_c(run: Run, phases: PhasesArg = None) -> go.Figure:
     t = _measures(run)
     cols = sorted((c for c in t.columns if c.startswith("cos_apb_c_k")), key=lambda c: int(c[len("cos_apb_c_k") :]))
     fig = _figure(
-        "Logits along cos(ω_k(a+b−c)) of the key frequencies",
+        "Logits along cos(ω<sub>k</sub>(a+b−c)) of the key frequencies",
         xaxis_title="epoch",
         yaxis_title="coefficient",
     )
@@ -352,25 +355,39 @@ def _bar_colors(names: Sequence[str], key_freqs: Sequence[int] | None) -> list[s
     return [COLORS["key"] if n.split()[-1].isdigit() and int(n.split()[-1]) in keys else COLORS["train"] for n in names]
 
 
+def _spectrum_ticks(names: list[str], key_freqs) -> list[str]:
+    """Tick labels of a spectrum: every component for small p, else const, cos k for every 5th
+    (p <= 60) or 10th k, and the key frequencies."""
+    n_k = (len(names) - 1) // 2
+    if n_k <= 15:
+        return names
+    step = 5 if n_k <= 30 else 10
+    keys = {int(k) for k in key_freqs or ()}
+    near_key = {k + d for k in keys for d in (-2, -1, 1, 2)}
+    ks = sorted(keys | {k for k in range(step, n_k + 1, step) if k not in near_key})
+    return ["const"] + [f"cos {k}" for k in ks]
+
+
 def _spectrum_figure(values, names: list[str], title: str, key_freqs, tex: bool) -> go.Figure:
+    if key_freqs:
+        title += f"<br><sup>key frequencies (red): {', '.join(str(k) for k in sorted(key_freqs))}</sup>"
     fig = _figure(
         title,
-        xaxis_title=_tex(tex, "Fourier component (cos/sin of ω_k = 2πk/p)", r"$\text{Fourier component }\cos/\sin(\omega_k),\ \omega_k = 2\pi k/p$"),
+        xaxis_title=_tex(
+            tex,
+            "Fourier component (cos/sin of ω<sub>k</sub> = 2πk/p)",
+            r"$\text{Fourier component }\cos/\sin(\omega_k),\ \omega_k = 2\pi k/p$",
+        ),
         yaxis_title="norm",
         xaxis_showgrid=False,
         showlegend=False,
         bargap=0.1,
+        margin_t=80,
     )
     fig.add_trace(
         go.Bar(x=names, y=[float(v) for v in values], marker_color=_bar_colors(names, key_freqs), name="norm")
     )
-    fig.update_xaxes(type="category", tickangle=-90, tickfont_size=10)
-    if key_freqs:
-        fig.add_annotation(
-            text="key frequencies: " + ", ".join(str(k) for k in sorted(key_freqs)),
-            xref="paper", yref="paper", x=0.99, y=0.97, xanchor="right", showarrow=False,
-            font=dict(color=COLORS["key"]),
-        )  # fmt: skip
+    fig.update_xaxes(type="category", tickangle=-90, tickfont_size=11, tickvals=_spectrum_ticks(names, key_freqs))
     return fig
 
 
@@ -405,7 +422,7 @@ def _cluster_label(k: int) -> str:
 def plot_cluster_sizes(clusters: NeuronClusters) -> go.Figure:
     """Number of MLP neurons in each frequency cluster (and unexplained), paper Sec. 4.2."""
     sizes = clusters.cluster_sizes()
-    order = sorted((k for k in sizes if k >= 0)) + ([-1] if -1 in sizes else [])
+    order = sorted(k for k in sizes if k >= 0) + ([-1] if -1 in sizes else [])
     labels = [_cluster_label(k) for k in order]
     counts = [sizes[k] for k in order]
     fig = _figure(
@@ -624,22 +641,32 @@ def plot_per_frequency_excluded_loss(
     title_epoch = f" (epoch {int(row['epoch'])})" if "epoch" in row else ""
     fig = _figure(
         "Excluded loss of each single frequency" + title_epoch,
-        xaxis_title=_tex(tex, "frequency k removed (ω_k = 2πk/p)", r"$\text{frequency } k \text{ removed }(\omega_k = 2\pi k/p)$"),
+        xaxis_title=_tex(
+            tex,
+            "frequency k removed (ω<sub>k</sub> = 2πk/p)",
+            r"$\text{frequency } k \text{ removed }(\omega_k = 2\pi k/p)$",
+        ),
         yaxis_title="excluded loss (logit level, train)",
-        yaxis_type="log",
+        yaxis=_LOG,
         barmode="overlay",
     )
     other = [k for k in ks if k not in keys]
     key = [k for k in ks if k in keys]
-    fig.add_trace(go.Bar(x=other, y=[vals[k] for k in other], name="other frequencies", marker_color=COLORS["other"]))
+    fig.add_trace(
+        go.Bar(x=other, y=[vals[k] for k in other], width=0.8, name="other frequencies", marker_color=COLORS["other"])
+    )
     fig.add_trace(
         go.Bar(
             x=key,
             y=[vals[k] for k in key],
+            width=0.8,
             name="key frequencies",
             marker_color=COLORS["key"],
             text=[str(k) for k in key],
             textposition="outside",
+            textfont_size=13,
+            constraintext="none",
+            cliponaxis=False,
         )
     )
     if "train_loss" in row:
@@ -748,7 +775,10 @@ def find_mathjax() -> Path | None:
     if env := os.environ.get("GROKINTERP_MATHJAX"):
         candidates.append(Path(env))
     root = Path(__file__).resolve().parents[1]
-    candidates += [root / ".mathjax/node_modules/mathjax/es5/tex-svg.js", Path.cwd() / ".mathjax/node_modules/mathjax/es5/tex-svg.js"]
+    candidates += [
+        root / ".mathjax/node_modules/mathjax/es5/tex-svg.js",
+        Path.cwd() / ".mathjax/node_modules/mathjax/es5/tex-svg.js",
+    ]
     return next((c.resolve() for c in candidates if c.is_file()), None)
 
 
@@ -757,6 +787,25 @@ _NO_BROWSER = (
     "no Chromium found for static figure export (kaleido 1.x needs one); writing HTML instead. "
     "Install it with: apt-get install -y chromium"
 )
+
+
+@contextlib.contextmanager
+def _quiet_kaleido():
+    """kaleido and choreographer log every tab at INFO (and Chromium's stderr at DEBUG): keep them
+    to warnings unless grokinterp.plots itself is at DEBUG."""
+    names = ("kaleido", "choreographer", "browser_proc")
+    saved = {n: logging.getLogger(n).level for n in names}
+    if not log.isEnabledFor(logging.DEBUG):
+        for n in names:
+            logging.getLogger(n).setLevel(logging.WARNING)
+        tmp = logging.getLogger("choreographer.utils._tmpfile")  # also logs its cleanup at exit
+        if tmp.level == logging.NOTSET:
+            tmp.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
 
 
 def export_figures(
@@ -776,6 +825,8 @@ def export_figures(
         raise ValueError(f"format must be one of png, pdf, svg, html (got {fmt!r})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not figs:
+        return []
     if fmt in _STATIC:
         browser = browser or find_browser()
         if browser is None:
@@ -805,7 +856,8 @@ def export_figures(
     ]
     kopts: dict[str, Any] = {"mathjax": mathjax.as_uri() if mathjax else False, "path": browser}
     start = time.perf_counter()
-    kaleido.write_fig_from_object_sync(specs, kopts=kopts, cancel_on_error=True)
+    with _quiet_kaleido():
+        kaleido.write_fig_from_object_sync(specs, kopts=kopts, cancel_on_error=True)
     log.debug("rendered %d %s figures in %.1f s", len(specs), fmt, time.perf_counter() - start)
     return paths
 

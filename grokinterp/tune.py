@@ -1,0 +1,495 @@
+"""Hyperparameter search for the fastest grokking: an Optuna study over RunConfig fields.
+
+    grokinterp tune --preset nanda-p113-fast --trials 40 --target-acc 0.99 --max-epochs 3000 \\
+        --out tune/fast --search lr,wd,grokfast
+
+Each trial trains in memory and scores the first epoch (at ``eval_every`` resolution) at which test
+accuracy reaches ``target_acc``; a trial that never reaches it scores ``max_epochs * (2 - final test
+accuracy)``, always worse than any trial that does, and graded so the sampler still learns from it.
+The sampler is TPE (seeded), the pruner ``MedianPruner`` on the test loss reported at every
+evaluation. The study lives in ``OUT/study.db`` (SQLite), so re-running the same command continues
+it up to ``--trials`` finished trials. Outputs: ``OUT/trials.csv`` and ``OUT/best.json``
+(``{"config": RunConfig dict, ...}``, the same layout as a run's config.json: training that config
+reproduces the best trial exactly).
+
+Optuna is an optional extra (``pip install 'grokinterp[tune]'``); so is wandb (``--wandb`` logs every
+trial offline under ``OUT/wandb``; ``wandb_callback(run)`` is the Trainer callback behind it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grokinterp.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+INSTALL_TUNE = "install with pip install 'grokinterp[tune]'"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searchable field: a float/int range (optionally log-uniform) or a categorical choice."""
+
+    kind: str  # "float", "int" or "categorical"
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+    when_grokfast: tuple[str, ...] = ()  # only sampled when grokfast is one of these
+
+    def suggest(self, trial, name: str) -> Any:
+        if self.kind == "categorical":
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+    def describe(self) -> str:
+        if self.kind == "categorical":
+            return "|".join(map(str, self.choices))
+        return f"{self.low:g}:{self.high:g}{' (log)' if self.log else ''}"
+
+
+SEARCH_SPACE: dict[str, Param] = {
+    "lr": Param("float", 3e-4, 1e-2, log=True),
+    "wd": Param("float", 0.1, 10.0, log=True),
+    "grokfast": Param("categorical", choices=("none", "ema", "ma")),
+    "grokfast_alpha": Param("float", 0.8, 0.99, when_grokfast=("ema",)),
+    "grokfast_lamb": Param("float", 0.5, 5.0, log=True, when_grokfast=("ema", "ma")),
+    "grokfast_window": Param("int", 10, 200, log=True, when_grokfast=("ma",)),
+    "beta2": Param("float", 0.95, 0.999),
+    "warmup_steps": Param("int", 0, 200),
+    "dropout": Param("float", 0.0, 0.3),
+}
+DEFAULT_SEARCH = ("lr", "wd")
+
+
+def _require_optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ValueError(f"tune needs optuna; {INSTALL_TUNE}") from None
+    return optuna
+
+
+def _require_wandb():
+    try:
+        import wandb
+    except ImportError:
+        raise ValueError("--wandb needs wandb; install with pip install wandb") from None
+    return wandb
+
+
+# ----------------------------------------------------------------------------------------------
+# Search space specs: "lr,wd,grokfast" or "lr=1e-4:1e-2,grokfast=none|ema"
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_search(spec: str | Sequence[str] | None) -> dict[str, Param]:
+    """Fields to search with their ranges; ``name=LOW:HIGH`` or ``name=A|B`` override the default."""
+    if spec is None:
+        items = list(DEFAULT_SEARCH)
+    elif isinstance(spec, str):
+        items = [s for s in spec.replace(" ", "").split(",") if s]
+    else:
+        items = list(spec)
+    if not items:
+        raise ValueError("--search needs at least one field, e.g. lr,wd")
+    out: dict[str, Param] = {}
+    for item in items:
+        name, _, rng = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in SEARCH_SPACE:
+            raise ValueError(f"cannot search {name!r}; searchable fields: {', '.join(SEARCH_SPACE)}")
+        param = SEARCH_SPACE[name]
+        if rng:
+            param = _override_range(name, param, rng)
+        out[name] = param
+    return out
+
+
+def _override_range(name: str, param: Param, rng: str) -> Param:
+    from dataclasses import replace
+
+    from grokinterp.sweep import parse_value
+
+    if param.kind == "categorical":
+        choices = tuple(parse_value(name, c) for c in rng.split("|") if c)
+        if not choices:
+            raise ValueError(f"--search {name}= needs choices like none|ema")
+        return replace(param, choices=choices)
+    lo_hi = rng.split(":")
+    try:
+        lo, hi = (float(x) for x in lo_hi)
+    except ValueError:
+        raise ValueError(
+            f"--search {name} range must be LOW:HIGH like {param.describe().split()[0]} (got {rng!r})"
+        ) from None
+    if not lo < hi or (param.log and lo <= 0):
+        raise ValueError(f"--search {name} range must have LOW < HIGH{' and LOW > 0 (log scale)' if param.log else ''}")
+    return replace(param, low=lo, high=hi)
+
+
+def sample_params(trial, space: dict[str, Param], base: RunConfig) -> dict[str, Any]:
+    """Suggest a value for every field of ``space`` (grokfast settings only when grokfast is on)."""
+    params: dict[str, Any] = {}
+    if "grokfast" in space:
+        params["grokfast"] = space["grokfast"].suggest(trial, "grokfast")
+    grokfast = params.get("grokfast", base.grokfast)
+    for name, param in space.items():
+        if name == "grokfast" or (param.when_grokfast and grokfast not in param.when_grokfast):
+            continue
+        params[name] = param.suggest(trial, name)
+    return params
+
+
+# ----------------------------------------------------------------------------------------------
+# Trainer callbacks
+# ----------------------------------------------------------------------------------------------
+
+Callback = Callable[[Any, dict[str, Any]], None]
+
+
+def chain_callbacks(*callbacks: Callback | None) -> Callback | None:
+    """One Trainer callback calling each of ``callbacks`` in order (None entries are dropped)."""
+    cbs = [cb for cb in callbacks if cb is not None]
+    if not cbs:
+        return None
+    if len(cbs) == 1:
+        return cbs[0]
+
+    def run_all(trainer, row):
+        for cb in cbs:
+            cb(trainer, row)
+
+    return run_all
+
+
+def prune_callback(trial, key: str = "test_loss") -> Callback:
+    """Report ``row[key]`` to ``trial`` at every evaluation; raise ``optuna.TrialPruned`` when the
+    pruner says so (``Trainer.run`` unwinds through its ``finally``: nothing half-written)."""
+    optuna = _require_optuna()
+
+    def report(trainer, row: dict[str, Any]) -> None:
+        trial.report(float(row[key]), step=int(row["epoch"]))
+        if trial.should_prune():
+            trial.set_user_attr("pruned_epoch", int(row["epoch"]))
+            raise optuna.TrialPruned(f"pruned at epoch {row['epoch']} ({key} {row[key]:.4g})")
+
+    return report
+
+
+def wandb_callback(run, prefix: str = "") -> Callback:
+    """A Trainer callback that logs every evaluation row to the wandb ``run`` (step = epoch).
+
+    Usable for plain training too::
+
+        run = wandb.init(project="grokinterp", config=cfg.to_dict(), mode="offline", dir=run_dir)
+        Trainer(cfg, run_dir).run(callback=wandb_callback(run)); run.finish()
+    """
+
+    def log_row(trainer, row: dict[str, Any]) -> None:
+        metrics = {f"{prefix}{k}": v for k, v in row.items() if k != "epoch" and isinstance(v, int | float)}
+        run.log(metrics, step=int(row["epoch"]))
+
+    return log_row
+
+
+@contextlib.contextmanager
+def _offline_env(wandb_dir: Path) -> Iterator[None]:
+    """``WANDB_MODE=offline`` (no network) and a quiet wandb writing under ``wandb_dir``."""
+    keys = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(wandb_dir)}
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def start_wandb_run(wandb_dir: str | Path, project: str, name: str, config: dict[str, Any], group: str | None = None):
+    """An offline wandb run writing under ``wandb_dir`` (``wandb_dir/wandb/offline-run-*``)."""
+    wandb = _require_wandb()
+    wandb_dir = Path(wandb_dir)
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    with _offline_env(wandb_dir):
+        return wandb.init(
+            project=project,
+            name=name,
+            group=group,
+            config=config,
+            dir=str(wandb_dir),
+            mode="offline",
+            reinit="create_new",
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# The study
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TuneResult:
+    study: Any
+    trials: Any  # pandas DataFrame (trials.csv)
+    best_config: RunConfig | None
+    best: dict[str, Any] | None = field(default=None)
+
+
+def trial_config(base: RunConfig, params: dict[str, Any], target_acc: float, max_epochs: int) -> RunConfig:
+    """The config a trial trains: ``base`` with ``params``, stopping at the first eval >= target."""
+    return base.replace(**params, epochs=max_epochs, stop_acc=target_acc, stop_patience=1)
+
+
+def score(grokking_epoch: int | None, final_test_acc: float, max_epochs: int) -> float:
+    """The objective (lower is better): the epoch target accuracy was reached, else
+    ``max_epochs * (2 - final_test_acc)`` (> max_epochs, so worse than any success)."""
+    if grokking_epoch is not None:
+        return float(grokking_epoch)
+    return max_epochs * (2.0 - float(final_test_acc))
+
+
+def run_tune(
+    base_cfg: RunConfig,
+    out: str | Path,
+    trials: int = 20,
+    target_acc: float = 0.99,
+    max_epochs: int | None = None,
+    search: str | Sequence[str] | dict[str, Param] | None = None,
+    seed: int = 0,
+    *,
+    use_wandb: bool = False,
+    wandb_project: str = "grokinterp-tune",
+    pruner: Any = None,
+    prune: bool = True,
+    on_trial: Callable[[Any], None] | None = None,
+) -> TuneResult:
+    """Run (or continue) the study in ``out`` until it holds ``trials`` finished trials.
+
+    Writes ``out/trials.csv`` and ``out/best.json`` (also when interrupted). ``pruner`` replaces the
+    default ``MedianPruner(n_startup_trials=5, n_warmup_steps=max_epochs // 10)``; ``prune=False``
+    turns pruning off. ``on_trial(frozen_trial)`` is called after each trial.
+    """
+    optuna = _require_optuna()
+    if use_wandb:
+        _require_wandb()  # fail before any training
+    max_epochs = max_epochs or base_cfg.epochs
+    if max_epochs < 1:
+        raise ValueError(f"max_epochs must be at least 1 (got {max_epochs})")
+    if not 0.0 < target_acc <= 1.0:
+        raise ValueError(f"target_acc must be in (0, 1] (got {target_acc})")
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1 (got {trials})")
+    space = search if isinstance(search, dict) else parse_search(search)
+    trial_config(base_cfg, {}, target_acc, max_epochs)  # validates the base before any trial
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    settings = {
+        "base": base_cfg.to_dict(),
+        "target_acc": target_acc,
+        "max_epochs": max_epochs,
+        "search": {k: v.describe() for k, v in space.items()},
+        "seed": seed,
+    }
+    settings = json.loads(json.dumps(settings))
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=out.name or "tune", load_if_exists=True, direction="minimize"
+        )
+        old = study.user_attrs.get("settings")
+        if old is not None and old != settings:
+            changed = [k for k in settings if old.get(k) != settings[k]]
+            raise ValueError(f"{out} holds a study with different settings ({', '.join(changed)}); use a new --out")
+        study.set_user_attr("settings", settings)
+        done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        finished = [t for t in study.trials if t.state in done_states]  # failed/interrupted ones run again
+        # A fresh seed per continuation, so a resumed study does not replay its first trials.
+        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+        if not prune:
+            study.pruner = optuna.pruners.NopPruner()
+        else:
+            study.pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max_epochs // 10)
+        objective = _make_objective(base_cfg, space, target_acc, max_epochs, out, use_wandb, wandb_project, study)
+        callbacks = [lambda study, t: on_trial(t)] if on_trial else []
+        try:
+            remaining = trials - len(finished)
+            if remaining > 0:
+                study.optimize(objective, n_trials=remaining, callbacks=callbacks, gc_after_trial=False)
+        finally:
+            result = _write_outputs(study, out, base_cfg, target_acc, max_epochs)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return result
+
+
+def _make_objective(base, space, target_acc, max_epochs, out: Path, use_wandb, wandb_project, study):
+    optuna = _require_optuna()
+
+    def objective(trial) -> float:
+        from grokinterp.training import Trainer
+
+        params = sample_params(trial, space, base)
+        cfg = trial_config(base, params, target_acc, max_epochs)
+        run = None
+        if use_wandb:
+            run = start_wandb_run(out, wandb_project, f"trial-{trial.number}", cfg.to_dict(), group=study.study_name)
+        status = "failed"
+        try:
+            trainer = Trainer(cfg)
+            result = trainer.run(progress=False, callback=chain_callbacks(wandb_callback(run) if run else None,
+                                                                          prune_callback(trial)))  # fmt: skip
+            if result.interrupted:
+                raise KeyboardInterrupt
+            final = result.metrics[-1] if result.metrics else {}
+            value = score(result.grokking_epoch, final.get("test_acc", 0.0), max_epochs)
+            attrs = {
+                "grokking_epoch": result.grokking_epoch,
+                "reached": result.grokking_epoch is not None,
+                "final_epoch": result.final_epoch,
+                "final_test_acc": final.get("test_acc"),
+                "final_test_loss": final.get("test_loss"),
+                "wall_clock_s": round(result.wall_clock_s, 3),
+            }
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            if run is not None:
+                run.summary.update({**attrs, "score": value})
+            status = "complete"
+            return value
+        except optuna.TrialPruned:
+            status = "pruned"
+            raise
+        finally:
+            if run is not None:
+                run.summary["status"] = status
+                with _offline_env(out):
+                    run.finish(exit_code=0 if status != "failed" else 1)
+
+    return objective
+
+
+def _write_outputs(study, out: Path, base: RunConfig, target_acc: float, max_epochs: int) -> TuneResult:
+    import optuna
+
+    from grokinterp.checkpoints import atomic_write_text
+
+    df = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
+    if "duration" in df:
+        df["duration"] = df["duration"].dt.total_seconds()
+    atomic_write_text(out / "trials.csv", df.to_csv(index=False))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return TuneResult(study, df, None, None)
+    best_trial = min(complete, key=lambda t: (t.value, t.number))
+    cfg = trial_config(base, best_trial.params, target_acc, max_epochs)
+    best = {
+        "config": cfg.to_dict(),
+        "trial": best_trial.number,
+        "value": best_trial.value,
+        "params": best_trial.params,
+        "reached_target": bool(best_trial.user_attrs.get("reached")),
+        "grokking_epoch": best_trial.user_attrs.get("grokking_epoch"),
+        "target_acc": target_acc,
+        "max_epochs": max_epochs,
+        "n_trials": len(study.trials),
+        "n_complete": len(complete),
+        "n_pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+    }
+    atomic_write_text(out / "best.json", json.dumps(best, indent=2) + "\n")
+    return TuneResult(study, df, cfg, best)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+
+
+def add_tune_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``tune`` command to an argparse subparsers object."""
+    from grokinterp.presets import PRESETS
+
+    p = sub.add_parser(
+        "tune",
+        help="Optuna search for the recipe that reaches a test accuracy in the fewest epochs",
+        description="Minimise the epoch at which test accuracy reaches --target-acc (TPE sampler, median "
+        "pruner). Writes OUT/trials.csv and OUT/best.json; re-running continues the study in OUT/study.db. "
+        f"Searchable: {', '.join(f'{k} {v.describe()}' for k, v in SEARCH_SPACE.items())}.",
+    )
+    p.add_argument("--preset", choices=list(PRESETS), default="nanda-p113-fast")
+    p.add_argument("--trials", type=int, default=20, help="finished trials the study should hold (default 20)")
+    p.add_argument("--target-acc", type=float, default=0.99, help="test accuracy to reach (default 0.99)")
+    p.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (default: the preset's epochs)")
+    p.add_argument("--out", type=Path, required=True, help="study folder, e.g. tune/NAME")
+    p.add_argument("--search", default=",".join(DEFAULT_SEARCH),
+                   help="fields to search, e.g. lr,wd,grokfast or lr=1e-4:1e-2,grokfast=none|ema (default lr,wd)")  # fmt: skip
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override one field of the preset for every trial (repeatable)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--no-prune", action="store_true", help="train every trial to the end")
+    p.add_argument("--wandb", action="store_true", help="log every trial to wandb, offline, under OUT/wandb")
+    p.add_argument("--wandb-project", default="grokinterp-tune")
+    p.set_defaults(func=cmd_tune)
+    return p
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from grokinterp.presets import get_preset
+    from grokinterp.sweep import parse_sets
+
+    _require_optuna()
+    space = parse_search(args.search)
+    sets = parse_sets(args.sets)
+    both = sorted(set(space) & set(sets))
+    if both:
+        raise ValueError(f"{', '.join(both)} given in both --search and --set")
+    base = get_preset(args.preset)
+    base = base.replace(**sets) if sets else base
+    max_epochs = args.max_epochs or base.epochs
+
+    def on_trial(t) -> None:
+        state = t.state.name.lower()
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        if state == "complete":
+            ge = t.user_attrs.get("grokking_epoch")
+            what = f"reached {args.target_acc} at epoch {ge}" if ge is not None else "did not reach the target"
+            print(f"  trial {t.number}: {what} (score {t.value:.1f}) [{params}]", flush=True)
+        else:
+            print(
+                f"  trial {t.number}: {state} at epoch {t.user_attrs.get('pruned_epoch', '?')} [{params}]", flush=True
+            )
+
+    print(f"tune: up to {args.trials} trials of at most {max_epochs} epochs, search {', '.join(space)} -> {args.out}")
+    res = run_tune(
+        base, args.out, trials=args.trials, target_acc=args.target_acc, max_epochs=max_epochs, search=space,
+        seed=args.seed, use_wandb=args.wandb, wandb_project=args.wandb_project, prune=not args.no_prune,
+        on_trial=on_trial,
+    )  # fmt: skip
+    print(f"wrote {args.out / 'trials.csv'} ({len(res.study.trials)} trials)")
+    if res.best is None:
+        print("no trial completed (all pruned or failed); no best.json")
+        return 1
+    b = res.best
+    what = f"epoch {b['grokking_epoch']}" if b["reached_target"] else f"not reached (score {b['value']:.1f})"
+    print(f"best: trial {b['trial']}, {what}, {b['params']} -> {args.out / 'best.json'}")
+    if args.wandb:
+        print(f"wandb (offline): {args.out / 'wandb'}; upload with: wandb sync {args.out / 'wandb'}/offline-run-*")
+    return 0

@@ -1,0 +1,105 @@
+"""The notebooks run top to bottom (nbclient, cwd = notebooks/) and print sensible values."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+NOTEBOOKS = ("explore_circuits", "progress_measures", "train_your_own")
+
+
+def _same_python(argv0: str) -> bool:
+    # jupyter_client runs this very interpreter for a spec whose argv[0] is plain "python".
+    if argv0 in ("python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])):
+        return True
+    return Path(argv0).resolve() == Path(sys.executable).resolve()
+
+
+@pytest.fixture
+def kernel_name(tmp_path, monkeypatch) -> str:
+    """'python3', made to run this interpreter (the venv's): if the installed spec points
+    elsewhere, a spec in a temporary JUPYTER_PATH takes precedence (nothing is installed)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec("python3")
+        if _same_python(spec.argv[0]):
+            return "python3"
+    except NoSuchKernel:
+        pass
+    kdir = tmp_path / "jupyter" / "kernels" / "python3"
+    kdir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (kdir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "python3"
+
+
+def _execute(name: str, kernel_name: str) -> str:
+    nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name=kernel_name, resources={"metadata": {"path": str(NB_DIR)}}
+    )
+    client.execute()  # raises CellExecutionError on the first failing cell
+    text = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.get("output_type") != "error", out
+            if out.get("output_type") == "stream" and out.get("name") == "stdout":
+                text.append(out["text"])
+    return "".join(text)
+
+
+def _key_freqs(text: str) -> list[int]:
+    m = re.search(r"key frequencies: \[([\d, ]*)\]", text)
+    assert m, text
+    return [int(k) for k in m.group(1).split(",") if k.strip()]
+
+
+def test_notebooks_are_paired():
+    for name in NOTEBOOKS:
+        assert (NB_DIR / f"{name}.py").is_file() and (NB_DIR / f"{name}.ipynb").is_file()
+        nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+        assert nb.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+        assert "import grokinterp" in (NB_DIR / f"{name}.py").read_text()
+
+
+@pytest.mark.slow
+def test_explore_circuits(kernel_name):
+    text = _execute("explore_circuits", kernel_name)
+    keys = _key_freqs(text)
+    assert keys  # the shipped run: [9, 38, 45, 55]
+    hurt = re.search(r"frequencies whose removal hurts most: \[([\d, ]*)\]", text)
+    assert hurt and [int(k) for k in hurt.group(1).split(",")] == keys
+    assert "restricted loss" in text and "excluded loss" in text
+
+
+@pytest.mark.slow
+def test_progress_measures(kernel_name):
+    before = sorted(p.name for p in (ROOT / "checkpoints" / "nanda-p113").iterdir())
+    text = _execute("progress_measures", kernel_name)
+    assert _key_freqs(text)
+    bounds = re.search(r"phase boundaries: \[(\d+), (\d+), (\d+)\]", text)
+    assert bounds, text
+    b1, b2, b3 = map(int, bounds.groups())
+    assert 0 < b1 < b2 < b3
+    assert re.search(r"wrote fig7_restricted_excluded\.(pdf|html)", text)
+    assert sorted(p.name for p in (ROOT / "checkpoints" / "nanda-p113").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_train_your_own(kernel_name):
+    text = _execute("train_your_own", kernel_name)
+    assert _key_freqs(text)
+    acc = float(re.search(r"final test accuracy: ([\d.]+)", text).group(1))
+    assert acc > 0.9

@@ -1,0 +1,361 @@
+"""Figures (grokinterp.plots): traces carry the run's numbers, and batch export writes real files."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from grokinterp import measures, plots
+from grokinterp.config import RunConfig
+from grokinterp.phases import PAPER_PHASES, PHASE_NAMES
+from grokinterp.runs import load_run
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "nanda-p113"
+HAVE_CHROMIUM = shutil.which("chromium") is not None or plots.find_browser() is not None
+needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM, reason="no chromium installed (apt-get install -y chromium)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixtures: a small p=23 run, trained once per module (about 2 s)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def raw_run_dir(tmp_path_factory) -> Path:
+    """A p=23 run directory with 7 checkpoints, not analysed."""
+    from grokinterp.training import Trainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        path = tmp_path_factory.mktemp("plots") / "r"
+        cfg = RunConfig(p=23, epochs=300, lr=3e-3, wd=3.0, train_frac=0.5, checkpoint_every=50, device="cpu")
+        Trainer(cfg, path).run(progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(raw_run_dir, tmp_path_factory) -> Path:
+    """The same run, analysed (measures.csv, analysis.json)."""
+    from grokinterp.analysis import analyze_run
+
+    path = tmp_path_factory.mktemp("plots_analysed") / "r"
+    shutil.copytree(raw_run_dir, path)
+    analyze_run(path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(run_dir):
+    return load_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def model(run):
+    return run.model()
+
+
+@pytest.fixture(scope="module")
+def clusters(run, model):
+    return measures.neuron_frequency_clusters(measures.neuron_acts(model, run.dataset), threshold=0.5)
+
+
+def _trace(fig: go.Figure, name: str):
+    hits = [t for t in fig.data if t.name == name]
+    assert hits, f"no trace {name!r} in {[t.name for t in fig.data]}"
+    return hits[0]
+
+
+def _phase_traces(fig: go.Figure) -> list:
+    return [t for t in fig.data if t.legendgroup == "phase"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Over-training figures
+# ----------------------------------------------------------------------------------------------
+
+
+def test_template_is_shared(run):
+    fig = plots.plot_loss(run)
+    assert fig.layout.template.layout.font.family == plots.FONT
+    assert fig.layout.template.layout.plot_bgcolor == "white"
+    assert fig.layout.template.layout.width == plots.WIDTH
+    assert "grokinterp" in __import__("plotly.io").io.templates
+
+
+def test_plot_loss_values_and_log_axis(run):
+    fig = plots.plot_loss(run)
+    m = run.metrics
+    np.testing.assert_allclose(_trace(fig, "train loss").y, m["train_loss"])
+    np.testing.assert_allclose(_trace(fig, "test loss").x, m["epoch"])
+    np.testing.assert_allclose(_trace(fig, "test loss").y, m["test_loss"])
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_phase_bands_shaded_and_named():
+    shipped = load_run(SHIPPED)  # read only
+    fig = plots.plot_loss(shipped)
+    phases = shipped.analysis["phases"]["phases"]
+    named = _phase_traces(fig)
+    assert [t.meta["phase"] for t in named] == list(PHASE_NAMES)
+    assert [[t.meta["start"], t.meta["end"]] for t in named] == [phases[n] for n in PHASE_NAMES]
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(r.x0, r.x1) for r in rects] == [tuple(phases[n]) for n in PHASE_NAMES]
+    # explicit boundaries, and none
+    fig = plots.plot_loss(shipped, phases=PAPER_PHASES)
+    assert [(s.x0, s.x1) for s in fig.layout.shapes] == [(0, 1400), (1400, 9400), (9400, 14000)]
+    assert not plots.plot_loss(shipped, phases=False).layout.shapes
+
+
+def test_unfinished_phases_are_skipped(run):
+    spans = plots._phase_spans({"phases": {"memorisation": [0, 60], "circuit formation": [60, None]}})
+    assert spans == {"memorisation": (0, 60)}
+
+
+def test_plot_accuracy(run):
+    fig = plots.plot_accuracy(run)
+    np.testing.assert_allclose(_trace(fig, "train accuracy").y, run.metrics["train_acc"])
+    np.testing.assert_allclose(_trace(fig, "test accuracy").y, run.metrics["test_acc"])
+
+
+def test_plot_restricted_excluded_names_variants(run):
+    fig = plots.plot_restricted_excluded(run)
+    t = run.measures
+    r = _trace(fig, "restricted loss (logit level, all pairs)")
+    e = _trace(fig, "excluded loss (logit level, train)")
+    np.testing.assert_allclose(r.x, t["epoch"])
+    np.testing.assert_allclose(r.y, t["restricted_loss"])
+    np.testing.assert_allclose(e.y, t["excluded_loss"])
+    np.testing.assert_allclose(_trace(fig, "train loss").y, run.metrics["train_loss"])
+    assert fig.layout.yaxis.type == "log"
+    neuron = plots.plot_restricted_excluded_neuron(run)
+    np.testing.assert_allclose(_trace(neuron, "excluded loss (neuron level, train)").y, t["excluded_loss_neuron"])
+    np.testing.assert_allclose(_trace(neuron, "restricted loss (neuron level, test)").y, t["restricted_loss_neuron"])
+
+
+def test_plot_gini_weight_norm_and_others(run):
+    t = run.measures
+    fig = plots.plot_gini(run)
+    np.testing.assert_allclose(_trace(fig, "Gini of W_E frequency norms").y, t["gini_W_E"])
+    np.testing.assert_allclose(_trace(fig, "Gini of W_L frequency norms").y, t["gini_W_L"])
+    fig = plots.plot_weight_norm(run)
+    np.testing.assert_allclose(_trace(fig, "sum of squared weights").y, t["sum_sq_weights"])
+    fig = plots.plot_frac_neurons_explained(run)
+    np.testing.assert_allclose(fig.data[0].y, t["frac_neurons_explained"])
+    fig = plots.plot_cos_apb_c(run)
+    for k in run.analysis["key_freqs"]:
+        np.testing.assert_allclose(_trace(fig, f"k = {k}").y, t[f"cos_apb_c_k{k}"])
+
+
+def test_unanalysed_run(raw_run_dir):
+    raw = load_run(raw_run_dir)
+    fig = plots.plot_loss(raw)  # fine without measures: no phase bands
+    assert not fig.layout.shapes and not _phase_traces(fig)
+    with pytest.raises(ValueError, match="analyze_run"):
+        plots.plot_gini(raw)
+
+
+# ----------------------------------------------------------------------------------------------
+# One-model figures
+# ----------------------------------------------------------------------------------------------
+
+
+def test_spectra(run, model):
+    p = run.config.p
+    fig = plots.plot_embedding_spectrum(model, p, key_freqs=[2])
+    bar = fig.data[0]
+    assert len(bar.x) == p and bar.x[:3] == ("const", "cos 1", "sin 1")
+    np.testing.assert_allclose(bar.y, measures.embedding_spectrum(model, p).detach().numpy(), rtol=1e-6)
+    colors = list(bar.marker.color)
+    assert colors[3] == colors[4] == plots.COLORS["key"] != colors[1]
+    fig = plots.plot_wl_spectrum(model)
+    np.testing.assert_allclose(fig.data[0].y, measures.wl_spectrum(model).detach().numpy(), rtol=1e-6)
+    tex = plots.plot_embedding_spectrum(model, p, tex=True)
+    assert tex.layout.xaxis.title.text.startswith("$") and not fig.layout.xaxis.title.text.startswith("$")
+
+
+def test_cluster_figures(clusters):
+    fig = plots.plot_cluster_sizes(clusters)
+    sizes = clusters.cluster_sizes()
+    assert sum(fig.data[0].y) == len(clusters.labels)
+    for label, count in zip(fig.data[0].x, fig.data[0].y, strict=True):
+        k = -1 if label == "unexplained" else int(label.split()[-1])
+        assert sizes[k] == count
+    fig = plots.plot_fraction_explained_hist(clusters)
+    alive = clusters.best_freq >= 0
+    np.testing.assert_allclose(fig.data[0].x, clusters.best_frac[alive].numpy())
+    assert fig.data[1].x == (clusters.threshold, clusters.threshold)
+
+
+def test_neuron_heatmaps(run, model, clusters):
+    acts = measures.neuron_acts(model, run.dataset)
+    fig = plots.plot_neuron_heatmaps(model, run.dataset, clusters, n_per_cluster=2)
+    ks = [k for k in clusters.cluster_sizes() if k >= 0]
+    assert len(fig.data) == sum(min(2, clusters.cluster_sizes()[k]) for k in ks) > 0
+    n = int(fig.data[0].name.split()[-1])
+    assert clusters.labels[n] == min(ks)
+    np.testing.assert_allclose(np.array(fig.data[0].z), acts[:, :, n].numpy(), rtol=1e-6)
+
+
+def test_attention(run, model):
+    to_a, _ = measures.attention_to_a_b(model, run.dataset)
+    fig = plots.plot_attention(model, run.dataset)
+    assert len(fig.data) == model.cfg.n_heads
+    for h, trace in enumerate(fig.data):
+        assert trace.name == f"head {h}"
+        np.testing.assert_allclose(np.array(trace.z), to_a[h].numpy(), rtol=1e-6)
+
+
+def test_per_frequency_excluded_loss(run):
+    table = run.measures
+    last = table.iloc[-1]
+    keys = run.analysis["key_freqs"]
+    for source in (run, table, last.to_dict()):
+        fig = plots.plot_per_frequency_excluded_loss(source)
+        key = _trace(fig, "key frequencies")
+        other = _trace(fig, "other frequencies")
+        assert list(key.x) == keys
+        np.testing.assert_allclose(key.y, [last[f"excluded_loss_k{k}"] for k in keys])
+        assert sorted([*key.x, *other.x]) == list(range(1, (run.config.p - 1) // 2 + 1))
+        assert fig.layout.yaxis.type == "log"
+    fig = plots.plot_per_frequency_excluded_loss(run, epoch=100, key_freqs=[1, 3])
+    assert list(_trace(fig, "key frequencies").x) == [1, 3]
+    assert "epoch 100" in fig.layout.title.text
+
+
+def test_make_all_figures(run):
+    figs = plots.make_all_figures(run, epoch=100)
+    assert list(figs) == list(plots.FIGURE_NAMES)
+    assert all(isinstance(f, go.Figure) for f in figs.values())
+    assert "epoch 100" in figs["per_frequency_excluded_loss"].layout.title.text
+
+
+# ----------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------
+
+
+def _png_pixels(data: bytes) -> np.ndarray:
+    """Decode an 8-bit RGB/RGBA PNG (no PIL needed): (h, w, channels) uint8."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and color in (2, 6) and interlace == 0
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    bpp = 3 if color == 2 else 4
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, w * bpp + 1)
+    out = np.zeros((h, w * bpp), np.int64)
+    prev = np.zeros(w * bpp, np.int64)
+    for y in range(h):
+        f, line = raw[y, 0], raw[y, 1:].astype(np.int64)
+        if f == 0:
+            cur = line
+        elif f == 1:  # Sub: running sum per channel
+            cur = np.cumsum(line.reshape(w, bpp), axis=0).reshape(-1) % 256
+        elif f == 2:  # Up
+            cur = (line + prev) % 256
+        else:  # Average, Paeth: sequential
+            cur = np.zeros_like(line)
+            for i in range(len(line)):
+                a = cur[i - bpp] if i >= bpp else 0
+                b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
+                if f == 3:
+                    cur[i] = (line[i] + (a + b) // 2) % 256
+                else:
+                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                    cur[i] = (line[i] + pred) % 256
+        out[y] = prev = cur
+    return out.reshape(h, w, bpp).astype(np.uint8)
+
+
+def _check_file(path: Path, fmt: str) -> None:
+    data = path.read_bytes()
+    assert len(data) > 5_000, f"{path.name}: only {len(data)} bytes"
+    if fmt == "png":
+        assert data.startswith(b"\x89PNG")
+    elif fmt == "pdf":
+        assert data.startswith(b"%PDF")
+    elif fmt == "svg":
+        assert b"<svg" in data[:2000]
+
+
+@needs_chromium
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
+def test_write_all_figures_static(run_dir, tmp_path, fmt):
+    out = tmp_path / "figs"
+    paths = plots.write_all_figures(run_dir, out, fmt=fmt)
+    assert [p.name for p in paths] == [f"{n}.{fmt}" for n in plots.FIGURE_NAMES]
+    for path in paths:
+        _check_file(path, fmt)
+    if fmt == "png":
+        # look at one: the loss figure has the template's size and is not one flat colour
+        px = _png_pixels((out / "loss.png").read_bytes())
+        assert px.shape[:2] == (plots.HEIGHT, plots.WIDTH)
+        rgb = px[..., :3].reshape(-1, 3)
+        assert rgb.std() > 20
+        assert len(np.unique(rgb, axis=0)) > 50
+        non_white = (rgb < 240).any(1).mean()
+        assert 0.02 < non_white < 0.8
+
+
+def test_write_all_figures_analyses_first(raw_run_dir, tmp_path):
+    path = tmp_path / "r"
+    shutil.copytree(raw_run_dir, path)
+    paths = plots.write_all_figures(path, tmp_path / "figs", fmt="html")
+    assert (path / "measures.csv").is_file() and (path / "analysis.json").is_file()
+    assert len(paths) == len(plots.FIGURE_NAMES)
+
+
+def test_html_fallback_without_chromium(run_dir, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(plots, "find_browser", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="grokinterp.plots"):
+        paths = plots.write_all_figures(run_dir, tmp_path / "figs", fmt="png")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "apt-get install -y chromium" in warnings[0].getMessage()
+    assert [p.suffix for p in paths] == [".html"] * len(plots.FIGURE_NAMES)
+    assert (tmp_path / "figs" / "plotly.min.js").is_file()  # offline: plotly.js next to the files
+    html = paths[0].read_text()
+    assert 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html
+    assert "$" not in plots.make_all_figures(load_run(run_dir))["per_frequency_excluded_loss"].layout.xaxis.title.text
+
+
+def test_html_format(run_dir, tmp_path):
+    paths = plots.write_all_figures(run_dir, tmp_path / "figs", fmt="html")
+    assert all(p.suffix == ".html" and p.stat().st_size > 1000 for p in paths)
+
+
+def test_bad_format(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="format"):
+        plots.export_figures({}, tmp_path, fmt="gif")
+
+
+@pytest.mark.slow
+def test_cli_plot(run_dir, tmp_path):
+    from grokinterp.cli import main
+
+    out = tmp_path / "out"
+    assert main(["plot", str(run_dir), "--out", str(out), "--format", "svg"]) == 0
+    suffix = ".svg" if HAVE_CHROMIUM else ".html"
+    files = sorted(out.glob(f"*{suffix}"))
+    assert len(files) == len(plots.FIGURE_NAMES)
+    if HAVE_CHROMIUM:
+        _check_file(out / "loss.svg", "svg")
