@@ -76,16 +76,9 @@ def test_same_seed_same_run_and_seeds_matter():
 
 
 def test_small_model_groks_and_stops_early(tmp_path):
-    cfg = RunConfig(
-        p=23,
-        train_frac=0.5,
-        lr=3e-3,
-        wd=3.0,
-        epochs=3000,
-        eval_every=10,
-        stop_acc=0.99,
-        stop_patience=3,
-    )
+    from tests.conftest import GROK_P23
+
+    cfg = GROK_P23.replace(epochs=3000, eval_every=10, checkpoint_every=1000, stop_acc=0.99, stop_patience=3)
     res = Trainer(cfg, tmp_path / "g").run(progress=False)
     assert res.stopped_early
     assert res.grokking_epoch is not None and res.grokking_epoch < res.final_epoch < 3000
