@@ -173,7 +173,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from grokinterp.interop import export_tl_demo
 
-    out = export_tl_demo(args.run, args.out)
+    out = export_tl_demo(args.run, args.out, force=args.force)
     print(f"exported {args.run} -> {out} (TransformerLens Grokking demo layout)")
     return 0
 
@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path)
     p.add_argument("--format", choices=["tl-demo"], default="tl-demo")
     p.add_argument("--out", type=Path, required=True, help="output file (.pth)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("plot", help="write every figure of a run")

@@ -640,9 +640,10 @@ def _move_into_place(tmp: Path, out: Path, force: bool) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def export_tl_demo(run_dir: str | Path, out_file: str | Path) -> Path:
+def export_tl_demo(run_dir: str | Path, out_file: str | Path, *, force: bool = False) -> Path:
     """Write a run directory as a TransformerLens Grokking demo ``.pth`` (see the module docstring
-    for the keys, the epoch convention and the extra keys), atomically."""
+    for the keys, the epoch convention and the extra keys), atomically. An existing file is only
+    replaced with ``force=True``."""
     from grokinterp.models import hooked_transformer_config
     from grokinterp.runs import Run
 
@@ -659,6 +660,8 @@ def export_tl_demo(run_dir: str | Path, out_file: str | Path) -> Path:
         raise ckpt.RunDirError(f"{run.path}: no checkpoints to export")
     if out_file.is_dir():
         raise ValueError(f"{out_file} is a directory; give a file name such as {out_file / 'grokking_demo.pth'}")
+    if out_file.exists() and not force:
+        raise ValueError(f"{out_file} exists; pass --force to overwrite it or choose another --out")
     states = []
     for epoch in epochs:
         c = ckpt.load_checkpoint(ckpt.checkpoint_path(run.path, epoch))
@@ -688,15 +691,5 @@ def export_tl_demo(run_dir: str | Path, out_file: str | Path) -> Path:
         "grokinterp_config": cfg.to_dict(),
         "grokinterp_format": EXPORT_FORMAT,
     }
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_file.parent, prefix=f".{out_file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    ckpt.atomic_write(out_file, lambda f: torch.save(data, f))
     return out_file

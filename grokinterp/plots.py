@@ -239,11 +239,16 @@ def plot_loss(run: Run, phases: PhasesArg = None) -> go.Figure:
 
 
 def plot_accuracy(run: Run, phases: PhasesArg = None) -> go.Figure:
-    """Train and test accuracy (metrics.jsonl), phases shaded."""
+    """Train and test accuracy (metrics.jsonl), phases shaded.
+
+    Rows without an accuracy (an imported demo run logs losses every epoch but accuracies only at
+    its checkpoints) are skipped, so the lines do not break into dots.
+    """
     m = run.metrics
     fig = _figure("Accuracy", xaxis_title="epoch", yaxis_title="accuracy", yaxis_range=[-0.02, 1.02])
-    fig.add_trace(_line(m["epoch"], m["train_acc"], "train accuracy", COLORS["train"]))
-    fig.add_trace(_line(m["epoch"], m["test_acc"], "test accuracy", COLORS["test"]))
+    for col, name in (("train_acc", "train"), ("test_acc", "test")):
+        rows = m.dropna(subset=[col]) if col in m else m.iloc[:0]
+        fig.add_trace(_line(rows["epoch"], rows[col] if col in m else [], f"{name} accuracy", COLORS[name]))
     return add_phase_bands(fig, phases, run)
 
 
@@ -485,6 +490,51 @@ def _grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _ab_heatmap_grid(
+    heatmaps: list[go.Heatmap],
+    titles: list[str],
+    title: str,
+    p: int,
+    max_cols: int,
+    *,
+    side_pad: int,
+    coloraxis: dict[str, Any] | None = None,
+) -> go.Figure:
+    """Square (a, b) heatmaps in a grid: a down the rows, b across, shared ticks and axis titles."""
+    rows, cols = _grid_shape(len(heatmaps), max_cols)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=titles,
+        horizontal_spacing=0.04,
+        vertical_spacing=0.1 if rows > 1 else 0.05,
+    )
+    side = (WIDTH - side_pad) / cols
+    fig.update_layout(
+        template=TEMPLATE,
+        title_text=title,
+        height=int(side * rows + 110),
+        margin=dict(l=50, r=20, t=90, b=40),
+        showlegend=False,
+    )
+    if coloraxis is not None:
+        fig.update_layout(coloraxis=coloraxis)
+    for i, hm in enumerate(heatmaps):
+        hm.update(x=list(range(p)), y=list(range(p)))
+        fig.add_trace(hm, row=i // cols + 1, col=i % cols + 1)
+    ticks = list(range(0, p, max(1, p // 4)))
+    fig.update_xaxes(showgrid=False, tickvals=ticks, ticks="", showline=False, constrain="domain")
+    fig.update_yaxes(showgrid=False, tickvals=ticks, ticks="", showline=False, autorange="reversed")
+    for i in range(len(heatmaps)):
+        fig.update_yaxes(scaleanchor=f"x{i + 1 if i else ''}", row=i // cols + 1, col=i % cols + 1)
+    for c in range(1, cols + 1):
+        fig.update_xaxes(title_text="b", row=rows, col=c)
+    for r in range(1, rows + 1):
+        fig.update_yaxes(title_text="a", row=r, col=1)
+    fig.update_annotations(font_size=13)
+    return fig
+
+
 def plot_neuron_heatmaps(
     model: nn.Module,
     dataset: Dataset,
@@ -511,48 +561,24 @@ def plot_neuron_heatmaps(
         fig = _figure("Neuron activations: no neuron clusters")
         fig.add_annotation(text="no neuron is explained by a single frequency", showarrow=False)
         return fig
-    rows, cols = _grid_shape(len(panels), max_cols)
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=[f"k = {k}, neuron {n}" for k, n in panels],
-        horizontal_spacing=0.04,
-        vertical_spacing=0.1 if rows > 1 else 0.05,
-    )
-    side = (WIDTH - 60) / cols
-    fig.update_layout(
-        template=TEMPLATE,
-        title_text=f"Neuron activations over (a, b), one neuron per cluster (p = {p})",
-        height=int(side * rows + 110),
-        margin=dict(l=50, r=20, t=90, b=40),
-        showlegend=False,
-    )
-    ticks = list(range(0, p, max(1, p // 4)))
-    for i, (_, n) in enumerate(panels):
-        r, c = divmod(i, cols)
-        fig.add_trace(
-            go.Heatmap(
-                z=acts[:, :, n].tolist(),
-                x=list(range(p)),
-                y=list(range(p)),
-                colorscale="Viridis",
-                showscale=False,
-                name=f"neuron {n}",
-                hovertemplate="a=%{y} b=%{x}<br>act=%{z:.3g}<extra></extra>",
-            ),
-            row=r + 1,
-            col=c + 1,
+    heatmaps = [
+        go.Heatmap(
+            z=acts[:, :, n].tolist(),
+            colorscale="Viridis",
+            showscale=False,
+            name=f"neuron {n}",
+            hovertemplate="a=%{y} b=%{x}<br>act=%{z:.3g}<extra></extra>",
         )
-    fig.update_xaxes(showgrid=False, tickvals=ticks, ticks="", showline=False, constrain="domain")
-    fig.update_yaxes(showgrid=False, tickvals=ticks, ticks="", showline=False, autorange="reversed")
-    for i in range(len(panels)):
-        fig.update_yaxes(scaleanchor=f"x{i + 1 if i else ''}", row=i // cols + 1, col=i % cols + 1)
-    for c in range(1, cols + 1):
-        fig.update_xaxes(title_text="b", row=rows, col=c)
-    for r in range(1, rows + 1):
-        fig.update_yaxes(title_text="a", row=r, col=1)
-    fig.update_annotations(font_size=13)
-    return fig
+        for _, n in panels
+    ]
+    return _ab_heatmap_grid(
+        heatmaps,
+        [f"k = {k}, neuron {n}" for k, n in panels],
+        f"Neuron activations over (a, b), one neuron per cluster (p = {p})",
+        p,
+        max_cols,
+        side_pad=60,
+    )
 
 
 def plot_attention(model: nn.Module, dataset: Dataset, layer: int = 0, *, max_cols: int = 4) -> go.Figure:
@@ -563,48 +589,24 @@ def plot_attention(model: nn.Module, dataset: Dataset, layer: int = 0, *, max_co
     to_a, _ = attention_to_a_b(model, dataset, layer)
     to_a = to_a.detach().cpu()
     heads, p = to_a.shape[0], dataset.p
-    rows, cols = _grid_shape(heads, max_cols)
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=[f"head {h}" for h in range(heads)],
-        horizontal_spacing=0.04,
-        vertical_spacing=0.1 if rows > 1 else 0.05,
-    )
-    side = (WIDTH - 140) / cols
-    fig.update_layout(
-        template=TEMPLATE,
-        title_text=f'Attention from "=" to a (layer {layer})',
-        height=int(side * rows + 110),
-        margin=dict(l=50, r=20, t=90, b=40),
-        coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="attention", thickness=14)),
-        showlegend=False,
-    )
-    ticks = list(range(0, p, max(1, p // 4)))
-    for h in range(heads):
-        r, c = divmod(h, cols)
-        fig.add_trace(
-            go.Heatmap(
-                z=to_a[h].tolist(),
-                x=list(range(p)),
-                y=list(range(p)),
-                coloraxis="coloraxis",
-                name=f"head {h}",
-                hovertemplate="a=%{y} b=%{x}<br>attention=%{z:.3f}<extra></extra>",
-            ),
-            row=r + 1,
-            col=c + 1,
+    heatmaps = [
+        go.Heatmap(
+            z=to_a[h].tolist(),
+            coloraxis="coloraxis",
+            name=f"head {h}",
+            hovertemplate="a=%{y} b=%{x}<br>attention=%{z:.3f}<extra></extra>",
         )
-    fig.update_xaxes(showgrid=False, tickvals=ticks, ticks="", showline=False, constrain="domain")
-    fig.update_yaxes(showgrid=False, tickvals=ticks, ticks="", showline=False, autorange="reversed")
-    for h in range(heads):
-        fig.update_yaxes(scaleanchor=f"x{h + 1 if h else ''}", row=h // cols + 1, col=h % cols + 1)
-    for c in range(1, cols + 1):
-        fig.update_xaxes(title_text="b", row=rows, col=c)
-    for r in range(1, rows + 1):
-        fig.update_yaxes(title_text="a", row=r, col=1)
-    fig.update_annotations(font_size=13)
-    return fig
+        for h in range(heads)
+    ]
+    return _ab_heatmap_grid(
+        heatmaps,
+        [f"head {h}" for h in range(heads)],
+        f'Attention from "=" to a (layer {layer})',
+        p,
+        max_cols,
+        side_pad=140,
+        coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="attention", thickness=14)),
+    )
 
 
 def _measures_row(source, epoch: int | None) -> tuple[dict[str, Any], Run | None]:

@@ -179,6 +179,19 @@ def test_trained_run_round_trips_with_accuracies(tmp_path):
         assert _params_equal(run.state_dict(epoch), back.state_dict(epoch))
 
 
+def test_export_refuses_to_overwrite_without_force(tmp_path):
+    cfg = RunConfig(p=P, d_model=32, d_head=8, d_mlp=64, epochs=10, eval_every=5, checkpoint_every=10, device="cpu")
+    train(cfg, tmp_path / "run", progress=False)
+    out = tmp_path / "run.pth"
+    out.write_bytes(b"keep me")
+    with pytest.raises(ValueError, match="--force"):
+        export_tl_demo(tmp_path / "run", out)
+    assert out.read_bytes() == b"keep me"
+    export_tl_demo(tmp_path / "run", out, force=True)
+    assert load_run(import_tl_demo(out, tmp_path / "back", trust=True)).checkpoint_epochs == [0, 10]
+    assert out.stat().st_mode & 0o044  # readable by others like any plain file, not mkstemp's 0600
+
+
 def test_falls_back_to_full_unpickle_when_trusted(demo, tmp_path, caplog):
     """A file holding a type weights-only loading refuses still imports, with --trust, and says so."""
     import types

@@ -129,6 +129,23 @@ def test_plot_accuracy(run):
     np.testing.assert_allclose(_trace(fig, "test accuracy").y, run.metrics["test_acc"])
 
 
+def test_plot_accuracy_skips_rows_without_accuracy(run):
+    """Imported demo runs log losses every epoch but accuracies only at checkpoints."""
+    import pandas as pd
+
+    class Gappy:
+        metrics = run.metrics.copy()
+
+    Gappy.metrics.loc[1::2, "test_acc"] = float("nan")
+    fig = plots.plot_accuracy(Gappy(), phases=False)
+    kept = Gappy.metrics.dropna(subset=["test_acc"])
+    np.testing.assert_allclose(_trace(fig, "test accuracy").x, kept["epoch"])
+    np.testing.assert_allclose(_trace(fig, "test accuracy").y, kept["test_acc"])
+    assert len(_trace(fig, "train accuracy").y) == len(run.metrics)
+    Gappy.metrics = pd.DataFrame({"epoch": [0, 1], "train_loss": [1.0, 0.5], "test_loss": [1.0, 0.9]})
+    assert len(plots.plot_accuracy(Gappy(), phases=False).data[0].x) == 0
+
+
 def test_plot_restricted_excluded_names_variants(run):
     fig = plots.plot_restricted_excluded(run)
     t = run.measures

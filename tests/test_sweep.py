@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from grokinterp import checkpoints as ckpt
+from grokinterp.cli import main
 from grokinterp.config import RunConfig
 from grokinterp.sweep import expand_grid, fit_power_law, parse_grid, parse_sets, run_name, run_sweep
 
@@ -238,25 +239,6 @@ def test_ray_backend_matches_local(local_sweep, tmp_path):
 # ------------------------------------------------------------------------------------ CLI
 
 
-@pytest.fixture
-def cli_main(monkeypatch):
-    """``grokinterp.cli.main`` with the sweep command registered (if cli.py does not have it yet)."""
-    from grokinterp import cli
-    from grokinterp.sweep import add_sweep_parser
-
-    original = cli.build_parser
-
-    def build_parser():
-        parser = original()
-        sub = next(a for a in parser._actions if a.dest == "command")
-        if "sweep" not in sub.choices:
-            add_sweep_parser(sub)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build_parser)
-    return cli.main
-
-
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -269,9 +251,9 @@ def cli_main(monkeypatch):
         (["--grid", "lr=1e-3", "--workers", "0"], "workers must be at least 1"),
     ],
 )
-def test_cli_bad_input_gives_one_clear_line(cli_main, argv, needle, capsys, tmp_path, monkeypatch):
+def test_cli_bad_input_gives_one_clear_line(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    rc = cli_main(["sweep", "--out", "X", *argv])
+    rc = main(["sweep", "--out", "X", *argv])
     _, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("grokinterp: error:"), err
@@ -279,7 +261,7 @@ def test_cli_bad_input_gives_one_clear_line(cli_main, argv, needle, capsys, tmp_
     assert not (tmp_path / "X").exists()
 
 
-def test_cli_sweep_without_checkpoints(cli_main, capsys, tmp_path):
+def test_cli_sweep_without_checkpoints(capsys, tmp_path):
     out = tmp_path / "cli"
     sets = [
         "p=23",
@@ -307,7 +289,7 @@ def test_cli_sweep_without_checkpoints(cli_main, capsys, tmp_path):
     ]
     for s in sets:
         argv += ["--set", s]
-    rc = cli_main(argv)
+    rc = main(argv)
     stdout, _ = capsys.readouterr()
     assert rc == 0, stdout
     assert "train_frac=0.6: done, grokking epoch 170" in stdout and "fit: grokking_epoch =" in stdout

@@ -9,6 +9,7 @@ from grokinterp.config import RunConfig
 
 optuna = pytest.importorskip("optuna")
 
+from grokinterp.cli import main  # noqa: E402
 from grokinterp.tune import (  # noqa: E402
     SEARCH_SPACE,
     parse_search,
@@ -163,25 +164,6 @@ def test_wandb_offline_writes_inside_out_dir(tmp_path, monkeypatch):
     assert "WANDB_MODE" not in os.environ  # the offline setting does not leak out
 
 
-@pytest.fixture
-def cli_main(monkeypatch):
-    """``grokinterp.cli.main`` with the tune command registered (if cli.py does not have it yet)."""
-    from grokinterp import cli
-    from grokinterp.tune import add_tune_parser
-
-    original = cli.build_parser
-
-    def build_parser():
-        parser = original()
-        sub = next(a for a in parser._actions if a.dest == "command")
-        if "tune" not in sub.choices:
-            add_tune_parser(sub)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build_parser)
-    return cli.main
-
-
 @pytest.mark.parametrize(
     ("argv", "needle", "hide_optuna"),
     [
@@ -192,11 +174,11 @@ def cli_main(monkeypatch):
         ([], "tune needs optuna; install with pip install 'grokinterp[tune]'", True),
     ],
 )
-def test_cli_bad_input_gives_one_clear_line(cli_main, argv, needle, hide_optuna, capsys, tmp_path, monkeypatch):
+def test_cli_bad_input_gives_one_clear_line(argv, needle, hide_optuna, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     if hide_optuna:
         monkeypatch.setitem(sys.modules, "optuna", None)
-    rc = cli_main(["tune", "--out", "X", *argv])
+    rc = main(["tune", "--out", "X", *argv])
     _, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("grokinterp: error:"), err
@@ -204,12 +186,12 @@ def test_cli_bad_input_gives_one_clear_line(cli_main, argv, needle, hide_optuna,
     assert not (tmp_path / "X").exists()
 
 
-def test_cli_tune(cli_main, capsys, tmp_path):
+def test_cli_tune(capsys, tmp_path):
     out = tmp_path / "cli"
     argv = ["tune", "--preset", "nanda-p113", "--trials", "1", "--max-epochs", "300", "--out", str(out)]
     argv += ["--search", SEARCH, "--set", "p=23", "--set", "train_frac=0.6", "--set", "model_seed=0"]
     argv += ["--set", "eval_every=10", "--set", "device=cpu"]
-    rc = cli_main(argv)
+    rc = main(argv)
     stdout, _ = capsys.readouterr()
     assert rc == 0, stdout
     assert "trial 0: reached 0.99 at epoch" in stdout and "best: trial 0" in stdout
