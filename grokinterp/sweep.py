@@ -36,8 +36,9 @@ from grokinterp.config import RunConfig, field_types
 
 log = logging.getLogger(__name__)
 
+FitOn = Literal["epoch", "step"]
 Backend = Literal["local", "ray"]
-RESULT_METRICS = ["grokking_epoch", "final_epoch", "train_acc", "test_acc", "train_loss", "test_loss"]
+RESULT_METRICS = ["grokking_epoch", "grokking_step", "final_epoch", "train_acc", "test_acc", "train_loss", "test_loss"]
 RESULT_TAIL = ["wall_clock_s", "status", "error", "run"]
 _NO_GRID = {"preset"}  # compare=False metadata, not a hyperparameter
 
@@ -190,6 +191,7 @@ def _row_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
     final = summary.get("final", {})
     return {
         "grokking_epoch": summary.get("grokking_epoch"),
+        "grokking_step": summary.get("grokking_step"),
         "final_epoch": summary.get("final_epoch"),
         "train_acc": final.get("train_acc"),
         "test_acc": final.get("test_acc"),
@@ -202,7 +204,11 @@ def _row_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
 def _skipped_row(run_dir: Path) -> dict[str, Any]:
     from grokinterp import checkpoints as ckpt
 
-    return {**_row_from_summary(ckpt.read_summary(run_dir)), "status": "skipped", "error": ""}
+    row = _row_from_summary(ckpt.read_summary(run_dir))
+    if row["grokking_step"] is None and row["grokking_epoch"] is not None:  # summaries before grokking_step
+        rows = ckpt.read_metrics(run_dir)
+        row["grokking_step"] = next((r.get("step") for r in rows if r.get("epoch") == row["grokking_epoch"]), None)
+    return {**row, "status": "skipped", "error": ""}
 
 
 def run_one(cfg_dict: dict[str, Any], run_dir: str, single_thread: bool = True) -> dict[str, Any]:
@@ -309,12 +315,14 @@ def run_sweep(
     *,
     checkpoints: bool = True,
     plot: bool = True,
+    fit_on: FitOn = "epoch",
     progress: Callable[[str, dict[str, Any]], None] | None = None,
 ):
     """Run every grid point into ``out/runs/NAME``; write results.csv, fit.json and the plot.
 
     Returns the results as a pandas DataFrame (one row per grid point, in grid order).
     ``checkpoints=False`` keeps only the first and last checkpoint of each run.
+    ``fit_on`` picks what the power law fits: the grokking epoch or optimizer step.
     ``progress(name, row)`` is called as each run ends.
     """
     from grokinterp.checkpoints import atomic_write_text
@@ -358,7 +366,7 @@ def run_sweep(
         else:
             _run_ray(jobs, workers, address, done)
     df = _write_results(out, grid, rows)
-    df.attrs["fit"] = write_fit(df, out, plot=plot)
+    df.attrs["fit"] = write_fit(df, out, plot=plot, fit_on=fit_on)
     return df
 
 
@@ -370,6 +378,7 @@ def _write_results(out: Path, grid: dict[str, list[Any]], rows: list[dict[str, A
     columns = [*grid, *RESULT_METRICS, *RESULT_TAIL]
     df = pd.DataFrame([r for r in rows if r is not None], columns=columns)
     df["grokking_epoch"] = df["grokking_epoch"].astype("Int64")
+    df["grokking_step"] = df["grokking_step"].astype("Int64")
     df["final_epoch"] = df["final_epoch"].astype("Int64")
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
     return df
@@ -399,6 +408,7 @@ def fit_power_law(
     confidence: float = 0.95,
     bootstrap: int = 0,
     seed: int = 0,
+    name: str = "grokking_epoch",
 ) -> dict[str, Any]:
     """Fit ``epochs = A * fracs ** -b`` by least squares on ``log epochs = log A - b log f``.
 
@@ -444,7 +454,7 @@ def fit_power_law(
         "n": n,
         "n_runs": len(y),
         "aggregate": aggregate,
-        "points": {"train_frac": px.tolist(), "grokking_epoch": py.tolist()},
+        "points": {"train_frac": px.tolist(), name: py.tolist()},
     }
     if bootstrap and any(len(v) > 1 for v in groups.values()):
         rng = np.random.default_rng(seed)
@@ -491,30 +501,37 @@ def _ols(x, z) -> tuple[float, float, float, float, float]:
     return slope, intercept, se_slope, se_intercept, float(np.clip(r2, -np.inf, 1.0))
 
 
-def write_fit(df, out: str | Path, *, plot: bool = True, bootstrap: int = 1000) -> dict[str, Any]:
-    """Fit grokking epoch against train_frac over the sweep's results; write fit.json and the plot."""
+def write_fit(
+    df, out: str | Path, *, plot: bool = True, bootstrap: int = 1000, fit_on: FitOn = "epoch"
+) -> dict[str, Any]:
+    """Fit the grokking epoch (or optimizer step, ``fit_on="step"``: minibatch studies count
+    steps, and steps per epoch change with the train fraction) against train_frac over the sweep's
+    results; write fit.json and the plot."""
     from grokinterp.checkpoints import atomic_write_text
 
     out = Path(out)
+    y = f"grokking_{fit_on}"
     if "train_frac" not in df.columns:
         fit: dict[str, Any] = {"error": "train_frac is not a grid field: no power-law fit"}
     else:
-        grokked = df[df["grokking_epoch"].notna()]
+        grokked = df[df[y].notna()]
         try:
             fit = fit_power_law(
                 grokked["train_frac"].astype(float).tolist(),
-                grokked["grokking_epoch"].astype(float).tolist(),
+                grokked[y].astype(float).tolist(),
                 bootstrap=bootstrap,
+                name=y,
             )
         except ValueError as e:
             fit = {"error": str(e)}
         fit["n_runs_total"] = len(df)
         fit["n_runs_grokked"] = len(grokked)
-    fit["model"] = "grokking_epoch = A * train_frac ** -b (least squares in log-log)"
+    fit["y"] = y
+    fit["model"] = f"{y} = A * train_frac ** -b (least squares in log-log)"
     atomic_write_text(out / "fit.json", json.dumps(_json_safe(fit), indent=2) + "\n")
     if plot and "train_frac" in df.columns:
         try:
-            fit["figures"] = _plot_fit(df, fit, out)
+            fit["figures"] = _plot_fit(df, fit, out, y)
         except Exception as e:  # a figure must never fail a finished sweep
             log.warning("could not write the plot: %s", e)
     return fit
@@ -531,33 +548,34 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _plot_fit(df, fit: dict[str, Any], out: Path) -> list[str]:
+def _plot_fit(df, fit: dict[str, Any], out: Path, y: str = "grokking_epoch") -> list[str]:
     import numpy as np
     import plotly.graph_objects as go
 
-    grokked = df[df["grokking_epoch"].notna()]
+    grokked = df[df[y].notna()]
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
             x=grokked["train_frac"].astype(float),
-            y=grokked["grokking_epoch"].astype(float),
+            y=grokked[y].astype(float),
             mode="markers",
             name="runs",
             marker={"opacity": 0.5},
             text=grokked["run"],
         )
     )
-    title = "Grokking epoch against train fraction"
+    label = y.replace("_", " ")
+    title = f"{label.capitalize()} against train fraction"
     if "A" in fit:
         pts = fit["points"]
-        fig.add_trace(go.Scatter(x=pts["train_frac"], y=pts["grokking_epoch"], mode="markers", name="median",
+        fig.add_trace(go.Scatter(x=pts["train_frac"], y=pts[y], mode="markers", name="median",
                                  marker={"size": 10, "symbol": "diamond"}))  # fmt: skip
         xs = np.geomspace(min(pts["train_frac"]), max(pts["train_frac"]), 100)
         fig.add_trace(go.Scatter(x=xs, y=fit["A"] * xs ** -fit["b"], mode="lines", name="fit"))
         lo, hi = fit["b_ci"]
         ci = "" if math.isnan(lo) else f" (b {fit['confidence']:.0%} CI [{lo:.2f}, {hi:.2f}])"
         title += f": {fit['A']:.4g} · f^{-fit['b']:.3f}{ci}, R² {fit['r2']:.3f}"
-    fig.update_layout(title=title, xaxis_title="train fraction", yaxis_title="grokking epoch", template="plotly_white")
+    fig.update_layout(title=title, xaxis_title="train fraction", yaxis_title=label, template="plotly_white")
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
     return [str(path) for path in _export(fig, out, "grokking_vs_train_frac")]
@@ -615,6 +633,8 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
     p.add_argument("--no-checkpoints", action="store_true", help="keep only each run's first and last checkpoint")
     p.add_argument("--no-plot", action="store_true", help="skip the figure")
+    p.add_argument("--fit-on", choices=["epoch", "step"], default="epoch",
+                   help="fit the grokking epoch (default) or optimizer step against train_frac")  # fmt: skip
     p.set_defaults(func=cmd_sweep)
     return p
 
@@ -641,12 +661,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         extra = f" ({row['error']})" if row["status"] == "failed" else ""
         wall = row.get("wall_clock_s")
         wall_text = f", {wall:.1f} s" if wall is not None else ""
-        print(f"  {name}: {row['status']}{extra}, grokking epoch {row['grokking_epoch']}{wall_text}", flush=True)
+        grok = f"grokking epoch {row['grokking_epoch']} (step {row['grokking_step']})"
+        print(f"  {name}: {row['status']}{extra}, {grok}{wall_text}", flush=True)
 
     try:
         df = run_sweep(
             base, grid, args.out, workers=args.workers, backend=args.backend, address=args.address,
-            checkpoints=not args.no_checkpoints, plot=not args.no_plot, progress=progress,
+            checkpoints=not args.no_checkpoints, plot=not args.no_plot, fit_on=args.fit_on, progress=progress,
         )  # fmt: skip
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume the sweep", flush=True)
@@ -656,7 +677,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if "A" in fit:
         lo, hi = fit["b_ci"]
         ci = "no CI from 2 fractions" if math.isnan(lo) else f"b 95% CI [{lo:.3f}, {hi:.3f}]"
-        print(f"fit: grokking_epoch = {fit['A']:.4g} * train_frac^{-fit['b']:.3f} ({ci}, R^2 {fit['r2']:.3f}, "
+        print(f"fit: {fit['y']} = {fit['A']:.4g} * train_frac^{-fit['b']:.3f} ({ci}, R^2 {fit['r2']:.3f}, "
               f"{fit['n']} fractions, {fit['n_runs']} grokked runs) -> {args.out / 'fit.json'}")  # fmt: skip
     else:
         print(f"fit: {fit.get('error', 'none')}")

@@ -333,6 +333,7 @@ class Trainer:
             "final_epoch": self.epoch,
             "finished": finished,
             "grokking_epoch": self.grokking_epoch,
+            "grokking_step": self.grokking_step,
             "grokking_threshold": cfg.stop_acc or GROKKING_THRESHOLD,
             "stopped_early": stopped_early,
             "wall_clock_s": round(self.elapsed, 3),
@@ -350,6 +351,11 @@ class Trainer:
             self.run_dir, cfg, self.model, self.metrics, self.epoch, self.grokking_epoch,
             stopped_early, interrupted, self.elapsed, summary,
         )  # fmt: skip
+
+    @property
+    def grokking_step(self) -> int | None:
+        """Optimizer steps taken by the grokking epoch (studies with minibatches count steps)."""
+        return next((r["step"] for r in self.metrics if r["epoch"] == self.grokking_epoch), None)
 
     def _log_and_checkpoint(self, force_checkpoint: bool = False) -> dict[str, Any]:
         row = self._evaluate_and_log()

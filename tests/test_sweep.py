@@ -151,9 +151,11 @@ def test_local_sweep_writes_results_matching_direct_training(local_sweep):
     assert list(df["status"]) == ["done"] * 4
     csv = pd.read_csv(out / "results.csv")
     assert len(csv) == 4
-    assert list(csv.columns[:8]) == [
-        "train_frac", "model_seed", "grokking_epoch", "final_epoch", "train_acc", "test_acc", "train_loss", "test_loss",
+    assert list(csv.columns[:9]) == [
+        "train_frac", "model_seed", "grokking_epoch", "grokking_step", "final_epoch", "train_acc", "test_acc",
+        "train_loss", "test_loss",
     ]  # fmt: skip
+    assert (csv["grokking_step"] == csv["grokking_epoch"]).all()  # full batch: one step per epoch
     assert {"wall_clock_s", "status", "run"} <= set(csv.columns)
     assert csv["grokking_epoch"].notna().all()
     # every grid point is a normal run directory whose summary agrees with results.csv
@@ -173,6 +175,23 @@ def test_local_sweep_writes_results_matching_direct_training(local_sweep):
         float(np.median(csv[csv.train_frac == f].grokking_epoch)) for f in (0.6, 0.7)
     ]
     assert (out / "grokking_vs_train_frac.html").is_file()
+
+
+def test_fit_on_steps(tmp_path):
+    """Minibatch studies count optimizer steps; steps per epoch change with the train fraction."""
+    from grokinterp.sweep import write_fit
+
+    fracs = [0.35, 0.35, 0.4, 0.45]
+    steps = [37_316 * f**-2.41 for f in fracs]
+    df = pd.DataFrame(
+        {"train_frac": fracs, "grokking_epoch": [1, 1, 1, 1], "grokking_step": steps, "run": ["a", "b", "c", "d"]}
+    )
+    fit = write_fit(df, tmp_path, plot=False, fit_on="step")
+    assert fit["y"] == "grokking_step" and fit["model"].startswith("grokking_step = A")
+    assert fit["A"] == pytest.approx(37_316, rel=1e-9) and fit["b"] == pytest.approx(2.41, rel=1e-9)
+    assert fit["points"]["grokking_step"] == pytest.approx([steps[0], steps[2], steps[3]])
+    assert json.loads((tmp_path / "fit.json").read_text())["y"] == "grokking_step"
+    assert write_fit(df, tmp_path, plot=False)["b"] == pytest.approx(0.0, abs=1e-12)  # epochs: all equal
 
 
 def test_rerun_skips_finished_runs_without_touching_them(local_sweep):

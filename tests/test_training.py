@@ -87,6 +87,7 @@ def test_small_model_groks_and_stops_early(tmp_path):
     assert res.metrics[-4]["test_acc"] < 0.99 or res.final_epoch == res.grokking_epoch + 20
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["grokking_epoch"] == res.grokking_epoch and summary["stopped_early"]
+    assert summary["grokking_step"] == res.grokking_epoch  # full batch: one step per epoch
     # the final model is checkpointed and reloads to the same accuracy
     last = ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "g", res.final_epoch))
     assert last.epoch == res.final_epoch and last.metrics["test_acc"] == res.metrics[-1]["test_acc"]
@@ -127,3 +128,11 @@ def test_sigint_saves_and_exits_cleanly(tmp_path):
     t = Trainer.resume(tmp_path / "r")
     assert t.epoch == 20
     assert t.run(progress=False).final_epoch == 60
+
+
+def test_grokking_step_counts_minibatch_steps():
+    t = Trainer(SMALL.replace(batch_size=64))
+    t.metrics = [{"epoch": 10, "step": 40}, {"epoch": 20, "step": 80}]
+    assert t.grokking_step is None
+    t.grokking_epoch = 20
+    assert t.grokking_step == 80
