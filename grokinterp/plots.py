@@ -247,8 +247,8 @@ def plot_accuracy(run: Run, phases: PhasesArg = None) -> go.Figure:
     m = run.metrics
     fig = _figure("Accuracy", xaxis_title="epoch", yaxis_title="accuracy", yaxis_range=[-0.02, 1.02])
     for col, name in (("train_acc", "train"), ("test_acc", "test")):
-        rows = m.dropna(subset=[col]) if col in m else m.iloc[:0]
-        fig.add_trace(_line(rows["epoch"], rows[col] if col in m else [], f"{name} accuracy", COLORS[name]))
+        acc = m[col].dropna() if col in m else m["epoch"].iloc[:0]  # no column: an empty trace
+        fig.add_trace(_line(m["epoch"][acc.index], acc, f"{name} accuracy", COLORS[name]))
     return add_phase_bands(fig, phases, run)
 
 
