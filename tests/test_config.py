@@ -23,6 +23,26 @@ def test_nanda_preset_is_the_demo_recipe():
     assert cfg.batch_size is None and cfg.loss_dtype == "float64" and cfg.warmup_steps == 0
 
 
+def test_fast_preset_changes_only_the_recipe():
+    fast, classic = get_preset("nanda-p113-fast"), get_preset("nanda-p113")
+    recipe = {
+        "preset",
+        "lr",
+        "wd",
+        "warmup_steps",
+        "epochs",
+        "eval_every",
+        "checkpoint_every",
+        "stop_acc",
+        "stop_patience",
+    }
+    differ = {k for k, v in fast.to_dict().items() if classic.to_dict()[k] != v}
+    assert differ <= recipe  # same model, task, split and seeds: the issue asks for nanda-p113's circuit
+    assert (fast.lr, fast.wd, fast.warmup_steps, fast.stop_acc) == (5e-3, 3.0, 10, 0.99)
+    # trains 100 epochs past the first evaluation at test acc 0.99, into cleanup
+    assert fast.eval_every * (fast.stop_patience - 1) == 100
+
+
 def test_power_preset():
     cfg = get_preset("power-p97")
     assert (cfg.p, cfg.layout, cfg.n_layers, cfg.normalization_type, cfg.act_fn) == (
