@@ -17,8 +17,9 @@ def test_analysis_reproduces_committed_table(shipped_analysis):
     table, summary = shipped_analysis
     committed = pd.read_csv(SHIPPED / "measures.csv")
     assert list(table["epoch"]) == list(committed["epoch"])
+    # float32 forward passes: another CPU's matmul kernels move small losses by a few 1e-6
     for col in ("test_loss", "restricted_loss", "excluded_loss", "gini_W_E", "sum_sq_weights"):
-        assert table[col].to_numpy() == pytest.approx(committed[col].to_numpy(), rel=1e-6), col
+        assert table[col].to_numpy() == pytest.approx(committed[col].to_numpy(), rel=1e-4), col
 
 
 def test_reproduction_has_the_papers_shape(shipped_analysis):
