@@ -36,7 +36,8 @@ def test_fast_preset_changes_only_the_recipe():
         "stop_acc",
         "stop_patience",
     }
-    differ = {k for k, v in fast.to_dict().items() if classic.to_dict()[k] != v}
+    classic_fields = classic.to_dict()
+    differ = {k for k, v in fast.to_dict().items() if classic_fields[k] != v}
     assert differ <= recipe  # same model, task, split and seeds: the issue asks for nanda-p113's circuit
     assert (fast.lr, fast.wd, fast.warmup_steps, fast.stop_acc) == (5e-3, 3.0, 10, 0.99)
     # trains 100 epochs past the first evaluation at test acc 0.99, into cleanup
