@@ -20,6 +20,7 @@ import torch
 
 from grokinterp import measures
 from grokinterp.presets import get_preset
+from grokinterp.tasks import make_dataset
 from grokinterp.training import Trainer
 
 TUNING_SEEDS = (0, 1, 2)  # used while choosing the recipe; never benchmarked
@@ -63,7 +64,10 @@ def main() -> None:
     fast_ep, fast_s, fast_total, expl, cl_ep, cl_s = [], [], [], [], [], []
     for i, seed in enumerate(args.seeds):
         res, secs = run(fast_base.replace(model_seed=seed, data_seed=seed))
-        m = measures.compute_all_measures(res.model.eval(), Trainer(res.config).dataset)
+        c = res.config
+        m = measures.compute_all_measures(
+            res.model.eval(), make_dataset(c.p, c.op, c.layout, c.train_frac, c.data_seed)
+        )
         keys = ",".join(map(str, m["key_freqs"]))
         fast_ep.append(res.grokking_epoch or float("inf"))
         fast_s.append(seconds_to_grok(res))

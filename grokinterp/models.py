@@ -185,14 +185,24 @@ def _qkv(x: Tensor, attn: nn.Module, which: str) -> Tensor:
     return out.unflatten(-1, (n_heads, d_head)) + b
 
 
+def _linear(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """x @ W + b as one addmm: the bias is added inside the matmul instead of in a second pass."""
+    if x.dim() == 2:
+        return torch.addmm(b, x, W)
+    return torch.addmm(b, x.flatten(0, -2), W).unflatten(0, x.shape[:-1])
+
+
 def _attn_out(z: Tensor, attn: nn.Module) -> Tensor:
     """z (..., n_heads, d_head) -> (..., d_model)."""
     W_O = attn.W_O  # (n_heads, d_head, d_model)
-    return z.flatten(-2) @ W_O.reshape(-1, W_O.shape[-1]) + attn.b_O
+    return _linear(z.flatten(-2), W_O.reshape(-1, W_O.shape[-1]), attn.b_O)
 
 
 def _mlp(x: Tensor, mlp: nn.Module, act) -> Tensor:
-    return act(x @ mlp.W_in + mlp.b_in) @ mlp.W_out + mlp.b_out
+    pre = _linear(x, mlp.W_in, mlp.b_in)
+    # addmm's backward needs only its inputs, so ReLU may overwrite its output in place.
+    post = F.relu_(pre) if act is F.relu else act(pre)
+    return _linear(post, mlp.W_out, mlp.b_out)
 
 
 def last_position_logits(
@@ -262,10 +272,11 @@ def last_position_logits(
             if last_only:
                 resid = resid[:, -1]
         if last_only:
-            # One query (the final position) attends to every position: no mask needed.
+            # One query (the final position) attends to every position: no mask needed. With so
+            # few positions, multiply-and-sum beats einsum's batched matmul of 1 x ctx matrices.
             if scores is None:
-                scores = torch.einsum("bhe,bthe->bht", q, k) / scale
-            z = torch.einsum("bht,bthe->bhe", scores.softmax(-1), v)
+                scores = (q[:, None] * k).sum(-1).transpose(1, 2) / scale  # (batch, heads, ctx)
+            z = (scores.softmax(-1).transpose(1, 2)[..., None] * v).sum(1)  # (batch, heads, d_head)
         else:
             scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / scale
             causal = torch.ones(n_ctx, n_ctx, dtype=torch.bool, device=tokens.device).triu(1)
@@ -276,4 +287,4 @@ def last_position_logits(
         resid = resid + _dropout(_mlp(mlp_in, block.mlp, act), dropout, generator)
 
     resid = _norm(resid, getattr(model, "ln_final", None), norm, eps)
-    return resid @ model.unembed.W_U + model.unembed.b_U
+    return _linear(resid, model.unembed.W_U, model.unembed.b_U)
