@@ -11,7 +11,7 @@ from grokinterp.cli import main
 from grokinterp.config import RunConfig
 from grokinterp.sweep import expand_grid, fit_power_law, parse_grid, parse_sets, run_name, run_sweep
 
-# Groks p=23 addition in 170-260 epochs at train_frac 0.6/0.7 (about 1-2 s per run on one core).
+# Groks p=23 addition in about 170-260 epochs at train_frac 0.6/0.7 (about 1-2 s per run on one core).
 BASE = RunConfig(
     p=23, lr=3e-3, wd=3.0, epochs=300, eval_every=10, checkpoint_every=100,
     stop_acc=0.99, stop_patience=1, device="cpu",
@@ -224,9 +224,11 @@ def test_interrupted_run_is_resumed(tmp_path):
     df = run_sweep(cfg, grid, tmp_path, workers=1, plot=False)
     assert df.loc[0, "status"] == "resumed"
     direct = _train_direct(cfg.replace(model_seed=0))
-    assert df.loc[0, "grokking_epoch"] == direct.grokking_epoch == 170
+    # The exact epoch moves with float rounding (any change to the forward's kernels); that it equals
+    # the uninterrupted run is the point.
+    assert df.loc[0, "grokking_epoch"] == direct.grokking_epoch and 100 <= direct.grokking_epoch <= 300
     epochs = [r["epoch"] for r in ckpt.read_metrics(run_dir)]
-    assert epochs == list(range(0, 171, 10))  # continued, not restarted
+    assert epochs == list(range(0, direct.grokking_epoch + 1, 10))  # continued, not restarted
     fit = json.loads((tmp_path / "fit.json").read_text())
     assert "train_frac is not a grid field" in fit["error"]
 
@@ -312,7 +314,11 @@ def test_cli_sweep_without_checkpoints(capsys, tmp_path):
     rc = main(argv)
     stdout, _ = capsys.readouterr()
     assert rc == 0, stdout
-    assert "train_frac=0.6: done, grokking epoch 170" in stdout and "fit: grokking_epoch =" in stdout
+    from grokinterp.presets import get_preset
+
+    direct = _train_direct(get_preset("nanda-p113").replace(train_frac=0.6, **parse_sets(sets)))
+    assert f"train_frac=0.6: done, grokking epoch {direct.grokking_epoch} " in stdout
+    assert "fit: grokking_epoch =" in stdout
     for run in ("train_frac=0.6", "train_frac=0.7"):
         epochs = ckpt.checkpoint_epochs(out / "runs" / run)
         assert epochs[0] == 0 and len(epochs) == 2  # only the first and the last
