@@ -37,6 +37,7 @@ _ALIASES = {
     "train_frac": ["--frac"],
 }
 _SKIP = {"preset", "beta1", "beta2"}
+_SEED_FIELDS = ("model_seed", "data_seed", "train_seed")
 
 
 def _parse_optional_int(text: str) -> int | None:
@@ -51,22 +52,40 @@ def _parse_optional_float(text: str) -> float | None:
     return float(text)
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field (``--train-frac``, ``--lr``, ...); unset flags keep the preset."""
-    from grokinterp.config import RunConfig, field_types
+def _preset_in(argv: Sequence[str]) -> str | None:
+    """The --preset value in ``argv`` (before parsing), so --help can show that preset's defaults."""
+    for i, arg in enumerate(argv):
+        if arg == "--preset" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--preset="):
+            return arg.split("=", 1)[1]
+    return None
 
-    group = parser.add_argument_group("config overrides (default: the preset's value)")
+
+def add_config_flags(parser: argparse.ArgumentParser, preset: str = "nanda-p113") -> None:
+    """One flag per RunConfig field (``--train-frac``, ``--lr``, ...), documented from the field's
+    doc, showing ``preset``'s value; an unset flag keeps the preset's value (argparse.SUPPRESS), so
+    ``--stop-acc none`` can clear a preset's value."""
+    from grokinterp.config import RunConfig, field_types
+    from grokinterp.presets import PRESETS
+
+    base = PRESETS.get(preset, RunConfig())
+    group = parser.add_argument_group(f"config (each flag overrides the preset; shown: {preset}'s values)")
     hints = field_types()
     for f in RunConfig.__dataclass_fields__.values():
         if f.name in _SKIP:
             continue
         flags = [f"--{f.name.replace('_', '-')}", *_ALIASES.get(f.name, [])]
         hint = hints[f.name]
-        kw: dict = {"dest": f.name, "default": None}
+        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS}
         if hint is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is typing.Literal:
             kw["choices"] = typing.get_args(hint)
+        elif f.name == "op":
+            from grokinterp.tasks import OPERATIONS
+
+            kw["choices"] = list(OPERATIONS)
         elif hint == (int | None):
             kw["type"] = _parse_optional_int
             kw["metavar"] = "INT|none"
@@ -75,26 +94,46 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             kw["metavar"] = "FLOAT|none"
         elif hint in (int, float, str):
             kw["type"] = hint
-        group.add_argument(*flags, help=f"(default {f.default!r})", **kw)
-    group.add_argument("--betas", type=str, default=None, help="AdamW betas as 'b1,b2' (default 0.9,0.98)")
+        value = getattr(base, f.name)
+        shown = "none" if value is None else str(value).lower() if isinstance(value, bool) else value
+        group.add_argument(*flags, help=f"{RunConfig.doc(f.name)} [{shown}]", **kw)
+    group.add_argument(
+        "--betas", type=str, default=argparse.SUPPRESS, help=f"AdamW betas as 'b1,b2' [{base.beta1},{base.beta2}]"
+    )
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="set --model-seed, --data-seed and --train-seed at once (each of those flags still wins)",
+    )
 
 
-def config_from_args(args: argparse.Namespace, base=None):
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The config fields set on the command line, as {field: value}."""
     from grokinterp.config import RunConfig
-    from grokinterp.presets import get_preset
 
-    cfg = base if base is not None else get_preset(args.preset) if args.preset else RunConfig()
     changes = {
         name: getattr(args, name)
         for name in RunConfig.__dataclass_fields__
-        if name not in _SKIP and getattr(args, name, None) is not None
+        if name not in _SKIP and hasattr(args, name)
     }
-    if getattr(args, "betas", None):
+    if hasattr(args, "seed"):
+        for name in _SEED_FIELDS:
+            changes.setdefault(name, args.seed)
+    if hasattr(args, "betas"):
         try:
             b1, b2 = (float(x) for x in args.betas.split(","))
         except ValueError:
             raise CLIError(f"--betas must be two numbers like 0.9,0.98 (got {args.betas!r})") from None
         changes.update(beta1=b1, beta2=b2)
+    return changes
+
+
+def config_from_args(args: argparse.Namespace, base=None):
+    from grokinterp.presets import get_preset
+
+    cfg = base if base is not None else get_preset(getattr(args, "preset", None) or "nanda-p113")
+    changes = config_overrides(args)
     return cfg.replace(**changes) if changes else cfg
 
 
@@ -107,21 +146,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     from grokinterp.training import Trainer
 
     if args.resume:
-        overrides = {}
-        if args.epochs is not None:
-            overrides["epochs"] = args.epochs
-        trainer = Trainer.resume(args.resume, **overrides)
+        given = [flag for flag, on in (("--out", args.out), ("--force", args.force), ("--preset", args.preset)) if on]
+        if given:
+            raise CLIError(f"--resume continues {args.resume} as it is; drop {', '.join(given)}")
+        trainer = Trainer.resume(args.resume, from_checkpoint=args.from_checkpoint, **config_overrides(args))
     else:
         if args.out is None:
             raise CLIError("train needs --out RUN_DIR (or --resume RUN_DIR)")
+        if args.from_checkpoint:
+            raise CLIError("--from-checkpoint goes with --resume RUN_DIR")
         cfg = config_from_args(args)
         trainer = Trainer(cfg, args.out, force=args.force)
     result = trainer.run(progress=not args.no_progress)
-    s = result.summary
-    final = s.get("final", {})
+    if result.diverged:
+        print(f"grokinterp: error: {result.summary['message']}", file=sys.stderr)
+        return 3
+    final = result.summary.get("final", {})
+
+    def num(key: str, fmt: str) -> str:
+        value = final.get(key)
+        return "n/a" if value is None else format(value, fmt)
+
     print(
-        f"{result.run_dir}: epoch {result.final_epoch}, train loss {final.get('train_loss', float('nan')):.3e}, "
-        f"test loss {final.get('test_loss', float('nan')):.3e}, test acc {final.get('test_acc', float('nan')):.4f}, "
+        f"{result.run_dir}: epoch {result.final_epoch}, train loss {num('train_loss', '.3e')}, "
+        f"test loss {num('test_loss', '.3e')}, test acc {num('test_acc', '.4f')}, "
         f"grokking epoch {result.grokking_epoch}, {result.wall_clock_s:.1f} s"
     )
     if result.interrupted:
@@ -149,15 +197,44 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from grokinterp.analysis import analyze_run
 
+    if not 0.0 < args.threshold <= 1.0:
+        raise CLIError(f"--threshold must be in (0, 1] (got {args.threshold})")
     keys = _int_list(args.key_freqs, "--key-freqs") if args.key_freqs else None
-    _, s = analyze_run(args.run, key_freqs=keys, threshold=args.threshold, progress=not args.no_progress)
+    try:
+        _, s = analyze_run(
+            args.run,
+            key_freqs=keys,
+            threshold=args.threshold,
+            progress=not args.no_progress,
+            layer=args.layer,
+            key_rule=args.key_rule,
+        )
+    except ValueError as e:  # a layer or key frequency that does not exist
+        raise CLIError(str(e)) from None
     f = s["final"]
     print(f"{args.run}: {s['n_checkpoints']} checkpoints analysed in {s['analysis_seconds']:.1f} s")
-    print(f"  key frequencies {s['key_freqs']} ({s['key_freqs_source']}); neurons explained "
-          f"{s['n_neurons_explained_final']} ({s['frac_neurons_explained_final']:.1%})")  # fmt: skip
-    print(f"  phase boundaries {s['phases']['boundaries']} (rule: {s['phases']['rule']})")
-    print(f"  final: test loss {f['test_loss']:.3e}, restricted loss {f['restricted_loss']:.3e} (logit, all), "
-          f"excluded loss {f['excluded_loss']:.3e} (logit, train)")  # fmt: skip
+    basis = s["basis"]
+    if basis["family"] == "none":
+        print(f"  Fourier measures not defined: {basis['reason']}")
+    else:
+        print(f"  basis {basis['name']}; key frequencies {s['key_freqs']} ({s['key_freqs_source']})")
+        for d in s["layers"]:
+            print(f"  layer {d['layer']}: {d['n_explained']}/{d['d_mlp']} neurons explained "
+                  f"({d['frac_explained']:.1%}), clustered keys {d['key_freqs_clustered']}")  # fmt: skip
+        print("  key frequencies by rule: "
+              + "; ".join(f"{r} {k['freqs']}" for r, k in s["key_freqs_by_rule"].items()))  # fmt: skip
+    print(f"  phase boundaries {s['phases']['boundaries']} (resolution {s['phases']['resolution']})")
+    for name, why in zip(("memorisation", "circuit formation", "cleanup"), s["phases"]["reasons"], strict=True):
+        if why:
+            print(f"    end of {name} not reached: {why}")
+
+    def num(x):
+        return "n/a" if x is None else f"{x:.3e}"
+
+    print(f"  final: test loss {num(f['test_loss'])}, restricted loss {num(f['restricted_loss'])} (logit, all), "
+          f"excluded loss {num(f['excluded_loss'])} (logit, train)")  # fmt: skip
+    for w in s["warnings"]:
+        print(f"  warning: {w}")
     print(f"  wrote {Path(args.run) / 'measures.csv'} and {Path(args.run) / 'analysis.json'}")
     return 0
 
@@ -193,20 +270,36 @@ def _int_list(text: str, flag: str) -> list[int]:
         raise CLIError(f"{flag} takes comma-separated integers like 14,35,41 (got {text!r})") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    from grokinterp import __version__
     from grokinterp.presets import PRESETS
 
     parser = _Parser(prog="grokinterp", description="Train and analyse grokking models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"grokinterp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train a model into a run directory")
-    p.add_argument("--preset", choices=list(PRESETS), default="nanda-p113")
+    p = sub.add_parser(
+        "train",
+        help="train a model into a run directory",
+        description="Train a preset (with any field overridden) into a new run directory, or continue one. "
+        "--resume continues exactly and accepts only --epochs (more), --stop-acc, --stop-patience, "
+        "--eval-every, --checkpoint-* and --device; each change is recorded in config.json.",
+    )
+    preset = _preset_in(argv)
+    p.add_argument("--preset", choices=list(PRESETS), default=None, help="the recipe to start from [nanda-p113]")
     p.add_argument("--out", type=Path, help="run directory to create")
     p.add_argument("--resume", type=Path, help="continue the run in this directory")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.add_argument(
+        "--from-checkpoint",
+        action="store_true",
+        help="with --resume: continue from the last checkpoint with a fresh optimizer (when state.safetensors is lost)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace an earlier run in --out (deletes only grokinterp's files)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_config_flags(p)
+    add_config_flags(p, preset if preset in PRESETS else "nanda-p113")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("presets", help="list the presets")
@@ -216,7 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="compute every progress measure for every checkpoint of a run")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--key-freqs", help="comma-separated key frequencies (default: the final checkpoint's)")
-    p.add_argument("--threshold", type=float, default=0.85, help="fraction explained for a neuron's cluster")
+    p.add_argument("--key-rule", choices=["clustered", "paper_code", "embedding"], default="clustered",
+                   help="rule for the key frequencies at the final checkpoint (default clustered)")  # fmt: skip
+    p.add_argument("--layer", type=int, default=None,
+                   help="MLP layer of the neuron rules (default: the layer with the most neurons explained)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=0.85, help="fraction explained for a neuron's cluster, in (0, 1]")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_analyze)
 
@@ -253,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.INFO,
@@ -264,11 +361,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grokinterp: error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:  # config validation, run-directory and file errors
-        print(f"grokinterp: error: {e}", file=sys.stderr)
+        print(f"grokinterp: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path that is a file, unwritable, missing
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"grokinterp: error:{where}: {e.strerror or _one_line(e)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        text = _one_line(e) if str(e) else type(e).__name__
+        if isinstance(e, MemoryError) or "alloc" in text or "out of memory" in text:
+            print(f"grokinterp: error: not enough memory ({text}); try a smaller p, d_model or d_mlp", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("grokinterp: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 if __name__ == "__main__":

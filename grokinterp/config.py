@@ -29,59 +29,75 @@ LossFn = Literal["cross_entropy", "stablemax"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
 
+def _f(default: Any, doc: str, **kw: Any) -> Any:
+    """A documented field: ``doc`` is shown by ``grokinterp train --help`` and ``RunConfig.doc``."""
+    return field(default=default, metadata={"doc": doc}, **kw)
+
+
 @dataclass(frozen=True)
 class RunConfig:
+    """Task, model and training recipe of one run (see the module docstring).
+
+    Every field is documented (``RunConfig.doc(name)``); the CLI builds ``--help`` from these docs.
+    """
+
     # --- task ---
-    p: int = 113
-    op: str = "add"
-    layout: tasks.Layout = "a b ="
-    train_frac: float = 0.3
-    data_seed: int = 598
+    p: int = _f(113, "modulus: inputs and answers are residues mod p (prime for div)")
+    op: str = _f(
+        "add", "the operation mod p: " + ", ".join(f"{o.name} ({o.formula})" for o in tasks.OPERATIONS.values())
+    )
+    layout: tasks.Layout = _f("a b =", "token layout: 'a b =' (Nanda et al.) or 'a op b =' (Power et al.)")
+    train_frac: float = _f(0.3, "fraction of all (a, b) pairs in the train split")
+    data_seed: int = _f(598, "seed of the train/test split (torch.randperm)")
     # --- model ---
-    arch: Arch = "transformer"
-    n_layers: int = 1
-    d_model: int = 128
-    n_heads: int = 4
-    d_head: int = 32
-    d_mlp: int = 512
-    act_fn: ActFn = "relu"
-    normalization_type: Norm = "none"
-    freeze_biases: bool = True
-    model_seed: int = 999
-    dropout: float = 0.0
+    arch: Arch = _f("transformer", "HookedTransformer, or the MLP of a published grokking study")
+    n_layers: int = _f(1, "transformer blocks (or hidden layers of the MLP)")
+    d_model: int = _f(128, "residual stream width (embedding width of the MLP)")
+    n_heads: int = _f(4, "attention heads per layer")
+    d_head: int = _f(32, "width of each attention head")
+    d_mlp: int = _f(512, "MLP hidden width")
+    act_fn: ActFn = _f("relu", "MLP activation")
+    normalization_type: Norm = _f("none", "LayerNorm: none, LN (with weights) or LNPre (without)")
+    freeze_biases: bool = _f(True, "freeze every b_* parameter (Nanda et al.: biases stay 0)")
+    model_seed: int = _f(999, "seed of the initial weights")
+    dropout: float = _f(0.0, "residual dropout during training, in [0, 1)")
     # --- optimisation (AdamW) ---
-    lr: float = 1e-3
-    wd: float = 1.0
-    beta1: float = 0.9
-    beta2: float = 0.98
-    epochs: int = 25_000
-    batch_size: int | None = None
-    sample_with_replacement: bool = False
-    warmup_steps: int = 0
-    cooldown_steps: int = 0
-    loss_dtype: Literal["float64", "float32"] = "float64"
-    train_seed: int = 0
+    lr: float = _f(1e-3, "AdamW learning rate")
+    wd: float = _f(1.0, "AdamW weight decay")
+    beta1: float = _f(0.9, "AdamW beta1")
+    beta2: float = _f(0.98, "AdamW beta2")
+    epochs: int = _f(25_000, "passes over the train split")
+    batch_size: int | None = _f(None, "minibatch size; none = full batch (one step per epoch)")
+    sample_with_replacement: bool = _f(False, "draw minibatches with replacement")
+    warmup_steps: int = _f(0, "linear lr warm-up, in optimizer steps")
+    cooldown_steps: int = _f(0, "cosine lr cool-down to 0 over the last N optimizer steps")
+    loss_dtype: Literal["float64", "float32"] = _f("float64", "precision of the training loss")
+    dtype: Literal["float32", "float64"] = _f(
+        "float32", "precision of the weights and forward pass (float64 for exactness tests; same initial values)"
+    )
+    train_seed: int = _f(0, "seed of minibatch order and dropout")
     # --- acceleration methods (see grokinterp.methods) ---
-    grokfast: GrokfastKind = "none"
-    grokfast_alpha: float = 0.98
-    grokfast_lamb: float = 2.0
-    grokfast_window: int = 100
-    loss_fn: LossFn = "cross_entropy"
-    orthograd: bool = False
+    grokfast: GrokfastKind = _f("none", "Grokfast gradient filter (Lee et al. 2024)")
+    grokfast_alpha: float = _f(0.98, "Grokfast-EMA decay, in [0, 1)")
+    grokfast_lamb: float = _f(2.0, "Grokfast amplification of the slow gradient")
+    grokfast_window: int = _f(100, "Grokfast-MA window, in steps")
+    loss_fn: LossFn = _f("cross_entropy", "cross_entropy, or stablemax (Prieto et al. 2025)")
+    orthograd: bool = _f(False, "perp-Grad: remove the gradient's component along the weights")
     # --- schedule ---
-    eval_every: int = 10
-    checkpoint_every: int = 100
-    checkpoint_early_every: int = 0
-    checkpoint_early_until: int = 0
-    stop_acc: float | None = None
-    stop_patience: int = 5
-    device: Device = "auto"
-    preset: str | None = field(default=None, compare=False)
+    eval_every: int = _f(10, "evaluate train and test loss every N epochs")
+    checkpoint_every: int = _f(100, "save a checkpoint every N epochs")
+    checkpoint_early_every: int = _f(0, "also checkpoint every N epochs up to --checkpoint-early-until")
+    checkpoint_early_until: int = _f(0, "last epoch of the denser early checkpoints")
+    stop_acc: float | None = _f(None, "stop once test accuracy stays at or above this; none = never")
+    stop_patience: int = _f(5, "evaluations in a row at or above stop_acc before stopping")
+    device: Device = _f("auto", "auto picks cuda, then mps, then cpu")
+    preset: str | None = _f(None, "the preset this config started from (a label)", compare=False)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_type(self, f.name)
+            _check_choice(self, f.name)
         tasks.validate_task(self.p, self.op, self.layout)
-        for name in fields(self):
-            _check_choice(self, name.name)
         if not 0.0 < self.train_frac < 1.0:
             raise ValueError(f"train_frac must be in (0, 1) (got {self.train_frac})")
         positive = [
@@ -110,6 +126,11 @@ class RunConfig:
             raise ValueError(f"stop_acc must be in (0, 1] (got {self.stop_acc})")
         if self.arch == "mlp" and self.layout != "a b =":
             raise ValueError("arch 'mlp' reads only a and b; use layout 'a b ='")
+
+    @classmethod
+    def doc(cls, name: str) -> str:
+        """The documentation of field ``name``."""
+        return cls.__dataclass_fields__[name].metadata.get("doc", "")
 
     # --- derived quantities ---
     @property
@@ -187,6 +208,35 @@ class RunConfig:
 def field_types() -> dict[str, Any]:
     """Resolved type hints of every RunConfig field (used by the CLI to build flags)."""
     return typing.get_type_hints(RunConfig)
+
+
+def _check_type(cfg: RunConfig, name: str) -> None:
+    """int fields take ints (not 23.5, not True), floats take finite numbers, bools take bools."""
+    hint = field_types()[name]
+    value = getattr(cfg, name)
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        ok = isinstance(value, bool)
+        want = "true or false"
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        want = "an integer"
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        want = "a finite number"
+        if ok and isinstance(value, int):  # 1 -> 1.0, so JSON round trips keep the type
+            object.__setattr__(cfg, name, float(value))
+    elif hint is str or _literal_choices(hint) is not None:
+        ok = isinstance(value, str)
+        want = "a string"
+    else:  # pragma: no cover - every field is one of the above
+        return
+    if not ok:
+        raise ValueError(f"{name} must be {want} (got {value!r})")
 
 
 def _check_choice(cfg: RunConfig, name: str) -> None:

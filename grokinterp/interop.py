@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
 import math
 import operator
@@ -69,7 +68,9 @@ import torch
 from torch import Tensor
 
 from grokinterp import checkpoints as ckpt
+from grokinterp import constants as C
 from grokinterp.config import RunConfig, field_types
+from grokinterp.files import strict_json
 
 logger = logging.getLogger(__name__)
 
@@ -395,13 +396,13 @@ def _check_behaviour(tl_cfg: Any, cfg: RunConfig) -> None:
 
 
 def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ckpt.RunDirError(f"{out} exists and is not a directory")
+    from grokinterp import rundir
+
+    rundir.check_out_path(out)
     if out.is_dir() and any(out.iterdir()):
         if not force:
-            raise ckpt.RunDirError(f"run directory {out} already exists; use --force to overwrite it")
-        if not (out / "config.json").is_file():
-            raise ckpt.RunDirError(f"{out} is not a grokinterp run directory; refusing to overwrite it")
+            raise ckpt.RunDirError(f"run directory {out} already exists; use --force to replace it")
+        rundir.refuse_foreign(out)  # --force replaces a run, never anything else
 
 
 def _sha256(path: Path) -> str:
@@ -607,7 +608,7 @@ def _write_run(run_dir: Path, c: dict[str, Any], source: Path, loader: str) -> N
         "final": metrics[-1] if metrics else {},
         "imported_from": extra["imported_from"]["path"],
     }
-    ckpt.atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    ckpt.atomic_write_text(run_dir / C.SUMMARY_FILE, strict_json(summary, indent=2))
 
 
 def _ordered(row: dict[str, Any]) -> dict[str, Any]:

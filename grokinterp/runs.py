@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from grokinterp import checkpoints as ckpt
+from grokinterp import constants as C
 from grokinterp.config import RunConfig
 from grokinterp.tasks import Dataset, make_dataset
 
@@ -45,7 +46,7 @@ class Run:
     def dataset(self) -> Dataset:
         """The task with this run's saved train/test split."""
         cfg = self.config
-        split = ckpt.read_split(self.path) if (self.path / "split.safetensors").is_file() else None
+        split = ckpt.read_split(self.path) if (self.path / C.SPLIT_FILE).is_file() else None
         return make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed, split=split)
 
     @property
@@ -68,12 +69,12 @@ class Run:
         """measures.csv from ``grokinterp analyze`` as a DataFrame (None if not analysed yet)."""
         import pandas as pd
 
-        path = self.path / "measures.csv"
+        path = self.path / C.MEASURES_FILE
         return pd.read_csv(path) if path.is_file() else None
 
     @property
     def analysis(self) -> dict[str, Any] | None:
-        path = self.path / "analysis.json"
+        path = self.path / C.ANALYSIS_FILE
         return json.loads(path.read_text()) if path.is_file() else None
 
     def _resolve_epoch(self, epoch: int | None) -> int:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from grokinterp import constants as C
 from grokinterp.config import RunConfig, field_types
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def _existing_state(run_dir: Path, cfg: RunConfig) -> str:
 
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return "new"
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / C.CONFIG_FILE).is_file():
         raise ValueError(f"{run_dir} exists but is not a grokinterp run directory; move it away")
     old = ckpt.read_run_config(run_dir)
     if old != cfg:
@@ -182,7 +183,7 @@ def _existing_state(run_dir: Path, cfg: RunConfig) -> str:
         )
     if ckpt.read_summary(run_dir).get("finished"):
         return "finished"
-    if (run_dir / "state.safetensors").is_file():
+    if (run_dir / C.STATE_FILE).is_file():
         return "resume"
     return "restart"
 
@@ -507,7 +508,7 @@ def write_fit(
     """Fit the grokking epoch (or optimizer step, ``fit_on="step"``: minibatch studies count
     steps, and steps per epoch change with the train fraction) against train_frac over the sweep's
     results; write fit.json and the plot."""
-    from grokinterp.checkpoints import atomic_write_text
+    from grokinterp.files import atomic_write_text, strict_json
 
     out = Path(out)
     y = f"grokking_{fit_on}"
@@ -528,24 +529,13 @@ def write_fit(
         fit["n_runs_grokked"] = len(grokked)
     fit["y"] = y
     fit["model"] = f"{y} = A * train_frac ** -b (least squares in log-log)"
-    atomic_write_text(out / "fit.json", json.dumps(_json_safe(fit), indent=2) + "\n")
+    atomic_write_text(out / "fit.json", strict_json(fit, indent=2) + "\n")
     if plot and "train_frac" in df.columns:
         try:
             fit["figures"] = _plot_fit(df, fit, out, y)
         except Exception as e:  # a figure must never fail a finished sweep
             log.warning("could not write the plot: %s", e)
     return fit
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/inf -> None, so fit.json is strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _plot_fit(df, fit: dict[str, Any], out: Path, y: str = "grokking_epoch") -> list[str]:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from jaxtyping import Int
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it is used, so `grokinterp --help` stays light
+    from jaxtyping import Int
+    from torch import Tensor
 
 Layout = Literal["a b =", "a op b ="]
 LAYOUTS: tuple[str, ...] = ("a b =", "a op b =")
@@ -46,6 +46,8 @@ class Operation:
 
 
 def _div(a: Tensor, b: Tensor, p: int) -> Tensor:
+    import torch
+
     # Fermat's little theorem: b^(p-2) is the inverse of b mod prime p.
     inv = torch.tensor([pow(int(x), p - 2, p) for x in range(p)], dtype=torch.int64)
     return (a * inv[b]) % p
@@ -95,12 +97,16 @@ def n_ctx(layout: str) -> int:
 
 def all_pairs(p: int) -> tuple[Int[Tensor, " p*p"], Int[Tensor, " p*p"]]:
     """All (a, b) in a-major order: row index = a*p + b."""
+    import torch
+
     a = torch.arange(p).repeat_interleave(p)
     b = torch.arange(p).repeat(p)
     return a, b
 
 
 def make_tokens(a: Int[Tensor, " n"], b: Int[Tensor, " n"], p: int, layout: str) -> Int[Tensor, "n ctx"]:
+    import torch
+
     eq = torch.full_like(a, p if layout == "a b =" else p + 1)
     if layout == "a b =":
         return torch.stack([a, b, eq], dim=1)
@@ -149,6 +155,8 @@ class Dataset:
 
     def train_mask_grid(self) -> Tensor:
         """(p*p,) bool mask of the rows in the train split (full-grid tasks only)."""
+        import torch
+
         mask = torch.zeros(len(self.labels), dtype=torch.bool)
         mask[self.train_indices] = True
         return mask
@@ -160,6 +168,8 @@ def random_split(n: int, train_frac: float, seed: int) -> tuple[Tensor, Tensor]:
     ``torch.randperm`` through a ``torch.Generator`` seeded with ``seed`` gives the same
     permutation as the demo's ``torch.manual_seed(seed); torch.randperm(n)``.
     """
+    import torch
+
     if not 0.0 < train_frac < 1.0:
         raise ValueError(f"train fraction must be in (0, 1) (got {train_frac})")
     g = torch.Generator().manual_seed(seed)
@@ -179,6 +189,8 @@ def make_dataset(
     split: tuple[Tensor, Tensor] | None = None,
 ) -> Dataset:
     """Build the full task table and split it (or reuse a saved ``split``)."""
+    import torch
+
     validate_task(p, op, layout)
     operation = get_operation(op)
     a, b = all_pairs(p)

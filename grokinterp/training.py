@@ -5,15 +5,19 @@ attention from per-token tables), the loss is float64 cross-entropy on the answe
 full train and test sets are evaluated every ``eval_every`` epochs (not every epoch, as the demo
 does). ``Trainer.run`` writes ``metrics.jsonl``, checkpoints and a resume state into the run
 directory; ``Trainer.resume(run_dir)`` continues a run and reproduces the uninterrupted metrics
-exactly.
+exactly, also with early stopping and after a Ctrl-C or kill -9 at any moment.
+
+The run directory is written only through ``grokinterp.rundir`` (layout, lock, guard); the
+trainer holds the run's lock from the moment it creates or reopens the run until ``run`` returns.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
+import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,14 +29,38 @@ import torch
 from torch import Tensor, nn
 
 from grokinterp import checkpoints as ckpt
+from grokinterp import constants as C
+from grokinterp import rundir
 from grokinterp.config import RunConfig
 from grokinterp.methods import cross_entropy, make_grad_filter, orthogonalize_gradients
-from grokinterp.models import build_model, last_position_logits
+from grokinterp.models import build_model, last_position_logits, load_weights
 from grokinterp.tasks import Dataset, make_dataset
 
 logger = logging.getLogger(__name__)
 
 GROKKING_THRESHOLD = 0.99
+
+#: Config fields ``--resume`` may change (recorded in config.json); any other change is refused,
+#: since it would make the run a different experiment. ``epochs`` may only grow.
+RESUMABLE_FIELDS = (
+    "epochs", "stop_acc", "stop_patience", "eval_every", "checkpoint_every",
+    "checkpoint_early_every", "checkpoint_early_until", "device",
+)  # fmt: skip
+
+
+def progress_enabled(progress: bool) -> bool:
+    """A progress bar on a terminal or in Jupyter; none in a log file or CI, where each update
+    would be one more line."""
+    if not progress:
+        return False
+    if sys.stderr is not None and sys.stderr.isatty():
+        return True
+    try:
+        from IPython import get_ipython
+
+        return getattr(get_ipython(), "kernel", None) is not None
+    except ImportError:
+        return False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -91,10 +119,19 @@ class TrainResult:
     interrupted: bool
     wall_clock_s: float
     summary: dict[str, Any] = field(default_factory=dict)
+    status: rundir.Status = "finished"
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
 
 
 class Trainer:
-    """Trains one run. ``run_dir=None`` trains in memory (sweeps, notebooks, tests)."""
+    """Trains one run. ``run_dir=None`` trains in memory (sweeps, notebooks, tests).
+
+    With a ``run_dir`` the trainer creates it (``force`` replaces an earlier run, and nothing
+    else) and holds its lock until ``run`` returns; ``Trainer.resume`` reopens one.
+    """
 
     def __init__(
         self,
@@ -109,7 +146,9 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.device = resolve_device(cfg.device)
         if self.run_dir is not None and not _resuming:
-            _prepare_run_dir(self.run_dir, force)
+            rundir.check_out_path(self.run_dir)
+        # Everything that can fail on its own (memory for a huge p, the model) before the run
+        # directory exists, so a failure leaves nothing behind.
         self.dataset = dataset or make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed)
         self.model = build_model(cfg, self.device)
         self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -136,34 +175,111 @@ class Trainer:
         self.elapsed = 0.0
         self.metrics: list[dict[str, Any]] = []
         self._stop_requested = False
+        self._diverged = False
+        self.lock: rundir.RunLock | None = None
         if self.run_dir is not None and not _resuming:
-            ckpt.write_run_config(self.run_dir, cfg)
-            ckpt.write_split(self.run_dir, self.dataset.train_indices, self.dataset.test_indices)
-            ckpt.write_metrics(self.run_dir, [])
+            self.lock = rundir.create_run_dir(self.run_dir, force)
+            try:
+                rundir.write_run_config(self.run_dir, cfg)
+                rundir.write_split(self.run_dir, self.dataset.train_indices, self.dataset.test_indices)
+                rundir.write_metrics(self.run_dir, [])
+            except BaseException:
+                self.lock.release()
+                rundir.discard_new_run_dir(self.run_dir)
+                raise
 
     # ------------------------------------------------------------------ resume
     @classmethod
-    def resume(cls, run_dir: str | Path, **overrides: Any) -> Trainer:
-        """Continue a run from its ``state.safetensors`` (``overrides`` may extend ``epochs``)."""
+    def resume(cls, run_dir: str | Path, *, from_checkpoint: bool = False, **overrides: Any) -> Trainer:
+        """Continue a run exactly from its ``state.safetensors``.
+
+        ``overrides`` may change only ``RESUMABLE_FIELDS`` (``epochs`` only upwards); each change is
+        recorded in config.json. ``from_checkpoint=True`` continues from the last checkpoint
+        instead, with a fresh optimizer (for a run whose state file was lost): not exact, and
+        recorded as such.
+        """
         run_dir = Path(run_dir)
-        cfg = ckpt.read_run_config(run_dir)
-        if overrides:
-            cfg = cfg.replace(**overrides)
-        train_idx, test_idx = ckpt.read_split(run_dir)
-        dataset = make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed, split=(train_idx, test_idx))
-        self = cls(cfg, run_dir, dataset=dataset, _resuming=True)
-        state_path = run_dir / "state.safetensors"
-        if not state_path.is_file():
-            raise ckpt.RunDirError(f"{run_dir}: no state.safetensors to resume from; start it again with --force")
-        tensors, meta = ckpt.load_tensors(state_path)
-        self._load_state(tensors, meta)
-        # Drop metrics written after the resume point (a crash between a row and the state save).
-        self.metrics = [r for r in ckpt.read_metrics(run_dir) if r["epoch"] <= self.epoch]
-        ckpt.write_metrics(run_dir, self.metrics)
-        if overrides:
-            ckpt.write_run_config(run_dir, cfg)
+        if not run_dir.is_dir():
+            raise rundir.RunDirError(f"{run_dir}: no such run directory")
+        cfg = rundir.read_run_config(run_dir)
+        lock = rundir.RunLock(run_dir).acquire()
+        try:
+            self = cls._reopen(run_dir, cfg, lock, from_checkpoint, overrides)
+        except BaseException:
+            lock.release()
+            raise
         logger.info("resuming %s at epoch %d", run_dir, self.epoch)
         return self
+
+    @classmethod
+    def _reopen(cls, run_dir: Path, cfg: RunConfig, lock: rundir.RunLock, from_checkpoint: bool, overrides) -> Trainer:
+        state_path = run_dir / C.STATE_FILE
+        epochs = rundir.checkpoint_epochs(run_dir)
+        hint = (
+            f"continue from its last checkpoint (epoch {epochs[-1]}) with a fresh optimizer: "
+            f"grokinterp train --resume {run_dir} --from-checkpoint"
+            if epochs
+            else "it has no checkpoint either; start a new run"
+        )
+        tensors = meta = None
+        if not from_checkpoint:
+            if not state_path.is_file():
+                raise rundir.RunDirError(f"{run_dir} has no {C.STATE_FILE} (the exact resume point); {hint}")
+            try:
+                tensors, meta = ckpt.load_tensors(state_path)
+                if meta.get("format") != C.STATE_FORMAT:
+                    raise rundir.RunDirError(f"{state_path} is not a grokinterp resume state")
+            except rundir.RunDirError as e:
+                raise rundir.RunDirError(f"{e}; {hint}") from None
+        elif not epochs:
+            raise rundir.RunDirError(f"{run_dir} has no checkpoint to continue from; start a new run")
+        at_epoch = int(json.loads(meta["trainer"])["epoch"]) if meta is not None else epochs[-1]
+        new_cfg, changes = _apply_resume_overrides(cfg, at_epoch, overrides)
+        train_idx, test_idx = rundir.read_split(run_dir)
+        dataset = make_dataset(
+            new_cfg.p, new_cfg.op, new_cfg.layout, new_cfg.train_frac, new_cfg.data_seed, split=(train_idx, test_idx)
+        )
+        self = cls(new_cfg, run_dir, dataset=dataset, _resuming=True)
+        self.lock = lock
+        rows = rundir.read_metrics(run_dir)
+        if tensors is not None:
+            self._load_state(tensors, meta)
+        else:
+            self._load_checkpoint_state(run_dir, epochs[-1], rows)
+            note = (
+                f"resumed from checkpoint epoch {epochs[-1]} without a resume state: optimizer moments, "
+                "gradient-filter state and RNG restarted (not bit-identical to an uninterrupted run)"
+            )
+            rundir.record_config_change(run_dir, new_cfg, self.epoch, changes, note)
+            logger.warning("%s: %s", run_dir, note)
+        # Rows after the resume point were written after the state (a crash in between): drop them.
+        self.metrics = [r for r in rows if r["epoch"] <= self.epoch]
+        rundir.write_metrics(run_dir, self.metrics)
+        if changes and tensors is not None:
+            rundir.record_config_change(run_dir, new_cfg, self.epoch, changes, "changed on --resume")
+        return self
+
+    def _load_checkpoint_state(self, run_dir: Path, epoch: int, rows: list[dict[str, Any]]) -> None:
+        """Weights from the checkpoint at ``epoch``; counters replayed from the metrics rows."""
+        c = ckpt.load_checkpoint(rundir.checkpoint_path(run_dir, epoch))
+        load_weights(self.model, c.state_dict, c.path)
+        kept = [r for r in rows if r["epoch"] <= epoch]
+        self.epoch = epoch
+        self.step = next(
+            (r["step"] for r in reversed(kept) if r.get("step") is not None), epoch * self.cfg.steps_per_epoch
+        )
+        self.elapsed = float(kept[-1].get("elapsed") or 0.0) if kept else 0.0
+        threshold = self.cfg.stop_acc or GROKKING_THRESHOLD
+        for r in kept:  # the same streak rule as _evaluate_and_log
+            acc = r.get("test_acc")
+            if acc is not None and acc >= threshold:
+                self.streak += 1
+                self.grokking_epoch = r["epoch"] if self.grokking_epoch is None else self.grokking_epoch
+            else:
+                self.streak = 0
+        # Deterministic in the epoch, so two recoveries of the same run agree.
+        self.batch_gen.manual_seed(self.cfg.train_seed + 1_000_003 * epoch)
+        self.dropout_gen.manual_seed(self.cfg.train_seed + 1 + 1_000_003 * epoch)
 
     def _state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -176,7 +292,7 @@ class Trainer:
         if self.grad_filter is not None:
             tensors.update({f"filter.{k}": v for k, v in self.grad_filter.state_tensors().items()})
         meta = {
-            "format": ckpt.STATE_FORMAT,
+            "format": C.STATE_FORMAT,
             "config": self.cfg.to_dict(),
             "param_groups": opt["param_groups"],
             "trainer": {
@@ -190,17 +306,16 @@ class Trainer:
         return tensors, meta
 
     def _load_state(self, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
-        if meta.get("format") != ckpt.STATE_FORMAT:
-            raise ckpt.RunDirError("state.safetensors is not a grokinterp resume state")
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        load_weights(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, C.STATE_FILE)
         opt_state: dict[int, dict[str, Tensor]] = {}
         for k, v in tensors.items():
             if k.startswith("optim."):
                 _, idx, key = k.split(".", 2)
                 opt_state.setdefault(int(idx), {})[key] = v
         groups = json.loads(meta["param_groups"])
+        trainer = json.loads(meta["trainer"])
         for g in groups:
-            g["lr"] = self.cfg.lr * self.cfg.lr_multiplier(json.loads(meta["trainer"])["step"])
+            g["lr"] = self.cfg.lr * self.cfg.lr_multiplier(trainer["step"])
         self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         self.batch_gen.set_state(tensors["rng.batch"])
         self.dropout_gen.set_state(tensors["rng.dropout"].to(self.dropout_gen.device))
@@ -208,7 +323,6 @@ class Trainer:
             self.grad_filter.load_state_tensors(
                 {k[7:]: v.to(self.device) for k, v in tensors.items() if k.startswith("filter.")}
             )
-        trainer = json.loads(meta["trainer"])
         self.epoch, self.step, self.streak = trainer["epoch"], trainer["step"], trainer["streak"]
         self.grokking_epoch, self.elapsed = trainer["grokking_epoch"], trainer["elapsed"]
 
@@ -216,7 +330,7 @@ class Trainer:
         if self.run_dir is None:
             return
         tensors, meta = self._state_tensors()
-        ckpt.save_tensors(self.run_dir / "state.safetensors", tensors, meta)
+        ckpt.save_tensors(self.run_dir / C.STATE_FILE, tensors, meta)
 
     # ------------------------------------------------------------------ training
     def _batches(self) -> list[tuple[Tensor, Tensor]]:
@@ -259,21 +373,26 @@ class Trainer:
             "lr": self.cfg.lr * self.cfg.lr_multiplier(self.step),
             "elapsed": round(self.elapsed, 3),
         }
-        threshold = self.cfg.stop_acc or GROKKING_THRESHOLD
-        if m["test_acc"] >= threshold:
-            self.streak += 1
-            if self.grokking_epoch is None:
-                self.grokking_epoch = self.epoch
+        if not (math.isfinite(m["train_loss"]) and math.isfinite(m["test_loss"])):
+            self._diverged = True  # logged (as null losses) but neither checkpointed nor counted
         else:
-            self.streak = 0
+            threshold = self.cfg.stop_acc or GROKKING_THRESHOLD
+            if m["test_acc"] >= threshold:
+                self.streak += 1
+                if self.grokking_epoch is None:
+                    self.grokking_epoch = self.epoch
+            else:
+                self.streak = 0
         self.metrics.append(row)
         if self.run_dir is not None:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(_json_row(row))
+            rundir.append_metrics_row(self.run_dir, row)
         return row
 
     def _is_eval_epoch(self, epoch: int) -> bool:
         return epoch % self.cfg.eval_every == 0 or self.cfg.is_checkpoint_epoch(epoch)
+
+    def _should_stop_early(self) -> bool:
+        return self.cfg.stop_acc is not None and self.streak >= self.cfg.stop_patience
 
     def run(
         self,
@@ -281,8 +400,19 @@ class Trainer:
         callback: Callable[[Trainer, dict[str, Any]], None] | None = None,
         max_epochs: int | None = None,
     ) -> TrainResult:
-        """Train to ``cfg.epochs`` (or early stop). ``max_epochs`` stops after that many more
-        epochs, like an interruption (used to test resume)."""
+        """Train to ``cfg.epochs`` (or early stop, or divergence). ``max_epochs`` pauses after that
+        many more epochs, like an interruption (used to test resume). Releases the run's lock."""
+        if self.run_dir is not None:
+            if self.lock is None:
+                self.lock = rundir.RunLock(self.run_dir)
+            self.lock.acquire()
+        try:
+            return self._run(progress, callback, max_epochs)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _run(self, progress, callback, max_epochs) -> TrainResult:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -293,15 +423,16 @@ class Trainer:
         bar = tqdm(
             total=cfg.epochs,
             initial=self.epoch,
-            disable=not progress,
+            disable=not progress_enabled(progress),
             unit="epoch",
             dynamic_ncols=True,
+            mininterval=0.5,
         )
         restore = self._install_sigint()
         start = time.perf_counter() - self.elapsed
         try:
-            while self.epoch < target:
-                if self.streak >= cfg.stop_patience and cfg.stop_acc is not None:
+            while self.epoch < target and not self._diverged:
+                if self._should_stop_early():
                     stopped_early = True
                     break
                 for tokens, labels in self._batches():
@@ -322,40 +453,60 @@ class Trainer:
                     interrupted = True
                     break
             else:
-                if self.streak >= cfg.stop_patience and cfg.stop_acc is not None:
-                    stopped_early = True
+                stopped_early = not self._diverged and self._should_stop_early()
         finally:
             restore()
             bar.close()
         self.elapsed = time.perf_counter() - start
         finished = self.epoch >= cfg.epochs or stopped_early
-        if self.run_dir is not None:
-            if not self.metrics or self.metrics[-1]["epoch"] != self.epoch:
-                self._log_and_checkpoint(force_checkpoint=True)
-            elif not ckpt.checkpoint_path(self.run_dir, self.epoch).exists():
+        if self._diverged:
+            status: rundir.Status = "diverged"
+        elif stopped_early:
+            status = "stopped_early"
+        elif finished:
+            status = "finished"
+        else:
+            status = "interrupted"
+        if self.run_dir is not None and not self._diverged:
+            if finished and (not self.metrics or self.metrics[-1]["epoch"] != self.epoch):
+                self._log_and_checkpoint(force_checkpoint=True)  # pragma: no cover - last epoch is an eval epoch
+            elif finished and not rundir.checkpoint_path(self.run_dir, self.epoch).exists():
                 ckpt.save_checkpoint(self.run_dir, self.epoch, self.model, cfg, self.metrics[-1])
+            # An interruption between evaluations saves the exact resume point but adds no
+            # evaluation: an extra row would count toward the early-stopping streak, and the
+            # resumed run would then differ from an uninterrupted one.
             self.save_state()
-        summary = {
-            "final_epoch": self.epoch,
-            "finished": finished,
-            "grokking_epoch": self.grokking_epoch,
-            "grokking_step": self.grokking_step,
-            "grokking_threshold": cfg.stop_acc or GROKKING_THRESHOLD,
-            "stopped_early": stopped_early,
-            "wall_clock_s": round(self.elapsed, 3),
-            "final": self.metrics[-1] if self.metrics else {},
-        }
+        good = [r for r in self.metrics if _finite_losses(r)]
+        last_good = rundir.checkpoint_epochs(self.run_dir)[-1:] if self.run_dir is not None else []
+        message = None
+        if self._diverged:
+            bad = self.metrics[-1]
+            message = (
+                f"training diverged: the loss is not finite at epoch {bad['epoch']} (lr {cfg.lr:g}); "
+                + (f"the last good checkpoint is epoch {last_good[0]}; " if last_good else "")
+                + "lower the learning rate"
+            )
+            logger.debug("%s", message)  # the caller reports it (the CLI prints one line)
+        summary = rundir.RunSummary(
+            final_epoch=self.epoch,
+            status=status,
+            grokking_epoch=self.grokking_epoch,
+            grokking_step=self.grokking_step,
+            grokking_threshold=cfg.stop_acc or GROKKING_THRESHOLD,
+            wall_clock_s=round(self.elapsed, 3),
+            final=good[-1] if good else {},
+            last_good_epoch=last_good[0] if last_good else None,
+            message=message,
+        )
         if self.run_dir is not None:
-            ckpt.atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+            rundir.write_summary(self.run_dir, summary)
         if interrupted:
             logger.warning(
-                "interrupted at epoch %d; resume with: grokinterp train --resume %s",
-                self.epoch,
-                self.run_dir,
+                "interrupted at epoch %d; resume with: grokinterp train --resume %s", self.epoch, self.run_dir
             )
         return TrainResult(
             self.run_dir, cfg, self.model, self.metrics, self.epoch, self.grokking_epoch,
-            stopped_early, interrupted, self.elapsed, summary,
+            stopped_early, interrupted, self.elapsed, summary.to_dict(), status,
         )  # fmt: skip
 
     @property
@@ -365,43 +516,57 @@ class Trainer:
 
     def _log_and_checkpoint(self, force_checkpoint: bool = False) -> dict[str, Any]:
         row = self._evaluate_and_log()
+        if self._diverged:
+            return row  # never checkpoint non-finite weights
         if self.run_dir is not None and (force_checkpoint or self.cfg.is_checkpoint_epoch(self.epoch)):
             ckpt.save_checkpoint(self.run_dir, self.epoch, self.model, self.cfg, row)
             self.save_state()
         return row
 
     def _install_sigint(self) -> Callable[[], None]:
-        """First Ctrl-C: finish the epoch, save and exit cleanly. Second: abort at once."""
+        """First Ctrl-C (or SIGTERM, as batch schedulers send): finish the epoch, save the exact
+        resume point and return. A second Ctrl-C aborts at once."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def handler(signum, frame):
-            if self._stop_requested:
-                signal.signal(signal.SIGINT, previous)
+            if self._stop_requested and signum == signal.SIGINT:
+                signal.signal(signal.SIGINT, previous[signal.SIGINT])
                 raise KeyboardInterrupt
             self._stop_requested = True
-            logger.warning("Ctrl-C: saving at the end of this epoch (press again to abort)")
+            logger.warning("%s: saving at the end of this epoch (Ctrl-C again to abort)", signal.Signals(signum).name)
 
-        signal.signal(signal.SIGINT, handler)
-        return lambda: signal.signal(signal.SIGINT, previous)
+        for sig in previous:
+            signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+
+        return restore
 
 
-def _json_row(row: dict[str, Any]) -> str:
-    return json.dumps(row) + "\n"
+def _finite_losses(row: dict[str, Any]) -> bool:
+    return all(isinstance(row.get(k), int | float) and math.isfinite(row[k]) for k in ("train_loss", "test_loss"))
 
 
-def _prepare_run_dir(run_dir: Path, force: bool) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            raise ckpt.RunDirError(
-                f"run directory {run_dir} already exists; use --resume {run_dir} to continue it "
-                "or --force to overwrite it"
-            )
-        if not (run_dir / "config.json").is_file():
-            raise ckpt.RunDirError(f"{run_dir} is not a grokinterp run directory; refusing to overwrite it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _apply_resume_overrides(cfg: RunConfig, epoch: int, overrides: dict[str, Any]) -> tuple[RunConfig, dict]:
+    """The config after ``--resume`` changes, and ``{field: [old, new]}`` for each real change."""
+    changes = {k: [getattr(cfg, k), v] for k, v in overrides.items() if getattr(cfg, k, object()) != v}
+    refused = sorted(set(changes) - set(RESUMABLE_FIELDS))
+    if refused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
+        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_FIELDS)
+        raise rundir.RunDirError(
+            f"--resume continues the run with its own config; {flags} cannot change it "
+            f"(allowed on --resume: {allowed}); start a new run with --out to change it"
+        )
+    if "epochs" in changes and changes["epochs"][1] < epoch:
+        raise rundir.RunDirError(
+            f"--epochs {changes['epochs'][1]} is below the run's current epoch {epoch}; a resumed run cannot go back"
+        )
+    return (cfg.replace(**{k: v for k, (_, v) in changes.items()}) if changes else cfg), changes
 
 
 def train(

@@ -288,7 +288,7 @@ def run_tune(
     optuna = _require_optuna()
     if use_wandb:
         _require_wandb()  # fail before any training
-    max_epochs = max_epochs or base_cfg.epochs
+    max_epochs = base_cfg.epochs if max_epochs is None else max_epochs  # 0 is an error, not 'default'
     if max_epochs < 1:
         raise ValueError(f"max_epochs must be at least 1 (got {max_epochs})")
     if not 0.0 < target_acc <= 1.0:
@@ -463,7 +463,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ValueError(f"{', '.join(both)} given in both --search and --set")
     base = get_preset(args.preset)
     base = base.replace(**sets) if sets else base
-    max_epochs = args.max_epochs or base.epochs
+    max_epochs = base.epochs if args.max_epochs is None else args.max_epochs
 
     def on_trial(t) -> None:
         state = t.state.name.lower()

@@ -17,18 +17,28 @@ def _run(argv, capsys):
         (["train", "--p", "12", "--op", "div", "--out", "X"], "needs a prime p"),
         (["train", "--p", "1", "--out", "X"], "at least 2"),
         (["train", "--train-frac", "1.5", "--out", "X"], "train_frac must be in (0, 1)"),
-        (["train", "--op", "pow", "--out", "X"], "unknown op 'pow'"),
+        (["train", "--op", "pow", "--out", "X"], "invalid choice: 'pow'"),
         (["train", "--preset", "nope", "--out", "X"], "invalid choice"),
         (["train", "--lr", "abc", "--out", "X"], "invalid float value"),
         (["train", "--betas", "0.9", "--out", "X"], "--betas must be two numbers"),
         (["train"], "needs --out"),
-        (["train", "--resume", "does/not/exist"], "not a run directory"),
+        (["train", "--resume", "does/not/exist"], "no such run directory"),
         (["analyze", "does/not/exist"], "no such run directory"),
         (["presets", "nope"], "unknown preset"),
+        (["train", "--p", "23", "--lr", "inf", "--out", "X"], "lr must be a finite number"),
+        (["train", "--p", "23", "--lr", "nan", "--out", "X"], "lr must be a finite number"),
+        (["train", "--p", "23", "--out", "afile"], "is a file, not a folder"),
+        (["train", "--p", "23", "--out", "afile/X"], "afile is a file"),
+        (["train", "--p", "23", "--from-checkpoint", "--out", "X"], "--from-checkpoint goes with --resume"),
+        (["plot", "afile", "--out", "X"], "no such run directory"),
+        (["export", "does/not/exist", "--out", "X"], "no such run directory"),
+        (["tune", "--max-epochs", "0", "--out", "X"], "max_epochs must be at least 1"),
+        (["sweep", "--grid", "lr=1e-3", "--out", "afile"], "afile"),
     ],
 )
 def test_bad_input_gives_one_clear_line(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a folder")
     rc, out, err = _run(argv, capsys)
     assert rc == 2
     lines = err.strip().splitlines()
@@ -87,3 +97,102 @@ def test_power_preset_trains_from_cli(tmp_path, capsys):
         capsys,
     )
     assert rc == 0 and "epoch 3" in out
+
+
+def _trained(tmp_path, capsys, *extra):
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run), "--p", "11", "--d-mlp", "32", "--epochs", "20", "--checkpoint-every", "10"]
+    rc, out, err = _run([*argv, "--no-progress", *extra], capsys)
+    assert rc == 0, err
+    return run
+
+
+def test_force_removes_only_run_files(tmp_path, capsys):
+    proj = tmp_path / "proj"
+    (proj / "paper").mkdir(parents=True)
+    (proj / "config.json").write_text("{}")
+    (proj / "paper" / "main.tex").write_text("x")
+    rc, _, err = _run(["train", "--p", "11", "--epochs", "5", "--out", str(proj), "--force"], capsys)
+    assert rc == 2 and "did not write (paper/)" in err and (proj / "paper" / "main.tex").read_text() == "x"
+    # --force replaces a previous run: every file of it, and nothing else is there afterwards
+    run = _trained(tmp_path, capsys)
+    (run / ".config.json.abc.tmp").write_text("stale")
+    rc, _, err = _run(["train", "--p", "11", "--epochs", "5", "--out", str(run), "--force", "--no-progress"], capsys)
+    assert rc == 0, err
+    assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 5
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "epoch_000000.safetensors",
+        "epoch_000005.safetensors",
+    ]
+    assert not list(run.glob("*.tmp"))
+
+
+def test_resume_refuses_conflicts_and_records_extensions(tmp_path, capsys):
+    run = _trained(tmp_path, capsys)
+    for argv, needle in [
+        (["--lr", "0.5"], "--lr cannot change"),
+        (["--p", "13"], "--p cannot change"),
+        (["--out", "elsewhere"], "drop --out"),
+        (["--epochs", "10"], "below the run's current epoch 20"),
+    ]:
+        rc, _, err = _run(["train", "--resume", str(run), *argv], capsys)
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    rc, out, _ = _run(["train", "--resume", str(run), "--epochs", "30", "--stop-acc", "0.5", "--no-progress"], capsys)
+    assert rc == 0 and "epoch 30" in out
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["config"]["epochs"] == 30 and doc["config"]["stop_acc"] == 0.5
+    assert doc["changes"][-1]["changes"] == {"epochs": [20, 30], "stop_acc": [None, 0.5]}
+    # a lost state file is met with the non-destructive way on, never --force
+    (run / "state.safetensors").unlink()
+    rc, _, err = _run(["train", "--resume", str(run), "--epochs", "40"], capsys)
+    assert rc == 2 and "--from-checkpoint" in err and "--force" not in err
+
+
+def test_seed_sets_all_three_and_none_clears_a_preset_value(tmp_path, capsys):
+    run = _trained(tmp_path, capsys, "--seed", "7", "--data-seed", "3")
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    assert (cfg["model_seed"], cfg["data_seed"], cfg["train_seed"]) == (7, 3, 7)
+    from grokinterp.cli import build_parser, config_from_args
+
+    argv = ["train", "--preset", "nanda-p113-fast", "--stop-acc", "none", "--batch-size", "none"]
+    cfg = config_from_args(build_parser(argv).parse_args(argv))
+    assert cfg.stop_acc is None and cfg.batch_size is None and cfg.lr == 5e-3
+
+
+def test_help_is_light_documents_fields_and_shows_the_presets_values():
+    import subprocess
+    import sys
+
+    code = "import sys; from grokinterp.cli import main; main(['--help'])"
+    res = subprocess.run(
+        [sys.executable, "-c", code + "\nprint('torch' in sys.modules)"], capture_output=True, text=True
+    )
+    code = "import sys\nfrom grokinterp.cli import build_parser\nbuild_parser(['train'])\nprint('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.stdout.strip() == "False", res.stderr  # --help never imports torch
+    from grokinterp.cli import build_parser
+
+    text = build_parser(["train", "--preset", "nanda-p113-fast"]).format_help()
+    sub = build_parser(["train", "--preset", "nanda-p113-fast"])._subparsers._group_actions[0].choices["train"]
+    help_text = sub.format_help()
+    assert "AdamW learning rate [0.005]" in help_text and "[0.99]" in help_text  # the fast preset's values
+    assert "{add,sub,mul,div" in help_text and "x2_y" in help_text
+    assert text
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("grokinterp ")
+
+
+def test_progress_bar_is_quiet_off_a_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "from grokinterp.training import train\nfrom grokinterp.config import RunConfig\n"
+        "train(RunConfig(p=7, d_mlp=16, epochs=300), progress=True)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # stderr is a pipe
+    assert res.returncode == 0 and "epoch/s" not in res.stderr and "it/s" not in res.stderr, res.stderr[-500:]

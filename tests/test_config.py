@@ -88,3 +88,28 @@ def test_invalid_configs_raise_value_error(changes):
 def test_unknown_field_rejected():
     with pytest.raises(ValueError, match="unknown config field"):
         RunConfig.from_dict({"p": 23, "colour": "red"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"p": 23.5}, "p must be an integer"),
+        ({"epochs": 1.5}, "epochs must be an integer"),
+        ({"epochs": True}, "epochs must be an integer"),
+        ({"freeze_biases": "no"}, "freeze_biases must be true or false"),
+        ({"lr": float("nan")}, "lr must be a finite number"),
+        ({"wd": float("inf")}, "wd must be a finite number"),
+        ({"stop_acc": "0.9"}, "stop_acc must be a finite number"),
+        ({"op": 3}, "op must be a string"),
+    ],
+)
+def test_config_checks_types(changes, needle):
+    with pytest.raises(ValueError, match=needle):
+        RunConfig(**changes)
+
+
+def test_int_for_float_field_is_stored_as_float_and_every_field_is_documented():
+    cfg = RunConfig(lr=1)
+    assert isinstance(cfg.lr, float) and RunConfig.from_json(cfg.to_json()) == cfg
+    for name in RunConfig.__dataclass_fields__:
+        assert RunConfig.doc(name), f"{name} has no doc"

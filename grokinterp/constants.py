@@ -1,0 +1,29 @@
+"""Names of the files in a run directory, and the format tags written into them.
+
+One place for every name, as SAELens keeps its ``constants.py``: the run directory's owner
+(``grokinterp.rundir``) and everything that reads a run refer to these, never to string literals.
+"""
+
+from __future__ import annotations
+
+CONFIG_FILE = "config.json"  # {"config": RunConfig, "versions": {...}, "created": ..., "changes": [...]}
+SPLIT_FILE = "split.safetensors"  # train_indices, test_indices (int64)
+METRICS_FILE = "metrics.jsonl"  # one strict-JSON row per evaluation
+SUMMARY_FILE = "summary.json"  # written when training stops (RunSummary)
+STATE_FILE = "state.safetensors"  # the latest resume point: weights, optimizer, RNG, filter state
+CHECKPOINT_DIR = "checkpoints"  # epoch_000100.safetensors, ...
+CHECKPOINT_PATTERN = r"^epoch_(\d+)\.safetensors$"
+LOCK_FILE = ".lock"  # held (flock) by the one process writing the run
+MEASURES_FILE = "measures.csv"  # written by `grokinterp analyze`
+ANALYSIS_FILE = "analysis.json"  # written by `grokinterp analyze`
+TMP_SUFFIX = ".tmp"  # atomic writes go through ".<name>.<random>.tmp" beside their target
+
+#: Files directly in a run directory that grokinterp writes (``--force`` removes only these,
+#: the checkpoint folder's ``epoch_*.safetensors`` and stale temporary files).
+RUN_FILES = (
+    CONFIG_FILE, SPLIT_FILE, METRICS_FILE, SUMMARY_FILE, STATE_FILE, LOCK_FILE, MEASURES_FILE, ANALYSIS_FILE,
+)  # fmt: skip
+
+CHECKPOINT_FORMAT = "grokinterp-checkpoint/1"
+STATE_FORMAT = "grokinterp-state/1"
+SPLIT_FORMAT = "grokinterp-split/1"

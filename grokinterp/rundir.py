@@ -1,0 +1,428 @@
+"""The run directory: its layout, its guarantees and the only code that writes its files.
+
+Layout (names in ``grokinterp.constants``)::
+
+    RUN/
+      config.json                    {"config": RunConfig, "versions": {...}, "created": ..., "changes": [...]}
+      split.safetensors              train_indices, test_indices (int64)
+      metrics.jsonl                  one strict-JSON row per evaluation (NaN/inf written as null)
+      checkpoints/epoch_000100.safetensors   weights; metadata: config, epoch, metrics
+      state.safetensors              latest resume point: weights, optimizer, RNG, filter state
+      summary.json                   written when training stops (``RunSummary``)
+      measures.csv, analysis.json    written by ``grokinterp analyze``
+      .lock                          held by the one process writing the run
+
+Guarantees:
+
+- **Atomic**: every file is replaced whole (``grokinterp.files.atomic_write``); metrics rows are
+  appended one line at a time and a torn last line is ignored on reading.
+- **Locked**: a process that writes a run holds an exclusive ``flock`` on ``RUN/.lock``; a second
+  writer gets one line naming the run and the holder's pid. The kernel drops the lock when its
+  holder dies, so a lock left by a killed process is taken over safely, and the new holder removes
+  the temporary files the dead one left.
+- **Guarded**: a new run never writes into a folder that holds anything; ``force`` deletes only the
+  files grokinterp writes (``constants.RUN_FILES``, ``checkpoints/epoch_*.safetensors`` and
+  temporary files) and refuses, naming it, when anything else is there.
+- **Readable after damage**: a corrupt line of metrics.jsonl is reported and skipped, never the
+  rows after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from grokinterp import constants as C
+from grokinterp.files import RunDirError, atomic_write_text, load_tensors, save_tensors, strict_json
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from grokinterp.config import RunConfig
+
+try:  # POSIX; elsewhere the lock is advisory-only (documented, never silently claimed)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+_CKPT_RE = re.compile(C.CHECKPOINT_PATTERN)
+_TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+" + re.escape(C.TMP_SUFFIX) + "$")
+
+
+class RunLockedError(RunDirError):
+    """Another process holds the run's lock."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths
+# ----------------------------------------------------------------------------------------------
+
+
+def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
+    return Path(run_dir) / C.CHECKPOINT_DIR / f"epoch_{epoch:06d}.safetensors"
+
+
+def checkpoint_epochs(run_dir: str | Path) -> list[int]:
+    folder = Path(run_dir) / C.CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for f in folder.iterdir() if (m := _CKPT_RE.match(f.name)))
+
+
+def _is_tmp(name: str) -> bool:
+    return bool(_TMP_RE.match(name))
+
+
+def foreign_entries(run_dir: str | Path) -> list[str]:
+    """Entries of ``run_dir`` that grokinterp did not write (relative names), sorted."""
+    run_dir = Path(run_dir)
+    out = []
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name == C.CHECKPOINT_DIR and entry.is_dir() and not entry.is_symlink():
+            out += [f"{C.CHECKPOINT_DIR}/{f.name}" for f in sorted(entry.iterdir()) if not _is_run_checkpoint(f)]
+        elif not (entry.is_file() and (entry.name in C.RUN_FILES or _is_tmp(entry.name))):
+            out.append(entry.name + ("/" if entry.is_dir() else ""))
+    return out
+
+
+def _is_run_checkpoint(f: Path) -> bool:
+    return f.is_file() and not f.is_symlink() and (bool(_CKPT_RE.match(f.name)) or _is_tmp(f.name))
+
+
+def refuse_foreign(run_dir: str | Path) -> None:
+    """Raise (one line naming them) when ``run_dir`` holds anything grokinterp did not write."""
+    foreign = foreign_entries(run_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RunDirError(
+            f"--force refuses to clear {run_dir}: it holds files grokinterp did not write ({shown}); "
+            "move them away or choose another --out"
+        )
+
+
+def remove_run_files(run_dir: str | Path) -> None:
+    """Delete what grokinterp wrote in ``run_dir``; refuse (nothing deleted) if anything else is there."""
+    run_dir = Path(run_dir)
+    refuse_foreign(run_dir)
+    ckpts = run_dir / C.CHECKPOINT_DIR
+    if ckpts.is_dir():
+        for f in ckpts.iterdir():
+            f.unlink()
+        ckpts.rmdir()
+    for f in run_dir.iterdir():
+        if f.name != C.LOCK_FILE:  # keep the lock we hold
+            f.unlink()
+
+
+def remove_stale_tmp(run_dir: str | Path) -> list[Path]:
+    """Remove temporary files left by a writer that was killed mid-write (call with the lock held)."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / C.CHECKPOINT_DIR):
+        if folder.is_dir():
+            for f in folder.iterdir():
+                if f.is_file() and _is_tmp(f.name):
+                    f.unlink(missing_ok=True)
+                    removed.append(f)
+    if removed:
+        log.info("%s: removed %d temporary file(s) left by an interrupted writer", run_dir, len(removed))
+    return removed
+
+
+def check_out_path(path: str | Path, flag: str = "--out") -> Path:
+    """A folder we may create or write: one line when it is a file, under a file, or unwritable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path} is a file, not a folder; give {flag} a folder path")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunDirError(f"{flag} {path}: {parent} is a file, so no folder can be made under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunDirError(f"{flag} {path}: no permission to write in {parent}; choose a folder you can write")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# The lock
+# ----------------------------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on ``RUN/.lock`` holding the writer's pid."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / C.LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> RunLock:
+        if self._fd is not None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunLockedError(
+                    f"run directory {self.run_dir} is being written by another grokinterp process "
+                    f"(pid {holder}); wait for it to finish or use another folder"
+                ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        remove_stale_tmp(self.run_dir)  # no one else writes here now
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)  # closing drops the flock
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.release()
+
+
+def create_run_dir(path: str | Path, force: bool = False) -> RunLock:
+    """Make ``path`` a fresh, locked run directory and return the held lock.
+
+    An existing folder must be empty; with ``force`` it may hold a previous run, whose files are
+    deleted, and nothing else (``remove_run_files``).
+    """
+    path = check_out_path(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(path)
+    try:
+        lock.acquire()
+        others = [e for e in path.iterdir() if e.name != C.LOCK_FILE]
+        if others:
+            if not force:
+                hint = (
+                    f"use --resume {path} to continue it or --force to replace it"
+                    if (path / C.CONFIG_FILE).is_file()
+                    else "choose an empty or new folder"
+                )
+                raise RunDirError(f"{path} already exists and is not empty; {hint}")
+            remove_run_files(path)
+    except BaseException:
+        lock.release()
+        if created:
+            discard_new_run_dir(path)
+        raise
+    return lock
+
+
+def discard_new_run_dir(path: str | Path) -> None:
+    """Remove a run directory this process just created (used when setting it up fails)."""
+    path = Path(path)
+    if path.is_dir() and not foreign_entries(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# config.json
+# ----------------------------------------------------------------------------------------------
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("grokinterp", "torch", "transformer-lens", "numpy", "safetensors"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_run_config(run_dir: str | Path, cfg: RunConfig, extra: dict | None = None) -> None:
+    doc = {"config": cfg.to_dict(), "versions": library_versions(), "created": _now(), **(extra or {})}
+    atomic_write_text(Path(run_dir) / C.CONFIG_FILE, strict_json(doc, indent=2, sort_keys=True))
+
+
+def read_config_doc(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / C.CONFIG_FILE
+    if not path.is_file():
+        raise RunDirError(f"{run_dir}: not a run directory (no {C.CONFIG_FILE})")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise RunDirError(f'{path}: no "config" object; this is not a grokinterp config.json')
+    return doc
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    from grokinterp.config import RunConfig
+
+    doc = read_config_doc(run_dir)
+    try:
+        return RunConfig.from_dict(doc["config"])
+    except (ValueError, TypeError) as e:
+        raise RunDirError(f"{Path(run_dir) / C.CONFIG_FILE}: invalid config ({e})") from None
+
+
+def record_config_change(run_dir: str | Path, cfg: RunConfig, epoch: int, changes: dict[str, Any], note: str) -> None:
+    """Write ``cfg`` as the run's config and append ``{"epoch", "at", "changes", "note"}`` to the
+    history of changes made on resume, so config.json says what the run was trained with."""
+    doc = read_config_doc(run_dir)
+    history = [*doc.get("changes", []), {"epoch": epoch, "at": _now(), "changes": changes, "note": note}]
+    doc.update(config=cfg.to_dict(), changes=history)
+    atomic_write_text(Path(run_dir) / C.CONFIG_FILE, strict_json(doc, indent=2, sort_keys=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# split.safetensors
+# ----------------------------------------------------------------------------------------------
+
+
+def write_split(run_dir: str | Path, train_indices: Tensor, test_indices: Tensor) -> None:
+    import torch
+
+    save_tensors(
+        Path(run_dir) / C.SPLIT_FILE,
+        {"train_indices": train_indices.to(torch.int64), "test_indices": test_indices.to(torch.int64)},
+        {"format": C.SPLIT_FORMAT},
+    )
+
+
+def read_split(run_dir: str | Path) -> tuple[Tensor, Tensor]:
+    tensors, _ = load_tensors(Path(run_dir) / C.SPLIT_FILE)
+    try:
+        return tensors["train_indices"], tensors["test_indices"]
+    except KeyError:
+        raise RunDirError(f"{Path(run_dir) / C.SPLIT_FILE}: no train_indices/test_indices") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics.jsonl
+# ----------------------------------------------------------------------------------------------
+
+
+def metrics_line(row: dict[str, Any]) -> str:
+    """One strict-JSON line (non-finite numbers become null)."""
+    return strict_json(row) + "\n"
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Rows of metrics.jsonl. A corrupt line is reported (a warning naming it) and skipped; the rows
+    after it are kept. A torn last line (a writer killed mid-line) is skipped quietly."""
+    path = Path(run_dir) / C.METRICS_FILE
+    if not path.is_file():
+        return []
+    text = path.read_bytes().decode(errors="replace")
+    lines = text.split("\n")
+    torn = lines.pop() if lines else ""  # after the last "\n": empty unless the last line is torn
+    rows = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+                raise ValueError("not a row with an integer epoch")
+        except ValueError as e:
+            log.warning("%s line %d is corrupt (%s); skipped", path, i, str(e).splitlines()[0][:80])
+            continue
+        rows.append(row)
+    if torn.strip():
+        log.info("%s: ignored a torn last line (a writer was killed mid-line)", path)
+    return rows
+
+
+def write_metrics(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
+    atomic_write_text(Path(run_dir) / C.METRICS_FILE, "".join(metrics_line(r) for r in rows))
+
+
+def append_metrics_row(run_dir: str | Path, row: dict[str, Any]) -> None:
+    with open(Path(run_dir) / C.METRICS_FILE, "a") as f:
+        f.write(metrics_line(row))
+
+
+# ----------------------------------------------------------------------------------------------
+# summary.json
+# ----------------------------------------------------------------------------------------------
+
+Status = Literal["finished", "stopped_early", "interrupted", "diverged"]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What summary.json records when training stops.
+
+    ``status``: ``finished`` (all epochs), ``stopped_early`` (the early-stopping rule), ``interrupted``
+    (Ctrl-C or a ``max_epochs`` pause; resume continues it) or ``diverged`` (a non-finite loss; the
+    last good checkpoint is ``last_good_epoch``). ``finished`` is true for the first two.
+    """
+
+    final_epoch: int
+    status: Status
+    grokking_epoch: int | None
+    grokking_step: int | None
+    grokking_threshold: float
+    wall_clock_s: float
+    final: dict[str, Any] = field(default_factory=dict)
+    last_good_epoch: int | None = None
+    message: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("finished", "stopped_early")
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.status == "stopped_early"
+
+    def to_dict(self) -> dict[str, Any]:
+        # finished / stopped_early are stored too: sweeps and older readers look them up.
+        return {**asdict(self), "finished": self.finished, "stopped_early": self.stopped_early}
+
+
+def write_summary(run_dir: str | Path, summary: RunSummary) -> None:
+    atomic_write_text(Path(run_dir) / C.SUMMARY_FILE, strict_json(summary.to_dict(), indent=2))
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """summary.json as a dict ({} when there is none or it is unreadable, with a warning)."""
+    path = Path(run_dir) / C.SUMMARY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        log.warning("%s is unreadable (%s); ignored", path, e)
+        return {}
+    return doc if isinstance(doc, dict) else {}
