@@ -1,48 +1,182 @@
 """Every progress measure over every checkpoint of a run, plus the phases.
 
-``analyze_run(path)`` loads each checkpoint into one reused model, computes
-``measures.compute_all_measures`` with the key frequencies of the final checkpoint (as in the paper;
-overridable), and writes ``measures.csv`` (one row per checkpoint) and ``analysis.json`` (key
-frequencies, phase boundaries, final losses) into the run directory.
+``analyze_run(path)`` chooses the key frequencies at the final checkpoint (rule "clustered" on the
+MLP layer with the most neurons explained, as in the paper; overridable: another rule, another
+layer, or given keys), computes ``measures.compute_all_measures`` with them at every checkpoint,
+and writes ``measures.csv`` (one row per checkpoint) and ``analysis.json`` (the typed
+``Analysis``: the task's basis, key frequencies by every rule, each MLP layer, the phases, final
+values, what is not defined and why, warnings). For cyclic-group tasks every checkpoint also gets the
+clock/pizza measures of Zhong et al. 2023 (``clock_pizza.measure_columns``) and analysis.json their
+final values and verdict (``clock_pizza.analysis_entry``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from grokinterp import checkpoints as ckpt
-from grokinterp import measures
-from grokinterp.models import build_model
+from grokinterp import clock_pizza, measures
+from grokinterp.bases import task_basis
+from grokinterp.clusters import KeyFrequencies, KeyRule
+from grokinterp.models import build_model, load_weights
 from grokinterp.phases import detect_phases
 from grokinterp.runs import Run
 
-logger = logging.getLogger(__name__)
+__all__ = ["Analysis", "analyze_run", "load_analysis"]
 
+logger = logging.getLogger(__name__)
 
 _FINAL_KEYS = (
     "epoch", "train_loss", "test_loss", "train_acc", "test_acc",
     "restricted_loss", "restricted_loss_train", "excluded_loss",
     "restricted_loss_neuron", "excluded_loss_neuron", "gini_W_E", "gini_W_L", "sum_sq_weights",
+    "gradient_symmetricity", "distance_irrelevance",
 )  # fmt: skip
 
+VARIANTS = {
+    "restricted_loss": "logit level, all rows of the grid (paper)",
+    "restricted_loss_train": "logit level, train rows of the grid",
+    "excluded_loss": "logit level, train rows of the grid (paper)",
+    "restricted_loss_neuron": "neuron level, last MLP layer, test rows of the grid (TransformerLens demo)",
+    "excluded_loss_neuron": "neuron level, last MLP layer, train rows of the grid (TransformerLens demo)",
+}
 
-def _scalar_row(epoch: int, m: dict[str, Any]) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Analysis:
+    """The contents of analysis.json. ``key_frequencies`` is None for a task without a basis."""
+
+    run: str
+    n_checkpoints: int
+    analysis_seconds: float
+    basis: dict[str, Any]
+    key_frequencies: KeyFrequencies | None
+    key_freqs_by_rule: dict[str, KeyFrequencies]
+    layers: list[dict[str, Any]]
+    threshold: float
+    phases: dict[str, Any]
+    final: dict[str, Any]
+    not_defined: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    clock_pizza: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, str] = field(default_factory=lambda: dict(VARIANTS))
+
+    @property
+    def key_freqs(self) -> list[int]:
+        return [] if self.key_frequencies is None else list(self.key_frequencies.freqs)
+
+    @property
+    def basis_defined(self) -> bool:
+        return self.basis.get("family", "none") != "none"
+
+    def chosen_layer(self) -> dict[str, Any] | None:
+        kf = self.key_frequencies
+        layer = kf.layer if kf is not None and kf.layer is not None else None
+        if layer is None:
+            best = max(self.layers, key=lambda d: d["n_explained"], default=None)
+            return best
+        return next((d for d in self.layers if d["layer"] == layer), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        kf = self.key_frequencies
+        chosen = self.chosen_layer()
+        src = "not defined" if kf is None else (kf.rule if kf.rule == "given" else f"final checkpoint ({kf.rule} rule)")
+        return {
+            "run": self.run,
+            "n_checkpoints": self.n_checkpoints,
+            "analysis_seconds": self.analysis_seconds,
+            "basis": self.basis,
+            "key_freqs": self.key_freqs,
+            "key_freqs_source": src,
+            "key_frequencies": None if kf is None else kf.to_dict(),
+            "key_freqs_by_rule": {r: k.to_dict() for r, k in self.key_freqs_by_rule.items()},
+            "key_freqs_final_clustered": list(self.key_freqs_by_rule["clustered"].freqs)
+            if "clustered" in self.key_freqs_by_rule
+            else [],
+            "key_freqs_final_paper_code": list(self.key_freqs_by_rule["paper_code"].freqs)
+            if "paper_code" in self.key_freqs_by_rule
+            else [],
+            "threshold": self.threshold,
+            "frac_neurons_explained_final": None if chosen is None else chosen["frac_explained"],
+            "n_neurons_explained_final": None if chosen is None else chosen["n_explained"],
+            "layers": self.layers,
+            "phases": self.phases,
+            "final": self.final,
+            "not_defined": self.not_defined,
+            "warnings": self.warnings,
+            "notes": self.notes,
+            "variants": self.variants,
+            "clock_pizza": self.clock_pizza,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Analysis:
+        kf = d.get("key_frequencies")
+        if kf is None and d.get("key_freqs"):  # analysis.json of an older version
+            kf = {"freqs": d["key_freqs"], "rule": "clustered", "basis": "Z_p (additive)"}
+        return cls(
+            run=d.get("run", ""),
+            n_checkpoints=d.get("n_checkpoints", 0),
+            analysis_seconds=d.get("analysis_seconds", 0.0),
+            basis=d.get("basis", {"family": "cyclic", "name": "Z_p (additive)"}),
+            key_frequencies=None if kf is None else KeyFrequencies.from_dict(kf),
+            key_freqs_by_rule={r: KeyFrequencies.from_dict(k) for r, k in d.get("key_freqs_by_rule", {}).items()},
+            layers=d.get("layers", []),
+            threshold=d.get("threshold", measures.DEFAULT_THRESHOLD),
+            phases=d.get("phases", {}),
+            final=d.get("final", {}),
+            not_defined=d.get("not_defined", {}),
+            warnings=d.get("warnings", []),
+            notes=d.get("notes", []),
+            variants=d.get("variants", dict(VARIANTS)),
+            clock_pizza=d.get("clock_pizza", {}),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=_json_default)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Analysis | None:
+        path = Path(run_dir) / "analysis.json"
+        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def load_analysis(run_dir: str | Path) -> Analysis | None:
+    """The ``Analysis`` of an analysed run directory (None if it has no analysis.json)."""
+    return Analysis.load(run_dir)
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+def _scalar_row(epoch: int, m: dict[str, Any], basis_label: str) -> dict[str, Any]:
     row: dict[str, Any] = {"epoch": epoch}
     for k, v in m.items():
         if isinstance(v, list):
             if k == "cos_apb_c_coeffs":
                 row.update({f"cos_apb_c_k{f}": c for f, c in zip(m["key_freqs"], v, strict=True)})
             else:
-                row[k] = " ".join(map(str, v))
+                row[k] = " ".join(map(str, v))  # readable only: plots read the Analysis
         else:
             row[k] = v
+    row["fourier_basis"] = basis_label
     return row
 
 
@@ -53,11 +187,19 @@ def analyze_run(
     epochs: Sequence[int] | None = None,
     progress: bool = True,
     write: bool = True,
+    *,
+    layer: int | None = None,
+    key_rule: KeyRule = "clustered",
 ):
-    """Compute all measures for every checkpoint; return ``(DataFrame, summary dict)``."""
+    """Compute all measures for every checkpoint; return ``(DataFrame, analysis.json as a dict)``
+    (``Analysis.from_dict`` types it). ``layer``: the MLP layer of the neuron key rules (default
+    the one with the most neurons explained); ``key_rule``: "clustered", "paper_code" or
+    "embedding"; ``key_freqs``: given keys (rule "given")."""
     import pandas as pd
     from tqdm.auto import tqdm
 
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1] (got {threshold})")
     run = Run(path)
     cfg, dataset = run.config, run.dataset
     all_epochs = run.checkpoint_epochs
@@ -67,68 +209,96 @@ def analyze_run(
     start = time.perf_counter()
     model = build_model(cfg)
     model.eval()
+    final_ckpt = run.checkpoint(all_epochs[-1])
+    load_weights(model, final_ckpt.state_dict, final_ckpt.path)
 
-    final = run.checkpoint(all_epochs[-1])
-    model.load_state_dict(final.state_dict)
-    final_m = measures.compute_all_measures(model, dataset, None, threshold)
-    keys_source = "given" if key_freqs is not None else "final checkpoint (clustered rule)"
-    keys = list(key_freqs) if key_freqs is not None else list(final_m["key_freqs_clustered"])
+    basis = task_basis(dataset.op, dataset.p)
+    warnings: list[str] = []
+    notes: list[str] = []
+    not_defined: dict[str, str] = {}
+    chosen: KeyFrequencies | None = None
+    by_rule: dict[str, KeyFrequencies] = {}
+    layers_info: list[dict[str, Any]] = []
+    if not basis.defined:
+        for name in (*measures.FOURIER_MEASURES, "excluded_loss_k*", "cos_apb_c_k*", "key_freqs"):
+            not_defined[name] = basis.reason
+        logger.warning("%s: Fourier measures not defined: %s", run.path, basis.reason)
+        if key_freqs is not None or layer is not None:
+            warnings.append(f"--key-freqs / --layer ignored: {basis.reason}")
+    else:
+        with torch.no_grad():
+            chosen, by_rule, layers = measures.select_key_frequencies(
+                model, dataset, rule=key_rule, layer=layer, given=key_freqs, threshold=threshold
+            )
+        for cl in layers:
+            layers_info.append(
+                {
+                    "layer": cl.layer,
+                    "d_mlp": cl.d_mlp,
+                    "n_explained": cl.n_explained,
+                    "frac_explained": cl.frac_explained,
+                    "key_freqs_clustered": cl.key_freqs,
+                    "key_freqs_paper_code": cl.key_freqs_paper_code,
+                    "cluster_sizes": {str(k): v for k, v in sorted(cl.cluster_sizes().items())},
+                }
+            )
+        if chosen.warning:
+            warnings.append(chosen.warning)
+        if chosen.note:
+            warnings.append(chosen.note)
+        if basis.experimental:
+            notes.append(f"{basis.name}: phi_a is not injective; the Fourier measures are experimental")
+        if basis.m != basis.p or dataset.op == "div":
+            notes.append(
+                "Fourier measures use the pairs with a discrete log (a, b != 0); losses and accuracies use every pair"
+            )
+        if cfg.normalization_type != "none":
+            notes.append("W_L = W_out @ W_U of the last MLP layer ignores the LayerNorm")
+        if cfg.n_layers > 1:
+            notes.append("neuron-level restricted/excluded loss use the last MLP layer")
+        for w in warnings:
+            logger.warning("%s: %s", run.path, w)
+    cp_reason = clock_pizza.not_defined_reason(dataset.op, dataset.p)
+    if cp_reason is not None:
+        not_defined.update(dict.fromkeys(clock_pizza.COLUMNS, cp_reason))
+    keys = None if chosen is None else list(chosen.freqs)
+    sel_layer = None if chosen is None or chosen.layer is None else chosen.layer
+    if sel_layer is None and layers_info:
+        sel_layer = max(layers_info, key=lambda d: (d["n_explained"], -d["layer"]))["layer"]
 
+    label = basis.name if basis.defined else f"not defined: {basis.reason}"
     rows = []
     for epoch in tqdm(epochs, desc="analyse", unit="ckpt", disable=not progress):
-        tensors, _ = ckpt.load_tensors(ckpt.checkpoint_path(run.path, epoch))
-        model.load_state_dict(tensors)
-        rows.append(_scalar_row(epoch, measures.compute_all_measures(model, dataset, keys, threshold)))
+        path = ckpt.checkpoint_path(run.path, epoch)
+        tensors, _ = ckpt.load_tensors(path)
+        load_weights(model, tensors, path)
+        m = measures.compute_all_measures(model, dataset, keys, threshold, layer=sel_layer)
+        m.update(clock_pizza.measure_columns(model, dataset))  # Zhong et al. 2023; NaN if not cyclic
+        rows.append(_scalar_row(epoch, m, label))
     table = pd.DataFrame(rows)
     elapsed = time.perf_counter() - start
 
-    phases = detect_phases(run.metrics_rows, table)
+    phases = detect_phases(run.metrics_rows, table, p=cfg.p)
     last = rows[-1]
-    summary = {
-        "run": str(run.path),
-        "n_checkpoints": len(rows),
-        "analysis_seconds": round(elapsed, 2),
-        "key_freqs": keys,
-        "key_freqs_source": keys_source,
-        "key_freqs_final_clustered": final_m["key_freqs_clustered"],
-        "key_freqs_final_paper_code": final_m["key_freqs_paper_code"],
-        "threshold": threshold,
-        "frac_neurons_explained_final": final_m["frac_neurons_explained"],
-        "n_neurons_explained_final": round(final_m["frac_neurons_explained"] * _d_mlp(model)),
-        "phases": phases,
-        "final": {
-            k: last[k]
-            for k in (
-                "epoch",
-                "train_loss",
-                "test_loss",
-                "train_acc",
-                "test_acc",
-                "restricted_loss",
-                "restricted_loss_train",
-                "excluded_loss",
-                "restricted_loss_neuron",
-                "excluded_loss_neuron",
-                "gini_W_E",
-                "gini_W_L",
-                "sum_sq_weights",
-            )
-        },
-        "variants": {
-            "restricted_loss": "logit level, all p*p pairs (paper)",
-            "restricted_loss_train": "logit level, train split",
-            "excluded_loss": "logit level, train split (paper)",
-            "restricted_loss_neuron": "neuron level, test split (TransformerLens demo)",
-            "excluded_loss_neuron": "neuron level, train split (TransformerLens demo)",
-        },
-    }
+    analysis = Analysis(
+        run=str(run.path),
+        n_checkpoints=len(rows),
+        analysis_seconds=round(elapsed, 2),
+        basis=basis.to_dict(),
+        key_frequencies=chosen,
+        key_freqs_by_rule=by_rule,
+        layers=layers_info,
+        threshold=threshold,
+        phases=phases,
+        final=_nan_to_none({k: last[k] for k in _FINAL_KEYS}),
+        not_defined=not_defined,
+        warnings=warnings,
+        notes=notes,
+        clock_pizza=clock_pizza.analysis_entry(dataset, last, epoch=int(last["epoch"])),
+    )
+    summary = analysis.to_dict()
     if write:
         ckpt.atomic_write_text(run.path / "measures.csv", table.to_csv(index=False))
-        ckpt.atomic_write_text(run.path / "analysis.json", json.dumps(summary, indent=2, default=float))
+        ckpt.atomic_write_text(run.path / "analysis.json", analysis.to_json())
     logger.info("analysed %d checkpoints in %.1f s", len(rows), elapsed)
     return table, summary
-
-
-def _d_mlp(model: torch.nn.Module) -> int:
-    cfg = getattr(model, "cfg", None)
-    return cfg.d_mlp if cfg is not None else model.run_cfg.d_mlp

@@ -1,14 +1,18 @@
-"""The real Fourier basis on Z_p and the Fourier directions used by the progress measures.
+"""The real Fourier basis on Z_m and the Fourier directions used by the progress measures.
 
-Conventions (``/work/shared/docs/progress-measures.md``, Nanda et al. 2023, arXiv 2301.05217):
+Conventions (docs/measures.md, Nanda et al. 2023, arXiv 2301.05217). The group is Z_m; for
+addition m = p, for the other cyclic-group tasks see ``grokinterp.bases`` (e.g. m = p - 1 for
+multiplication through the discrete log). Below "p" names the size of the group, whatever it is.
 
-- ``F`` is p x p and orthonormal. Row 0 is the constant ``1/sqrt(p)``; for k = 1..(p-1)/2, row
-  ``2k-1`` is ``cos(w_k x)`` and row ``2k`` is ``sin(w_k x)`` (``w_k = 2*pi*k/p``), each scaled to
-  unit norm. This is the released paper code's order (cos first); the TransformerLens demo puts sin
-  first.
-- Grids over (a, b) are a-major: the flat index of (a, b) is ``a*p + b``, so a (p*p, ...) tensor
-  reshapes to (p, p, ...) with a on the first axis.
-- p must be odd, so every frequency k = 1..(p-1)/2 has a cos and a sin row.
+- ``F`` is m x m and orthonormal. Row 0 is the constant ``1/sqrt(m)``; for k = 1..floor((m-1)/2),
+  row ``2k-1`` is ``cos(w_k x)`` and row ``2k`` is ``sin(w_k x)`` (``w_k = 2*pi*k/m``), each scaled
+  to unit norm. This is the released paper code's order (cos first); the TransformerLens demo puts
+  sin first.
+- For even m the last row, ``m-1``, is the Nyquist frequency k = m/2: ``cos(pi x)`` only (its sine
+  is zero). So frequencies run over k = 1..m//2 and row ``2k-1`` is always ``cos k``; row ``2k``
+  (``sin k``) exists for k < m/2.
+- Grids over (a, b) are a-major: the flat index of (a, b) is ``a*m + b``, so a (m*m, ...) tensor
+  reshapes to (m, m, ...) with a on the first axis.
 
 Besides the plain transforms, ``apb_coefficients`` / ``amb_coefficients`` project a (p, p, ...)
 grid onto the cos/sin(w_k(a+b)) and cos/sin(w_k(a-b)) directions for every k at once in O(p^2) per
@@ -29,31 +33,40 @@ __all__ = [
     "amb_coefficients",
     "apb_basis",
     "apb_coefficients",
+    "basis_names",
     "cos_apb_minus_c",
     "cos_sin_apb_directions",
     "fft1d",
     "fft2d",
     "fourier_basis",
+    "freq_rows",
     "frequency_energy_2d",
+    "frequency_energy_and_apb",
     "frequency_norms",
     "n_freqs",
 ]
 
 
 def n_freqs(p: int) -> int:
-    """Number of non-constant frequencies, (p-1)/2; frequencies are k = 1..n_freqs(p)."""
+    """Number of non-constant frequencies of Z_p, p // 2 ((p-1)/2 for odd p); k = 1..n_freqs(p)."""
     _check_p(p)
-    return (p - 1) // 2
+    return p // 2
+
+
+def freq_rows(p: int, k: int) -> list[int]:
+    """Rows of ``F`` that belong to frequency k: ``[2k-1, 2k]`` (cos k, sin k), or ``[2k-1]`` for the
+    Nyquist frequency k = p/2 of an even p."""
+    return [2 * k - 1] if 2 * k == p else [2 * k - 1, 2 * k]
 
 
 def _check_p(p: int) -> None:
-    if p < 3 or p % 2 == 0:
-        raise ValueError(f"the Fourier measures need an odd p >= 3 (got p={p})")
+    if p < 2:
+        raise ValueError(f"the Fourier measures need a group of order m >= 2 (got m={p})")
 
 
 def _check_freq(p: int, k: int) -> None:
-    if not 1 <= k <= (p - 1) // 2:
-        raise ValueError(f"frequency k must be in 1..{(p - 1) // 2} for p={p} (got k={k})")
+    if not 1 <= k <= p // 2:
+        raise ValueError(f"frequency k must be in 1..{p // 2} for m={p} (got k={k})")
 
 
 @functools.lru_cache(maxsize=16)
@@ -62,10 +75,11 @@ def _basis64(p: int) -> Tensor:
     _check_p(p)
     x = torch.arange(p, dtype=torch.float64)
     rows = [torch.full((p,), 1.0 / math.sqrt(p), dtype=torch.float64)]
-    for k in range(1, (p - 1) // 2 + 1):
+    for k in range(1, p // 2 + 1):
         w = 2 * math.pi * k / p
         rows.append(torch.cos(w * x))
-        rows.append(torch.sin(w * x))
+        if 2 * k < p:
+            rows.append(torch.sin(w * x))
     F = torch.stack(rows)
     return F / F.norm(dim=1, keepdim=True)
 
@@ -79,15 +93,21 @@ def _basis(p: int, like: Tensor) -> Tensor:
 def fourier_basis(
     p: int, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32
 ) -> tuple[Float[Tensor, "p p"], list[str]]:
-    """The orthonormal real Fourier basis ``F`` (p, p) and its row names.
+    """The orthonormal real Fourier basis ``F`` (p, p) of Z_p and its row names.
 
-    Row 0 is ``'const'``, row 2k-1 ``'cos k'``, row 2k ``'sin k'``. ``F @ F.T`` is the identity.
+    Row 0 is ``'const'``, row 2k-1 ``'cos k'``, row 2k ``'sin k'`` (for even p the last row is
+    ``'cos p/2'``, with no sine). ``F @ F.T`` is the identity.
     """
     F = _basis64(p).to(device=device, dtype=dtype, copy=True)
+    return F, basis_names(p)
+
+
+def basis_names(p: int) -> list[str]:
+    """Row names of ``fourier_basis(p)``."""
     names = ["const"]
-    for k in range(1, (p - 1) // 2 + 1):
-        names += [f"cos {k}", f"sin {k}"]
-    return F, names
+    for k in range(1, p // 2 + 1):
+        names += [f"cos {k}"] if 2 * k == p else [f"cos {k}", f"sin {k}"]
+    return names
 
 
 def fft1d(x: Float[Tensor, "p ..."]) -> Float[Tensor, "p ..."]:
@@ -117,6 +137,9 @@ def cos_sin_apb_directions(
     """
     _check_freq(p, k)
     F = _basis64(p)
+    if 2 * k == p:  # Nyquist: cos(pi(a+b)) = c c^T is already unit; there is no sine
+        u_cos = torch.outer(F[2 * k - 1], F[2 * k - 1]).flatten()
+        return u_cos.to(device=device, dtype=dtype), torch.zeros_like(u_cos, device=device, dtype=dtype)
     c, s = F[2 * k - 1], F[2 * k]
     u_cos = (torch.outer(c, c) - torch.outer(s, s)).flatten() / math.sqrt(2)
     u_sin = (torch.outer(s, c) + torch.outer(c, s)).flatten() / math.sqrt(2)
@@ -129,7 +152,8 @@ def apb_basis(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> Float[Tensor, "p*p two_k"]:
-    """Columns ``[u_cos(k1), u_sin(k1), u_cos(k2), ...]`` (p*p, 2K) for ``freqs`` (default: all).
+    """Columns ``[u_cos(k1), u_sin(k1), u_cos(k2), ...]`` (p*p, 2K) for ``freqs`` (default: all;
+    the Nyquist frequency of an even p has a u_cos column only).
 
     Uses ``u_cos(k)[a*p+b] = F[2k-1, (a+b) % p] / sqrt(p)`` (and F[2k] for u_sin), which equals the
     outer-product definition of ``cos_sin_apb_directions``.
@@ -137,7 +161,7 @@ def apb_basis(
     freqs = list(range(1, n_freqs(p) + 1)) if freqs is None else list(freqs)
     for k in freqs:
         _check_freq(p, k)
-    rows = [r for k in freqs for r in (2 * k - 1, 2 * k)]
+    rows = [r for k in freqs for r in freq_rows(p, k)]
     s = _apb_index(p)
     U = _basis64(p)[rows][:, s].T / math.sqrt(p)
     return U.to(device=device, dtype=dtype)
@@ -165,21 +189,32 @@ def cos_apb_minus_c(
     _check_freq(p, k)
     F = _basis64(p)
     u_cos, u_sin = cos_sin_apb_directions(p, k, dtype=torch.float64)
-    d = (torch.outer(u_cos, F[2 * k - 1]) + torch.outer(u_sin, F[2 * k])) / math.sqrt(2)
+    if 2 * k == p:  # Nyquist: cos(pi(a+b-c)) = u_cos F[m-1]^T, already unit
+        d = torch.outer(u_cos, F[2 * k - 1])
+    else:
+        d = (torch.outer(u_cos, F[2 * k - 1]) + torch.outer(u_sin, F[2 * k])) / math.sqrt(2)
     if not flat:
         d = d.reshape(p, p, p)
     return d.to(device=device, dtype=dtype)
 
 
 def frequency_norms(coeffs: Float[Tensor, "p ..."]) -> Float[Tensor, " k"]:
-    """Strength of each frequency k = 1..(p-1)/2 of Fourier coefficients ``coeffs`` (p, ...).
+    """Strength of each frequency k = 1..p//2 of Fourier coefficients ``coeffs`` (p, ...).
 
-    The norm of rows 2k-1 and 2k together (over all trailing axes): shape ((p-1)/2,).
+    The norm of rows 2k-1 and 2k together (over all trailing axes; row 2k-1 alone for the Nyquist
+    frequency of an even p): shape (p//2,).
     """
     p = coeffs.shape[0]
     _check_p(p)
     sq = coeffs.reshape(p, -1).pow(2).sum(-1)
-    return (sq[1::2] + sq[2::2]).sqrt()
+    return _per_freq(sq, p).sqrt()
+
+
+def _per_freq(sq: Tensor, p: int) -> Tensor:
+    """Sum the per-row values ``sq`` (p, ...) over the rows of each frequency: (p//2, ...)."""
+    if p % 2:
+        return sq[1::2] + sq[2::2]
+    return torch.cat([sq[1:-1:2] + sq[2:-1:2], sq[-1:]])
 
 
 @functools.lru_cache(maxsize=16)
@@ -227,9 +262,10 @@ def amb_coefficients(x: Float[Tensor, "p p ..."]) -> Float[Tensor, "p ..."]:
 
 
 def frequency_energy_2d(x: Float[Tensor, "p p ..."]) -> Float[Tensor, "k ..."]:
-    """Per-frequency energy of a (p, p, ...) grid: for k = 1..(p-1)/2 the sum of squares of the 8
+    """Per-frequency energy of a (p, p, ...) grid: for k = 1..p//2 the sum of squares of the 8
     2D Fourier coefficients (0,cos k), (0,sin k), (cos k,0), (sin k,0), (cos k,cos k),
-    (cos k,sin k), (sin k,cos k), (sin k,sin k) of ``fft2d(x)``. Shape ((p-1)/2, ...).
+    (cos k,sin k), (sin k,cos k), (sin k,sin k) of ``fft2d(x)`` (for the Nyquist frequency of an
+    even p, the 3 that exist: (0,cos), (cos,0), (cos,cos)). Shape (p//2, ...).
 
     Computed without the O(p^3) 2D transform: the linear terms come from the row and column sums,
     and the 2x2 quadratic block of frequency k spans the same plane as cos/sin(w_k(a+b)) and
@@ -237,12 +273,12 @@ def frequency_energy_2d(x: Float[Tensor, "p p ..."]) -> Float[Tensor, "k ..."]:
     diagonals.
     """
     g, rest = _grid(x)
-    energy, _ = _energy_and_apb(g)
+    energy, _ = frequency_energy_and_apb(g)
     return energy.reshape(n_freqs(g.shape[0]), *rest)
 
 
-def _energy_and_apb(g: Tensor) -> tuple[Tensor, Tensor]:
-    """For g (p, p, m): ``frequency_energy_2d(g)`` (K, m) and ``apb_coefficients(g)`` (p, m) from
+def frequency_energy_and_apb(g: Float[Tensor, "p p n"]) -> tuple[Float[Tensor, "k n"], Float[Tensor, "p n"]]:
+    """For g (p, p, n): ``frequency_energy_2d(g)`` (K, n) and ``apb_coefficients(g)`` (p, n) from
     one pass of diagonal sums (the neuron measures need both)."""
     p, _, m = g.shape
     F = _basis(p, g)
@@ -252,4 +288,10 @@ def _energy_and_apb(g: Tensor) -> tuple[Tensor, Tensor]:
     coeffs = F @ lin  # (p, 4m)
     sq = coeffs.pow(2)
     per_row = sq[:, :m] + sq[:, m : 2 * m] + sq[:, 2 * m : 3 * m] + sq[:, 3 * m :]
-    return per_row[1::2] + per_row[2::2], coeffs[:, 2 * m : 3 * m]
+    if p % 2 == 0:
+        # Nyquist: cos(pi(a-b)) = cos(pi(a+b)) = the (cos, cos) direction: count it once.
+        per_row[-1] -= sq[-1, 3 * m :]
+    return _per_freq(per_row, p), coeffs[:, 2 * m : 3 * m]
+
+
+_energy_and_apb = frequency_energy_and_apb  # the former private name

@@ -1,22 +1,19 @@
-"""Model construction and the fast last-position forward used by the trainer.
+"""Model construction.
 
 ``build_model(cfg)`` returns a TransformerLens ``HookedTransformer`` (or, for ``arch="mlp"``, a
-``GrokMLP`` built from HookPoints) with the seeds and frozen parameters of the recipe.
+``GrokMLP`` built from HookPoints) with the seeds and frozen parameters of the recipe. Both kinds
+expose the same interface to the analysis: ``model.cfg`` with ``n_layers``, ``d_model``, ``d_mlp``,
+``d_vocab``, ``d_vocab_out``, ``normalization_type``, ``act_fn``; ``model.blocks[i].mlp`` with
+``W_in`` and the hook ``blocks.{i}.mlp.hook_post``; ``model.W_E`` and ``model.W_U``.
 
-``last_position_logits(model, tokens)`` computes exactly ``model(tokens)[:, -1]`` with far less work:
-
-- the loss only reads the final position, so the last layer computes queries, attention output,
-  MLP and unembedding at that position alone;
-- the first layer's attention input depends only on (position, token), so its queries, keys and
-  values are computed once per step as tables of shape (n_ctx, d_vocab, n_heads, d_head) and
-  gathered, instead of being multiplied out for every example.
-
-Tests check that it matches the HookedTransformer forward to float32 tolerance for every preset.
+The forward passes (the trainer's fused last-position forward and the analysis forward) live in
+``grokinterp.forward``; ``last_position_logits`` and ``supports_fused`` are re-exported here.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +23,18 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokinterp.config import RunConfig
+from grokinterp.forward import last_position_logits, supports_fused
+
+__all__ = [
+    "GrokMLP",
+    "MLPConfig",
+    "build_model",
+    "hooked_transformer_config",
+    "last_position_logits",
+    "load_weights",
+    "model_from_state_dict",
+    "supports_fused",
+]
 
 
 def hooked_transformer_config(cfg: RunConfig, device: str | torch.device = "cpu"):
@@ -48,6 +57,20 @@ def hooked_transformer_config(cfg: RunConfig, device: str | torch.device = "cpu"
     )
 
 
+@dataclass(frozen=True)
+class MLPConfig:
+    """The GrokMLP's counterpart of ``HookedTransformerConfig``: the fields the analysis reads."""
+
+    n_layers: int
+    d_model: int
+    d_mlp: int
+    d_vocab: int
+    d_vocab_out: int
+    act_fn: str = "relu"
+    normalization_type: None = None
+    arch: str = "mlp"
+
+
 class GrokMLP(HookedRootModule):
     """The MLP of a published grokking study, with TransformerLens hook points.
 
@@ -61,6 +84,7 @@ class GrokMLP(HookedRootModule):
     def __init__(self, cfg: RunConfig) -> None:
         super().__init__()
         self.run_cfg = cfg
+        self.cfg = MLPConfig(cfg.n_layers, cfg.d_model, cfg.d_mlp, cfg.p, cfg.p)
         g = torch.Generator().manual_seed(cfg.model_seed)
         self.W_E = nn.Parameter(torch.randn(cfg.p, cfg.d_model, generator=g))
         self.hook_embed = HookPoint()
@@ -121,6 +145,12 @@ def build_model(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.Module
         # HookedTransformer seeds the global RNG from cfg.seed; keep the caller's RNG untouched.
         with torch.random.fork_rng(devices=[]):
             model = HookedTransformer(hooked_transformer_config(cfg, device))
+    if cfg.dtype == "float64":
+        # Cast after the float32 initialisation, so both precisions start from the same values.
+        # nn.Module.to, not HookedTransformer.to, which prints; cfg.dtype follows for TL's own code.
+        nn.Module.to(model, torch.float64)
+        if hasattr(model.cfg, "dtype"):
+            model.cfg.dtype = torch.float64
     if cfg.freeze_biases:
         for name, param in model.named_parameters():
             if "b_" in name:
@@ -128,163 +158,32 @@ def build_model(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.Module
     return model
 
 
-def model_from_state_dict(cfg: RunConfig, state: dict[str, Tensor], device="cpu") -> nn.Module:
-    """Rebuild a model from its config and weights (the checkpoint format)."""
+def model_from_state_dict(cfg: RunConfig, state: dict[str, Tensor], device="cpu", source=None) -> nn.Module:
+    """Rebuild a model from its config and weights (the checkpoint format). Weights that do not
+    fit the config (an edited config.json, a checkpoint of another run) raise ``RunDirError``."""
     model = build_model(cfg, device)
-    model.load_state_dict({k: v.to(device) for k, v in state.items()}, strict=True)
+    load_weights(model, state, source)
     return model
 
 
-# --------------------------------------------------------------------------------------------
-# Fast last-position forward
-# --------------------------------------------------------------------------------------------
+def load_weights(model: nn.Module, state: dict[str, Tensor], source=None) -> None:
+    """``model.load_state_dict(state)``, with one line naming the first mismatch instead of
+    PyTorch's multi-line error."""
+    from grokinterp.files import RunDirError
 
-
-_SCORE_TABLE_MAX = 8_000_000  # entries of the layer-0 score table (ctx * vocab^2 * heads)
-
-
-def supports_fused(model: nn.Module) -> bool:
-    """Whether ``last_position_logits`` can use the fused path for this model."""
-    cfg = getattr(model, "cfg", None)
-    if cfg is None:
-        return False
-    return (
-        cfg.positional_embedding_type == "standard"
-        and not cfg.parallel_attn_mlp
-        and not cfg.attn_only
-        and cfg.normalization_type in (None, "LN", "LNPre")
-        and cfg.n_key_value_heads is None
-        and not getattr(cfg, "use_attn_in", False)
-        and not getattr(cfg, "use_split_qkv_input", False)
-        and cfg.original_architecture is None
-        and cfg.act_fn in ("relu", "gelu", "gelu_new", "silu")
-    )
-
-
-def _norm(x: Tensor, ln: nn.Module, kind: str | None, eps: float) -> Tensor:
-    if kind is None:
-        return x
-    if kind == "LNPre":
-        return F.layer_norm(x, x.shape[-1:], eps=eps)
-    return F.layer_norm(x, x.shape[-1:], ln.w, ln.b, eps=eps)
-
-
-def _dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
-    if p == 0.0:
-        return x
-    keep = torch.empty_like(x).bernoulli_(1 - p, generator=generator)
-    return x * keep / (1 - p)
-
-
-def _qkv(x: Tensor, attn: nn.Module, which: str) -> Tensor:
-    """x (..., d_model) -> (..., n_heads, d_head) for W_Q/W_K/W_V."""
-    W = getattr(attn, f"W_{which}")  # (n_heads, d_model, d_head)
-    b = getattr(attn, f"b_{which}")  # (n_heads, d_head)
-    n_heads, d_model, d_head = W.shape
-    out = x @ W.permute(1, 0, 2).reshape(d_model, n_heads * d_head)
-    return out.unflatten(-1, (n_heads, d_head)) + b
-
-
-def _linear(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
-    """x @ W + b as one addmm: the bias is added inside the matmul instead of in a second pass."""
-    if x.dim() == 2:
-        return torch.addmm(b, x, W)
-    return torch.addmm(b, x.flatten(0, -2), W).unflatten(0, x.shape[:-1])
-
-
-def _attn_out(z: Tensor, attn: nn.Module) -> Tensor:
-    """z (..., n_heads, d_head) -> (..., d_model)."""
-    W_O = attn.W_O  # (n_heads, d_head, d_model)
-    return _linear(z.flatten(-2), W_O.reshape(-1, W_O.shape[-1]), attn.b_O)
-
-
-def _mlp(x: Tensor, mlp: nn.Module, act) -> Tensor:
-    pre = _linear(x, mlp.W_in, mlp.b_in)
-    # addmm's backward needs only its inputs, so ReLU may overwrite its output in place.
-    post = F.relu_(pre) if act is F.relu else act(pre)
-    return _linear(post, mlp.W_out, mlp.b_out)
-
-
-def last_position_logits(
-    model: nn.Module,
-    tokens: Int[Tensor, "batch ctx"],
-    *,
-    dropout: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> Float[Tensor, "batch d_vocab_out"]:
-    """Logits at the final position: equal to ``model(tokens)[:, -1]`` to float32 tolerance.
-
-    ``dropout`` > 0 applies residual dropout (after each attention and MLP output) for training;
-    TransformerLens has no dropout, so with ``dropout=0`` this is exactly the model's function.
-    """
-    if not supports_fused(model):
-        return model(tokens)[:, -1]
-    from transformer_lens.utilities.activation_functions import SUPPORTED_ACTIVATIONS
-
-    cfg = model.cfg
-    act = SUPPORTED_ACTIVATIONS[cfg.act_fn]
-    norm = cfg.normalization_type
-    eps = cfg.eps
-    n_ctx = tokens.shape[1]
-    pos = torch.arange(n_ctx, device=tokens.device)
-    scale = model.blocks[0].attn.attn_scale
-
-    # Layer 0: its input is a function of (position, token) alone, so tabulate Q, K, V and
-    # gather rows. F.embedding's backward is much faster than advanced indexing's index_put.
-    embed_table = model.embed.W_E[None] + model.pos_embed.W_pos[:n_ctx, None]  # (ctx, vocab, d)
-    d_vocab = embed_table.shape[1]
-    n_heads, d_head = cfg.n_heads, cfg.d_head
-    flat_idx = pos * d_vocab + tokens  # (batch, ctx) rows of the flattened (ctx*vocab) tables
-    block = model.blocks[0]
-    x_tab = _norm(embed_table, block.ln1, norm, eps)
-    k_tab = _qkv(x_tab, block.attn, "K")  # (ctx, vocab, heads, d_head)
-    v = F.embedding(flat_idx, _qkv(x_tab, block.attn, "V").flatten(0, 1).flatten(-2))
-    v = v.unflatten(-1, (n_heads, d_head))  # (batch, ctx, heads, d_head)
-    last_only = cfg.n_layers == 1
-    scores = None
-    if last_only:
-        q_tab = _qkv(x_tab[-1], block.attn, "Q")  # (vocab, heads, d_head)
-        resid = F.embedding(tokens[:, -1], embed_table[-1])  # (batch, d)
-        if n_ctx * d_vocab * d_vocab * n_heads <= _SCORE_TABLE_MAX:
-            # Scores of the final query against each key depend on (pos, last token, key token):
-            # tabulate them too, and gather n_heads numbers per key instead of whole key vectors.
-            s_tab = torch.einsum("uhe,tvhe->tuvh", q_tab, k_tab) / scale  # (ctx, vocab, vocab, heads)
-            s_idx = (pos * d_vocab + tokens[:, -1:]) * d_vocab + tokens
-            scores = F.embedding(s_idx, s_tab.reshape(-1, n_heads)).transpose(1, 2)  # (batch, heads, ctx)
-        else:
-            q = F.embedding(tokens[:, -1], q_tab.flatten(-2)).unflatten(-1, (n_heads, d_head))
-            k = F.embedding(flat_idx, k_tab.flatten(0, 1).flatten(-2)).unflatten(-1, (n_heads, d_head))
-    else:
-        k = F.embedding(flat_idx, k_tab.flatten(0, 1).flatten(-2)).unflatten(-1, (n_heads, d_head))
-        q_tab = _qkv(x_tab, block.attn, "Q").flatten(0, 1).flatten(-2)
-        q = F.embedding(flat_idx, q_tab).unflatten(-1, (n_heads, d_head))
-        resid = F.embedding(flat_idx, embed_table.flatten(0, 1))  # (batch, ctx, d)
-
-    for layer in range(cfg.n_layers):
-        block = model.blocks[layer]
-        if layer > 0:
-            last_only = layer == cfg.n_layers - 1
-            x = _norm(resid, block.ln1, norm, eps)
-            k = _qkv(x, block.attn, "K")
-            v = _qkv(x, block.attn, "V")
-            q = _qkv(x[:, -1] if last_only else x, block.attn, "Q")
-            scores = None
-            if last_only:
-                resid = resid[:, -1]
-        if last_only:
-            # One query (the final position) attends to every position: no mask needed. With so
-            # few positions, multiply-and-sum beats einsum's batched matmul of 1 x ctx matrices.
-            if scores is None:
-                scores = (q[:, None] * k).sum(-1).transpose(1, 2) / scale  # (batch, heads, ctx)
-            z = (scores.softmax(-1).transpose(1, 2)[..., None] * v).sum(1)  # (batch, heads, d_head)
-        else:
-            scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / scale
-            causal = torch.ones(n_ctx, n_ctx, dtype=torch.bool, device=tokens.device).triu(1)
-            pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
-            z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
-        resid = resid + _dropout(_attn_out(z, block.attn), dropout, generator)
-        mlp_in = _norm(resid, block.ln2, norm, eps)
-        resid = resid + _dropout(_mlp(mlp_in, block.mlp, act), dropout, generator)
-
-    resid = _norm(resid, getattr(model, "ln_final", None), norm, eps)
-    return _linear(resid, model.unembed.W_U, model.unembed.b_U)
+    own = model.state_dict()
+    where = f"{source}: " if source is not None else ""
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise RunDirError(
+            f"{where}weights do not fit the config ({what}); the config or checkpoint is from another run"
+        )
+    for name, tensor in own.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise RunDirError(
+                f"{where}weights do not fit the config ({name} has shape {tuple(state[name].shape)}, "
+                f"the config needs {tuple(tensor.shape)}); the config or checkpoint is from another run"
+            )
+    model.load_state_dict({k: state[k].to(t.device) for k, t in own.items()}, strict=True)

@@ -37,11 +37,11 @@ from grokinterp.phases import PHASE_NAMES
 
 if TYPE_CHECKING:
     import pandas as pd
-    from torch import nn
+    from jaxtyping import Float
+    from torch import Tensor
 
-    from grokinterp.measures import NeuronClusters
+    from grokinterp.clusters import NeuronClusters
     from grokinterp.runs import Run
-    from grokinterp.tasks import Dataset
 
 __all__ = [
     "FIGURE_NAMES",
@@ -217,10 +217,35 @@ def _measures(run: Run) -> pd.DataFrame:
     return table
 
 
+def _analysis(run: Run | None):
+    """The typed analysis.json of a run (None if not analysed)."""
+    from grokinterp.analysis import Analysis
+
+    return None if run is None else Analysis.load(run.path)
+
+
+def _not_defined_note(fig: go.Figure, run: Run | None, what: str) -> go.Figure:
+    """A visible annotation saying that ``what`` is not defined for this run's operation."""
+    a = _analysis(run)
+    reason = (a.basis.get("reason") if a is not None else None) or "no Fourier basis for this task"
+    fig.add_annotation(
+        text=f"{what}: not defined for this operation<br><sup>{reason}</sup>",
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        showarrow=False,
+        font=dict(size=14, color="#555555"),
+    )
+    return fig
+
+
 def _line(x, y, name: str, color: str | None = None, markers: bool = False, dash: str | None = None) -> go.Scatter:
+    """A line of the finite points of (x, y) only (undefined measures are NaN)."""
+    pts = [(a, b) for a, b in zip(x, y, strict=True) if b is not None and b == b]
     return go.Scatter(
-        x=list(x),
-        y=list(y),
+        x=[a for a, _ in pts],
+        y=[b for _, b in pts],
         name=name,
         mode="lines+markers" if markers else "lines",
         line=dict(color=color, width=2.2, dash=dash),
@@ -269,9 +294,18 @@ def plot_restricted_excluded(run: Run, phases: PhasesArg = None) -> go.Figure:
     fig = _figure("Restricted and excluded loss", xaxis_title="epoch", yaxis_title="cross-entropy loss", yaxis=_LOG)
     fig.add_trace(_line(m["epoch"], m["train_loss"], "train loss", COLORS["train"]))
     fig.add_trace(_line(m["epoch"], m["test_loss"], "test loss", COLORS["test"]))
-    fig.add_trace(_line(t["epoch"], t["restricted_loss"], VARIANT_NAMES["restricted_loss"], COLORS["restricted"], True))
-    fig.add_trace(_line(t["epoch"], t["excluded_loss"], VARIANT_NAMES["excluded_loss"], COLORS["excluded"], True))
+    if _defined(t, "restricted_loss"):
+        fig.add_trace(
+            _line(t["epoch"], t["restricted_loss"], VARIANT_NAMES["restricted_loss"], COLORS["restricted"], True)
+        )
+        fig.add_trace(_line(t["epoch"], t["excluded_loss"], VARIANT_NAMES["excluded_loss"], COLORS["excluded"], True))
+    else:
+        _not_defined_note(fig, run, "restricted and excluded loss")
     return add_phase_bands(fig, phases, run)
+
+
+def _defined(t, col: str) -> bool:
+    return col in t and bool(t[col].notna().any())
 
 
 def plot_restricted_excluded_neuron(run: Run, phases: PhasesArg = None) -> go.Figure:
@@ -286,8 +320,11 @@ def plot_restricted_excluded_neuron(run: Run, phases: PhasesArg = None) -> go.Fi
     )
     fig.add_trace(_line(t["epoch"], t["train_loss"], "train loss", COLORS["train"], True))
     fig.add_trace(_line(t["epoch"], t["test_loss"], "test loss", COLORS["test"], True))
+    if not _defined(t, "restricted_loss_neuron"):
+        _not_defined_note(fig, run, "neuron-level restricted and excluded loss")
     for col, color in (("restricted_loss_neuron", COLORS["restricted"]), ("excluded_loss_neuron", COLORS["excluded"])):
-        fig.add_trace(_line(t["epoch"], t[col], VARIANT_NAMES[col], color, True))
+        if _defined(t, col):
+            fig.add_trace(_line(t["epoch"], t[col], VARIANT_NAMES[col], color, True))
     return add_phase_bands(fig, phases, run)
 
 
@@ -295,8 +332,11 @@ def plot_gini(run: Run, phases: PhasesArg = None) -> go.Figure:
     """Gini coefficients of the per-frequency norms of W_E and W_L over training (paper Fig. 7)."""
     t = _measures(run)
     fig = _figure("Sparsity in the Fourier basis", xaxis_title="epoch", yaxis_title="Gini coefficient")
-    fig.add_trace(_line(t["epoch"], t["gini_W_E"], "Gini of W_E frequency norms", COLORS["W_E"], True))
-    fig.add_trace(_line(t["epoch"], t["gini_W_L"], "Gini of W_L frequency norms", COLORS["W_L"], True))
+    if not _defined(t, "gini_W_E"):
+        _not_defined_note(fig, run, "Gini coefficients in the Fourier basis")
+    else:
+        fig.add_trace(_line(t["epoch"], t["gini_W_E"], "Gini of W_E frequency norms", COLORS["W_E"], True))
+        fig.add_trace(_line(t["epoch"], t["gini_W_L"], "Gini of W_L frequency norms", COLORS["W_L"], True))
     return add_phase_bands(fig, phases, run)
 
 
@@ -319,19 +359,23 @@ def plot_frac_neurons_explained(run: Run, phases: PhasesArg = None) -> go.Figure
         yaxis_title="fraction of neurons",
         yaxis_range=[-0.02, 1.02],
     )
-    fig.add_trace(_line(t["epoch"], t["frac_neurons_explained"], label, COLORS["weights"], True))
+    if not _defined(t, "frac_neurons_explained"):
+        _not_defined_note(fig, run, "neuron-frequency clusters")
+        return add_phase_bands(fig, phases, run)
+    layer_cols = sorted(c for c in t.columns if c.startswith("frac_neurons_explained_l"))
+    if len(layer_cols) > 1:
+        for i, c in enumerate(layer_cols):
+            name = f"layer {c[len('frac_neurons_explained_l') :]}"
+            fig.add_trace(_line(t["epoch"], t[c], f"{label}, {name}", PALETTE[i % len(PALETTE)], True))
+    else:
+        fig.add_trace(_line(t["epoch"], t["frac_neurons_explained"], label, COLORS["weights"], True))
     return add_phase_bands(fig, phases, run)
 
 
-def _key_freqs_of(run: Run | None, row: Mapping[str, Any] | None = None) -> list[int]:
-    value = None if row is None else row.get("key_freqs")
-    if isinstance(value, str):  # measures.csv: "9 38 45 55"
-        return [int(k) for k in value.split()]
-    if isinstance(value, (int, float)) and value == value:  # one key frequency reads back as a number
-        return [int(value)]
-    if run is not None and run.analysis:
-        return [int(k) for k in run.analysis.get("key_freqs", [])]
-    return []
+def _key_freqs_of(run: Run | None) -> list[int]:
+    """The key frequencies of the run's typed analysis (never parsed from measures.csv)."""
+    a = _analysis(run)
+    return [] if a is None else a.key_freqs
 
 
 def plot_cos_apb_c(run: Run, phases: PhasesArg = None) -> go.Figure:
@@ -340,13 +384,15 @@ def plot_cos_apb_c(run: Run, phases: PhasesArg = None) -> go.Figure:
     t = _measures(run)
     cols = sorted((c for c in t.columns if c.startswith("cos_apb_c_k")), key=lambda c: int(c[len("cos_apb_c_k") :]))
     fig = _figure(
-        "Logits along cos(ω<sub>k</sub>(a+b−c)) of the key frequencies",
+        "Logits along cos(ω<sub>k</sub>(φ<sub>a</sub>+φ<sub>b</sub>−φ<sub>c</sub>)) of the key frequencies",
         xaxis_title="epoch",
         yaxis_title="coefficient",
     )
     for i, c in enumerate(cols):
         k = int(c[len("cos_apb_c_k") :])
         fig.add_trace(_line(t["epoch"], t[c], f"k = {k}", PALETTE[i % len(PALETTE)], True))
+    if not cols:
+        _not_defined_note(fig, run, "cos(ω(φa+φb−φc)) coefficients")
     return add_phase_bands(fig, phases, run)
 
 
@@ -380,8 +426,8 @@ def _spectrum_figure(values, names: list[str], title: str, key_freqs, tex: bool)
         title,
         xaxis_title=_tex(
             tex,
-            "Fourier component (cos/sin of ω<sub>k</sub> = 2πk/p)",
-            r"$\text{Fourier component }\cos/\sin(\omega_k),\ \omega_k = 2\pi k/p$",
+            "Fourier component (cos/sin of ω<sub>k</sub> = 2πk/m)",
+            r"$\text{Fourier component }\cos/\sin(\omega_k),\ \omega_k = 2\pi k/m$",
         ),
         yaxis_title="norm",
         xaxis_showgrid=False,
@@ -397,27 +443,32 @@ def _spectrum_figure(values, names: list[str], title: str, key_freqs, tex: bool)
 
 
 def plot_embedding_spectrum(
-    model: nn.Module, p: int, key_freqs: Sequence[int] | None = None, *, tex: bool = False
+    values: Sequence[float],
+    names: Sequence[str],
+    key_freqs: Sequence[int] | None = None,
+    *,
+    tex: bool = False,
+    basis: str | None = None,
 ) -> go.Figure:
-    """Norm of each Fourier component of the embedding, ``(F @ W_E[:p]).norm(dim=1)`` (paper
-    Fig. 3, W_E panel), one bar per component (const, cos 1, sin 1, ...); key frequencies red."""
-    from grokinterp.fourier import fourier_basis
-    from grokinterp.measures import embedding_spectrum
-
-    _, names = fourier_basis(p)
-    values = embedding_spectrum(model, p).cpu()
-    return _spectrum_figure(values, names, "Embedding W_E in the Fourier basis", key_freqs, tex)
+    """Norm of each Fourier component of the embedding, ``spectra.embedding_spectrum(model, basis)``
+    (paper Fig. 3, W_E panel), one bar per component (const, cos 1, sin 1, ...; ``names`` from
+    ``fourier.basis_names(m)``); key frequencies red."""
+    title = "Embedding W_E in the Fourier basis" + (f" of {basis}" if basis else "")
+    return _spectrum_figure(values, list(names), title, key_freqs, tex)
 
 
-def plot_wl_spectrum(model: nn.Module, key_freqs: Sequence[int] | None = None, *, tex: bool = False) -> go.Figure:
-    """Norm of each Fourier component of the neuron-logit map W_L = W_out W_U (paper Fig. 3, W_L
-    panel), one bar per component; key frequencies red."""
-    from grokinterp.fourier import fourier_basis
-    from grokinterp.measures import wl_spectrum
-
-    values = wl_spectrum(model).cpu()
-    _, names = fourier_basis(len(values))
-    return _spectrum_figure(values, names, "Neuron-logit map W_L in the Fourier basis", key_freqs, tex)
+def plot_wl_spectrum(
+    values: Sequence[float],
+    names: Sequence[str],
+    key_freqs: Sequence[int] | None = None,
+    *,
+    tex: bool = False,
+    basis: str | None = None,
+) -> go.Figure:
+    """Norm of each Fourier component of the neuron-logit map W_L = W_out W_U
+    (``spectra.wl_spectrum``; paper Fig. 3, W_L panel), one bar per component; key frequencies red."""
+    title = "Neuron-logit map W_L in the Fourier basis" + (f" of {basis}" if basis else "")
+    return _spectrum_figure(values, list(names), title, key_freqs, tex)
 
 
 def _cluster_label(k: int) -> str:
@@ -536,59 +587,59 @@ def _ab_heatmap_grid(
 
 
 def plot_neuron_heatmaps(
-    model: nn.Module,
-    dataset: Dataset,
+    acts: Float[Tensor, "m m d_mlp"],
     clusters: NeuronClusters,
     n_per_cluster: int = 1,
     *,
-    acts=None,
     max_cols: int = 4,
+    axis_names: tuple[str, str] = ("a", "b"),
 ) -> go.Figure:
-    """Activations of the most cleanly periodic neurons of each frequency cluster over all (a, b)
-    inputs, one heatmap per neuron (a down, b across; demo "Neuron Activations"). ``acts``:
-    precomputed ``measures.neuron_acts(model, dataset)``."""
-    from grokinterp.measures import neuron_acts
-
-    acts = neuron_acts(model, dataset) if acts is None else acts
+    """Activations of the most cleanly periodic neurons of each frequency cluster over the task
+    grid (``measures.neuron_acts``: (m, m, d_mlp), rows phi_a, columns phi_b; for addition a and
+    b), one heatmap per neuron (demo "Neuron Activations")."""
     acts = acts.detach().cpu()
     panels: list[tuple[int, int]] = []  # (k, neuron)
     for k in sorted(k for k in clusters.cluster_sizes() if k >= 0):
         members = (clusters.labels == k).nonzero().flatten()
         best = members[clusters.best_frac[members].argsort(descending=True)][:n_per_cluster]
         panels += [(k, int(n)) for n in best]
-    p = dataset.p
+    m = acts.shape[0]
     if not panels:
         fig = _figure("Neuron activations: no neuron clusters")
         fig.add_annotation(text="no neuron is explained by a single frequency", showarrow=False)
         return fig
+    ya, xb = axis_names
     heatmaps = [
         go.Heatmap(
             z=acts[:, :, n].tolist(),
             colorscale="Viridis",
             showscale=False,
             name=f"neuron {n}",
-            hovertemplate="a=%{y} b=%{x}<br>act=%{z:.3g}<extra></extra>",
+            hovertemplate=f"{ya}=%{{y}} {xb}=%{{x}}<br>act=%{{z:.3g}}<extra></extra>",
         )
         for _, n in panels
     ]
-    return _ab_heatmap_grid(
+    layer = f", layer {clusters.layer}" if clusters.layer is not None else ""
+    fig = _ab_heatmap_grid(
         heatmaps,
         [f"k = {k}, neuron {n}" for k, n in panels],
-        f"Neuron activations over (a, b), one neuron per cluster (p = {p})",
-        p,
+        f"Neuron activations over ({ya}, {xb}), one neuron per cluster (m = {m}{layer})",
+        m,
         max_cols,
         side_pad=60,
     )
+    if axis_names != ("a", "b"):
+        fig.update_xaxes(title_text=xb, selector=dict(title_text="b"))
+        fig.update_yaxes(title_text=ya, selector=dict(title_text="a"))
+    return fig
 
 
-def plot_attention(model: nn.Module, dataset: Dataset, layer: int = 0, *, max_cols: int = 4) -> go.Figure:
+def plot_attention(to_a: Float[Tensor, "heads p p"], layer: int = 0, *, max_cols: int = 4) -> go.Figure:
     """Attention paid by the final "=" position to the a position, per head, as (a, b) heatmaps
-    (paper Sec. 4.1, periodic attention; demo "Attention Patterns")."""
-    from grokinterp.measures import attention_to_a_b
-
-    to_a, _ = attention_to_a_b(model, dataset, layer)
+    (``attention.attention_to_a_b``; paper Sec. 4.1, periodic attention; demo "Attention
+    Patterns")."""
     to_a = to_a.detach().cpu()
-    heads, p = to_a.shape[0], dataset.p
+    heads, p = to_a.shape[0], to_a.shape[1]
     heatmaps = [
         go.Heatmap(
             z=to_a[h].tolist(),
@@ -637,16 +688,16 @@ def plot_per_frequency_excluded_loss(
     row, run = _measures_row(run_or_table, epoch)
     ks = sorted(int(c[len("excluded_loss_k") :]) for c in row if c.startswith("excluded_loss_k"))
     if not ks:
-        raise ValueError("no excluded_loss_k{k} columns in the measures")
-    keys = set(key_freqs if key_freqs is not None else _key_freqs_of(run, row))
+        raise ValueError("no excluded_loss_k{k} columns in the measures (not defined for this operation)")
+    keys = set(key_freqs if key_freqs is not None else _key_freqs_of(run))
     vals = {k: float(row[f"excluded_loss_k{k}"]) for k in ks}
     title_epoch = f" (epoch {int(row['epoch'])})" if "epoch" in row else ""
     fig = _figure(
         "Excluded loss of each single frequency" + title_epoch,
         xaxis_title=_tex(
             tex,
-            "frequency k removed (ω<sub>k</sub> = 2πk/p)",
-            r"$\text{frequency } k \text{ removed }(\omega_k = 2\pi k/p)$",
+            "frequency k removed (ω<sub>k</sub> = 2πk/m)",
+            r"$\text{frequency } k \text{ removed }(\omega_k = 2\pi k/m)$",
         ),
         yaxis_title="excluded loss (logit level, train)",
         yaxis=_LOG,
@@ -711,10 +762,20 @@ FIGURE_NAMES = (
 )
 
 
-def make_all_figures(run: Run | str | Path, epoch: int | None = None, *, tex: bool = False) -> dict[str, go.Figure]:
-    """Every figure of an analysed run as {name: Figure} (names from ``FIGURE_NAMES``); the
-    per-model figures use the checkpoint ``epoch`` (default: the last)."""
+def make_all_figures(
+    run: Run | str | Path, epoch: int | None = None, *, tex: bool = False, layer: int | None = None
+) -> dict[str, go.Figure]:
+    """Every figure of an analysed run as {name: Figure} (names from ``FIGURE_NAMES``). This is
+    where data is loaded and the per-model arrays are computed (the checkpoint ``epoch``, default
+    the last); the ``plot_*`` functions only draw them. For a task without a Fourier basis the
+    Fourier figures are left out (one log line, the reason is in analysis.json). ``layer``: the MLP
+    layer of the neuron figures (default: the analysis's layer)."""
+    import torch
+
     from grokinterp import measures
+    from grokinterp.attention import attention_to_a_b, has_attention
+    from grokinterp.bases import task_basis
+    from grokinterp.fourier import basis_names
     from grokinterp.runs import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)
@@ -728,29 +789,47 @@ def make_all_figures(run: Run | str | Path, epoch: int | None = None, *, tex: bo
         "frac_neurons_explained": plot_frac_neurons_explained(run),
     }
     table = _measures(run)
-    if any(c.startswith("cos_apb_c_k") for c in table.columns):
-        figs["cos_apb_c"] = plot_cos_apb_c(run)
     dataset = run.dataset
-    if dataset.is_full_grid:
-        model = run.model(epoch)
-        keys = _key_freqs_of(run)
-        threshold = (run.analysis or {}).get("threshold", measures.DEFAULT_THRESHOLD)
-        acts = measures.neuron_acts(model, dataset)
-        clusters = measures.neuron_frequency_clusters(acts, threshold=threshold)
-        figs["embedding_spectrum"] = plot_embedding_spectrum(model, dataset.p, keys, tex=tex)
-        figs["wl_spectrum"] = plot_wl_spectrum(model, keys, tex=tex)
+    basis = task_basis(dataset.op, dataset.p)
+    if any(c.startswith("cos_apb_c_k") for c in table.columns) or not basis.defined:
+        figs["cos_apb_c"] = plot_cos_apb_c(run)
+    model = run.model(epoch)
+    if basis.defined:
+        analysis = _analysis(run)
+        keys = [] if analysis is None else analysis.key_freqs
+        threshold = analysis.threshold if analysis is not None else measures.DEFAULT_THRESHOLD
+        kf = analysis.key_frequencies if analysis is not None else None
+        if layer is None and kf is not None and kf.layer is not None:
+            layer = kf.layer
+        with torch.no_grad():
+            layers = measures.layer_clusters(model, dataset, threshold)
+            if layer is None:
+                from grokinterp.clusters import best_layer
+
+                layer = best_layer(layers)
+            clusters = layers[layer]
+            acts = measures.neuron_acts(model, dataset, layer)
+            names = basis_names(basis.m)
+            e_spec = measures.embedding_spectrum(model, basis).cpu().tolist()
+            w_spec = measures.wl_spectrum(model, basis).cpu().tolist()
+        figs["embedding_spectrum"] = plot_embedding_spectrum(e_spec, names, keys, tex=tex, basis=basis.name)
+        figs["wl_spectrum"] = plot_wl_spectrum(w_spec, names, keys, tex=tex, basis=basis.name)
         figs["cluster_sizes"] = plot_cluster_sizes(clusters)
         figs["fraction_explained_hist"] = plot_fraction_explained_hist(clusters)
-        figs["neuron_heatmaps"] = plot_neuron_heatmaps(model, dataset, clusters, acts=acts)
-        if hasattr(model, "blocks") and hasattr(model.blocks[0], "attn"):
-            figs["attention"] = plot_attention(model, dataset)
-        else:
-            log.info("%s: no attention in this architecture; skipping the attention figure", run.path)
+        axes = ("a", "b") if dataset.op == "add" else ("φa", "φb")
+        figs["neuron_heatmaps"] = plot_neuron_heatmaps(acts, clusters, axis_names=axes)
+    else:
+        log.info(
+            "%s: op %r has no Fourier basis (%s); skipping the Fourier figures", run.path, dataset.op, basis.reason
+        )
+    if has_attention(model):
+        figs["attention"] = plot_attention(attention_to_a_b(model, dataset)[0])
+    else:
+        log.info("%s: no attention in this architecture; skipping the attention figure", run.path)
+    if basis.defined:
         ep = epoch if epoch is not None and epoch in set(table["epoch"]) else None
         figs["per_frequency_excluded_loss"] = plot_per_frequency_excluded_loss(run, ep, tex=tex)
-    else:
-        log.info("%s: op %r has no full (a, b) grid; skipping the Fourier figures", run.path, dataset.op)
-    return figs
+    return {name: figs[name] for name in FIGURE_NAMES if name in figs}
 
 
 def find_browser() -> str | None:

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -79,13 +81,13 @@ print(f"neurons explained by one frequency: {clusters.frac_explained:.1%}")
 print("cluster sizes:", clusters.cluster_sizes())
 
 # %%
-plots.plot_embedding_spectrum(model, p, key_freqs).show()
-plots.plot_wl_spectrum(model, key_freqs).show()
+plots.plot_embedding_spectrum(measures.embedding_spectrum(model, p), fourier.basis_names(p), key_freqs).show()
+plots.plot_wl_spectrum(measures.wl_spectrum(model), fourier.basis_names(p), key_freqs).show()
 
 # %%
 plots.plot_cluster_sizes(clusters).show()
 plots.plot_fraction_explained_hist(clusters).show()
-plots.plot_neuron_heatmaps(model, dataset, clusters, acts=acts).show()
+plots.plot_neuron_heatmaps(acts, clusters).show()
 
 # %% [markdown]
 # ## Attention
@@ -93,7 +95,7 @@ plots.plot_neuron_heatmaps(model, dataset, clusters, acts=acts).show()
 # The attention from `=` to `a` is periodic in $a$ and $b$ too (paper Sec. 4.1).
 
 # %%
-plots.plot_attention(model, dataset).show()
+plots.plot_attention(measures.attention_to_a_b(model, dataset)[0]).show()
 
 # %% [markdown]
 # ## Logits as $\cos(\omega_k(a+b-c))$

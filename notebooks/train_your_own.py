@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -29,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 import grokinterp
-from grokinterp import plots
+from grokinterp import fourier, measures, plots
 from grokinterp.training import Trainer
 
 cfg = grokinterp.RunConfig(
@@ -78,7 +80,9 @@ print(f"final test accuracy: {summary['final']['test_acc']:.3f}")
 # %%
 plots.plot_loss(run).show()
 plots.plot_restricted_excluded(run).show()
-plots.plot_embedding_spectrum(run.model(), cfg.p, summary["key_freqs"]).show()
+plots.plot_embedding_spectrum(
+    measures.embedding_spectrum(run.model(), cfg.p), fourier.basis_names(cfg.p), summary["key_freqs"]
+).show()
 
 # %% [markdown]
 # Clean up: remove the temporary run directory (skip this cell to keep it for `load_run`).

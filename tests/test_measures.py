@@ -375,17 +375,28 @@ def test_attention_to_a_b(layout):
     assert ((to_a + to_b) <= 1 + 1e-6).all()
 
 
-def test_fourier_measures_need_a_full_grid():
-    d = make_dataset(P, op="div")
-    model = build_model(_small_cfg(op="div"))
+def test_fourier_measures_not_defined_without_a_basis():
+    """x2_xy_y2 has no cyclic basis: every Fourier measure is NaN, the functions say why."""
+    d = make_dataset(P, op="x2_xy_y2")
+    model = build_model(_small_cfg(op="x2_xy_y2"))
     L = M.all_logits(model, d)
-    with pytest.raises(ValueError, match="all p\\*p"):
+    with pytest.raises(ValueError, match="not of the form"):
         M.restricted_loss(L, d, KEYS)
-    with pytest.raises(ValueError, match="all p\\*p"):
+    with pytest.raises(ValueError, match="not of the form"):
         M.neuron_acts(model, d)
     out = M.compute_all_measures(model, d)
     assert math.isfinite(out["test_loss"]) and math.isnan(out["restricted_loss"])
-    assert out["key_freqs"] == []
+    assert all(math.isnan(out[k]) for k in M.FOURIER_MEASURES)
+    assert out["key_freqs"] == [] and not any(k.startswith("excluded_loss_k") for k in out)
+
+
+def test_div_is_measured_in_the_discrete_log_basis():
+    d = make_dataset(P, op="div")
+    model = build_model(_small_cfg(op="div"))
+    out = M.compute_all_measures(model, d, key_freqs=[3])
+    assert math.isfinite(out["restricted_loss"]) and math.isfinite(out["excluded_loss"])
+    assert f"excluded_loss_k{(P - 1) // 2}" in out  # m = p - 1 = 22: frequencies 1..11 (11 = Nyquist)
+    assert M.neuron_acts(model, d).shape == (P - 1, P - 1, 64)
 
 
 def test_measures_on_random_init_are_neutral(ds):

@@ -189,16 +189,21 @@ def test_unanalysed_run(raw_run_dir):
 
 
 def test_spectra(run, model):
+    from grokinterp.fourier import basis_names
+
     p = run.config.p
-    fig = plots.plot_embedding_spectrum(model, p, key_freqs=[2])
+    names = basis_names(p)
+    values = measures.embedding_spectrum(model, p).detach().numpy()
+    fig = plots.plot_embedding_spectrum(values, names, key_freqs=[2])
     bar = fig.data[0]
     assert len(bar.x) == p and bar.x[:3] == ("const", "cos 1", "sin 1")
-    np.testing.assert_allclose(bar.y, measures.embedding_spectrum(model, p).detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(bar.y, values, rtol=1e-6)
     colors = list(bar.marker.color)
     assert colors[3] == colors[4] == plots.COLORS["key"] != colors[1]
-    fig = plots.plot_wl_spectrum(model)
-    np.testing.assert_allclose(fig.data[0].y, measures.wl_spectrum(model).detach().numpy(), rtol=1e-6)
-    tex = plots.plot_embedding_spectrum(model, p, tex=True)
+    wl = measures.wl_spectrum(model).detach().numpy()
+    fig = plots.plot_wl_spectrum(wl, names)
+    np.testing.assert_allclose(fig.data[0].y, wl, rtol=1e-6)
+    tex = plots.plot_embedding_spectrum(values, names, tex=True)
     assert tex.layout.xaxis.title.text.startswith("$") and not fig.layout.xaxis.title.text.startswith("$")
 
 
@@ -217,7 +222,7 @@ def test_cluster_figures(clusters):
 
 def test_neuron_heatmaps(run, model, clusters):
     acts = measures.neuron_acts(model, run.dataset)
-    fig = plots.plot_neuron_heatmaps(model, run.dataset, clusters, n_per_cluster=2)
+    fig = plots.plot_neuron_heatmaps(acts, clusters, n_per_cluster=2)
     ks = [k for k in clusters.cluster_sizes() if k >= 0]
     assert len(fig.data) == sum(min(2, clusters.cluster_sizes()[k]) for k in ks) > 0
     n = int(fig.data[0].name.split()[-1])
@@ -227,7 +232,7 @@ def test_neuron_heatmaps(run, model, clusters):
 
 def test_attention(run, model):
     to_a, _ = measures.attention_to_a_b(model, run.dataset)
-    fig = plots.plot_attention(model, run.dataset)
+    fig = plots.plot_attention(to_a)
     assert len(fig.data) == model.cfg.n_heads
     for h, trace in enumerate(fig.data):
         assert trace.name == f"head {h}"
@@ -239,7 +244,8 @@ def test_per_frequency_excluded_loss(run):
     last = table.iloc[-1]
     keys = run.analysis["key_freqs"]
     for source in (run, table, last.to_dict()):
-        fig = plots.plot_per_frequency_excluded_loss(source)
+        # keys come from the run's typed analysis; a bare table or row is given them
+        fig = plots.plot_per_frequency_excluded_loss(source, key_freqs=None if source is run else keys)
         key = _trace(fig, "key frequencies")
         other = _trace(fig, "other frequencies")
         assert list(key.x) == keys

@@ -1,0 +1,387 @@
+"""Restricted and excluded loss, logit level (Nanda et al. 2023, Sec. 5.1) and neuron level (the
+TransformerLens Grokking demo), per frequency, and the cos(w_k(u+v-j)) structure of the logits
+(paper Fig. 11); docs/measures.md.
+
+Everything is computed on the task's grid (``grokinterp.bases.TaskGrid``): logits per cell of
+Z_m x Z_m with their columns re-ordered by phi_c, so that the additive math applies unchanged
+(directions cos/sin(w_k(u+v)) with u = phi_a(a), v = phi_b(b)). Consequences, stated plainly:
+
+- The losses are computed on the rows of the grid: for ``mul`` the pairs with a = 0 or b = 0 are
+  left out, for ``div`` those with a = 0 (its dataset has no b = 0 rows); losses and accuracies of
+  the plain model (``loss_and_accuracy``) always use every row.
+- Answer classes without a value in Z_m (0 for ``mul``/``div``) have no Fourier component: the
+  excluded logits keep them as they are and the restricted logits get their mean over the grid.
+- For the experimental sum-decomposable tasks a cell is the mean of its rows and weighs as many
+  rows as it holds (``bases`` module docstring).
+
+For addition all of this is exactly the paper's definition over the p*p pairs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from grokinterp.bases import TaskGrid, task_grid
+from grokinterp.forward import apply_norm
+from grokinterp.fourier import apb_coefficients, fourier_basis, freq_rows, n_freqs
+from grokinterp.tasks import Dataset
+
+__all__ = [
+    "GridLogits",
+    "Split",
+    "cos_apb_minus_c_coefficients",
+    "cosine_similarity_to_cos_apb_minus_c",
+    "excluded_loss",
+    "excluded_loss_neuron",
+    "grid_logits",
+    "per_frequency_excluded_loss",
+    "restricted_loss",
+    "restricted_loss_neuron",
+]
+
+Split = Literal["train", "test", "all"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The logits on the grid
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridLogits:
+    """Float64 logits on the task grid: ``L`` (m*m, n_classes) with columns in the grid's class
+    order and ``C`` (m, n_classes) their coefficients on the (u+v) directions (row 0 the constant,
+    rows as in ``fourier_basis(m)``; zero in the columns without a phi_c). ``grid`` is None for
+    bare (p*p, p) addition logits given without a dataset."""
+
+    grid: TaskGrid | None
+    m: int
+    L: Float[Tensor, "mm n"]
+    C: Float[Tensor, "m n"]
+
+
+def _coeffs(L: Tensor, m: int) -> Tensor:
+    C = L.new_zeros(m, L.shape[1])
+    C[:, :m] = apb_coefficients(L[:, :m].reshape(m, m, m))
+    return C
+
+
+def grid_logits(logits: Float[Tensor, "n p"], dataset: Dataset) -> GridLogits:
+    """``GridLogits`` of dataset-row logits (n, >= p); ``ValueError`` with the reason if the task
+    has no basis."""
+    grid = task_grid(dataset)
+    L = grid.logits(logits.reshape(len(dataset.labels), -1)[:, : dataset.p].to(torch.float64))
+    return GridLogits(grid, grid.m, L, _coeffs(L, grid.m))
+
+
+def _as_grid_logits(source: nn.Module | Tensor | GridLogits, dataset: Dataset) -> GridLogits:
+    if isinstance(source, GridLogits):
+        return source
+    if isinstance(source, nn.Module):
+        from grokinterp.measures import all_logits
+
+        source = all_logits(source, dataset)
+    return grid_logits(source, dataset)
+
+
+def _check_keys(m: int, keys: Sequence[int]) -> list[int]:
+    keys = sorted({int(k) for k in keys})
+    for k in keys:
+        if not 1 <= k <= n_freqs(m):
+            raise ValueError(f"key frequency {k} is outside 1..{n_freqs(m)} for m={m}")
+    return keys
+
+
+def _rows(m: int, keys: Sequence[int]) -> list[int]:
+    """Fourier rows (cos k, sin k) of the frequencies ``keys``."""
+    return [r for k in keys for r in freq_rows(m, k)]
+
+
+@functools.lru_cache(maxsize=8)
+def _apb_table(m: int) -> Tensor:
+    """(m, m*m) float64: row 2k-1 is u_cos(k), row 2k is u_sin(k): ``F[:, (u+v) % m] / sqrt(m)``."""
+    u = torch.arange(m).repeat_interleave(m)
+    v = torch.arange(m).repeat(m)
+    F, _ = fourier_basis(m, dtype=torch.float64)
+    return F[:, (u + v) % m] / math.sqrt(m)
+
+
+def _apb_rows(m: int, keys: Sequence[int], idx: Tensor | None, device, dtype) -> Tensor:
+    """The unit (u+v) directions of ``keys`` on the cells ``idx`` (all when None): (n, 2K)."""
+    U = _apb_table(m)[_rows(m, keys)]
+    if idx is not None:
+        U = U[:, idx.cpu()]
+    return U.T.to(device=device, dtype=dtype)
+
+
+def _split_cells(grid: TaskGrid, split: str, device) -> tuple[Tensor, Tensor]:
+    """Cells holding rows of ``split`` and their weights (number of such rows)."""
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all' (got {split!r})")
+    w = grid.weights[split]
+    idx = w.nonzero().flatten()
+    return idx.to(device), w[idx].to(device)
+
+
+def _wce(logits: Tensor, labels: Tensor, weight: Tensor) -> float:
+    """Weighted mean cross-entropy in float64."""
+    nll = -logits.to(torch.float64).log_softmax(-1).gather(-1, labels[:, None])[:, 0]
+    return float((nll * weight).sum() / weight.sum())
+
+
+def _restricted_logits(G: GridLogits, keys: list[int]) -> Tensor:
+    U = _apb_rows(G.m, keys, None, G.L.device, G.L.dtype)
+    R = U @ G.C[_rows(G.m, keys)]
+    return R.add_(G.L.mean(0) - R.mean(0))  # R += mean over cells of (L - R)
+
+
+# ----------------------------------------------------------------------------------------------
+# Logit level (paper)
+# ----------------------------------------------------------------------------------------------
+
+
+def restricted_loss(
+    logits: nn.Module | Float[Tensor, "n p"] | GridLogits,
+    dataset: Dataset,
+    key_freqs: Sequence[int],
+    split: Split = "all",
+) -> float:
+    """Restricted loss (paper Sec. 5.1): ``R = P L`` with P the projector onto u_cos(k), u_sin(k)
+    of the key frequencies, plus the bias correction ``R += mean over cells of (L - R)``; float64
+    cross-entropy on ``split`` ("all" as in the paper's figure; "train" is the other variant), on
+    the rows of the grid. ``logits`` may be a model."""
+    G = _as_grid_logits(logits, dataset)
+    keys = _check_keys(G.m, key_freqs)
+    R = _restricted_logits(G, keys)
+    idx, w = _split_cells(G.grid, split, R.device)
+    return _wce(R[idx], G.grid.labels.to(R.device)[idx], w)
+
+
+def excluded_loss(
+    logits: nn.Module | Float[Tensor, "n p"] | GridLogits,
+    dataset: Dataset,
+    key_freqs: Sequence[int],
+) -> float:
+    """Excluded loss (paper Sec. 5.1): ``L - P L`` (no bias correction), float64 cross-entropy on
+    the train rows of the grid. ``logits`` may be a model."""
+    G = _as_grid_logits(logits, dataset)
+    return _excluded_from(G, _check_keys(G.m, key_freqs))
+
+
+def _excluded_from(G: GridLogits, keys: list[int]) -> float:
+    idx, w = _split_cells(G.grid, "train", G.L.device)
+    U = _apb_rows(G.m, keys, idx, G.L.device, G.L.dtype)
+    E = G.L[idx] - U @ G.C[_rows(G.m, keys)]
+    return _wce(E, G.grid.labels.to(E.device)[idx], w)
+
+
+def per_frequency_excluded_loss(
+    logits: nn.Module | Float[Tensor, "n p"] | GridLogits,
+    dataset: Dataset,
+    freqs: Sequence[int] | None = None,
+) -> Float[Tensor, " k"]:
+    """Excluded loss (train) with P built from one frequency at a time, for every k = 1..m//2
+    (default) or ``freqs``: float64, aligned with the frequencies (entry k-1 for the default)."""
+    G = _as_grid_logits(logits, dataset)
+    freqs = list(range(1, n_freqs(G.m) + 1)) if freqs is None else [int(k) for k in freqs]
+    _check_keys(G.m, freqs)
+    return _per_frequency_excluded(G, freqs)
+
+
+@functools.lru_cache(maxsize=8)
+def _cells_by_sum(m: int, cells: tuple[int, ...], weights: tuple[float, ...]) -> tuple[Tensor, Tensor]:
+    """Group the cells by s = (u+v) % m: an index (m, n_max) into the cells (padding points at cell
+    0) and a (m, n_max) float64 weight (the cell's weight, 0 for padding)."""
+    r = torch.tensor(cells, dtype=torch.int64)
+    wt = torch.tensor(weights, dtype=torch.float64)
+    s = (r // m + r % m) % m
+    order = torch.argsort(s, stable=True)
+    r, s, wt = r[order], s[order], wt[order]
+    counts = torch.bincount(s, minlength=m)
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(r)) - start[s]
+    n_max = max(1, int(counts.max()))
+    index = torch.zeros(m, n_max, dtype=torch.int64)
+    weight = torch.zeros(m, n_max, dtype=torch.float64)
+    index[s, slot] = r
+    weight[s, slot] = wt
+    return index, weight
+
+
+def _per_frequency_excluded(G: GridLogits, freqs: list[int]) -> Tensor:
+    """Train excluded loss for each single frequency in ``freqs`` (float64, on L's device).
+
+    Removing frequency k changes the logit of cell (u, v) and column c by ``d_k[s, c]`` with
+    s = (u+v) % m, so ``exp(excluded) = exp(L) * exp(-d_k)``: with the train cells grouped by s, the
+    softmax denominators of every frequency are one batched matmul of exp(L - rowmax) with the
+    (m, n) tables exp(-d_k - shift). Exact up to float64 rounding (tested against the direct
+    formula); frequencies whose tables over- or underflow fall back to it.
+    """
+    m, L, C = G.m, G.L, G.C
+    dev = L.device
+    K = len(freqs)
+    F, _ = fourier_basis(m, dev, torch.float64)
+    Fk = torch.zeros(K, 2, m, dtype=F.dtype, device=dev)
+    Ck = torch.zeros(K, 2, C.shape[1], dtype=C.dtype, device=dev)
+    for i, k in enumerate(freqs):
+        rows = freq_rows(m, k)
+        Fk[i, : len(rows)] = F[rows]
+        Ck[i, : len(rows)] = C[rows]
+    # d[k, s, c]: the (u+v) part of frequency k of the logits, as a function of s = (u+v) % m.
+    d = torch.einsum("kjs,kjc->ksc", Fk, Ck) / math.sqrt(m)
+    shift = (-d).amax(-1, keepdim=True)  # (K, m, 1)
+    T = (-d - shift).exp_()  # (K, m, n), entries <= 1
+    w = G.grid.weights["train"]
+    cells = w.nonzero().flatten()
+    index, weight = _cells_by_sum(m, tuple(cells.tolist()), tuple(w[cells].tolist()))
+    index, weight = index.to(dev), weight.to(dev)
+    Gm = L[index]  # (s, n, c)
+    Gm = Gm - Gm.amax(-1, keepdim=True)
+    y = G.grid.labels.to(dev)[index]  # (s, n)
+    log_num = Gm.gather(-1, y[..., None])  # (s, n, 1)
+    S = torch.bmm(Gm.exp_(), T.permute(1, 2, 0))  # (s, n, K)
+    dy = (-d).permute(1, 2, 0).gather(1, y[..., None].expand(-1, -1, K)) - shift[..., 0].T[:, None]
+    loss = S.log() - (log_num + dy)
+    out = torch.einsum("snk,sn->k", torch.where(weight[..., None] > 0, loss, 0.0), weight) / weight.sum()
+    bad = ~(torch.isfinite(S) & (S > 0)).flatten(0, 1).all(0)
+    for i in bad.nonzero().flatten().tolist():
+        out[i] = _excluded_from(G, [freqs[i]])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Neuron level (TransformerLens demo), last MLP layer
+# ----------------------------------------------------------------------------------------------
+
+
+def _neuron_logit_map(model: nn.Module, grid: TaskGrid) -> Tensor:
+    """W_L (d_mlp, n_classes) float64 with the columns in the grid's class order."""
+    from grokinterp.spectra import W_L
+
+    return W_L(model)[:, grid.class_order.to(model.W_U.device)].to(torch.float64)
+
+
+def _restricted_neuron_from(
+    model: nn.Module, G: GridLogits, post_mean: Tensor, coef: Tensor, keys: list[int], split: str
+) -> float:
+    """post_mean (d_mlp,) float64; coef (m, d_mlp) float64 (u+v) coefficients of the neurons."""
+    dev = G.L.device
+    idx, w = _split_cells(G.grid, split, dev)
+    WL = _neuron_logit_map(model, G.grid).to(dev)
+    base = post_mean @ WL  # also the mean of R over the grid: every (u+v) direction sums to zero
+    U = _apb_rows(G.m, keys, idx, dev, torch.float64)
+    R = base + U @ (coef[_rows(G.m, keys)] @ WL)
+    R = R + (G.L.mean(0) - base)  # demo: restricted_logits += logits.mean(0) - restricted.mean(0)
+    return _wce(R, G.grid.labels.to(dev)[idx], w)
+
+
+def _excluded_neuron_from(
+    model: nn.Module, G: GridLogits, resid_post: Tensor | None, coef: Tensor, keys: list[int], split: str
+) -> float:
+    """resid_post: (m*m, d_model) the last block's residual stream on the grid (None: no norm)."""
+    dev = G.L.device
+    idx, w = _split_cells(G.grid, split, dev)
+    U = _apb_rows(G.m, keys, idx, dev, torch.float64)
+    Cn = coef[_rows(G.m, keys)]  # (2K, d_mlp)
+    ln = getattr(model, "ln_final", None)
+    if model.cfg.normalization_type is None or ln is None or resid_post is None:
+        # Without a final norm the logits are linear in the neurons: subtracting the projection
+        # from the neurons subtracts U (C @ W_L) from the logits (biases and resid_mid unchanged).
+        E = G.L[idx] - U @ (Cn @ _neuron_logit_map(model, G.grid).to(dev))
+    else:
+        W_out = model.blocks[-1].mlp.W_out.detach().to(torch.float64)
+        resid = resid_post[idx].to(torch.float64) - U @ (Cn @ W_out)
+        resid = apply_norm(resid.float(), ln, model.cfg.normalization_type, model.cfg.eps)
+        E = (resid @ model.W_U + model.unembed.b_U)[:, G.grid.class_order.to(dev)]
+    return _wce(E, G.grid.labels.to(dev)[idx], w)
+
+
+def _neuron_inputs(model: nn.Module, dataset: Dataset, cache) -> tuple[GridLogits, Tensor, Tensor, Tensor | None]:
+    from grokinterp.forward import final_position_cache
+
+    cache = cache or final_position_cache(model, dataset.tokens)
+    G = grid_logits(cache.logits, dataset)
+    post = G.grid.values(cache.post.to(torch.float64))
+    m = G.m
+    coef = apb_coefficients(post.reshape(m, m, -1))
+    resid = None if cache.resid_post is None else G.grid.values(cache.resid_post)
+    return G, post.mean(0), coef, resid
+
+
+def restricted_loss_neuron(
+    model: nn.Module, dataset: Dataset, key_freqs: Sequence[int], *, cache=None, split: Split = "test"
+) -> float:
+    """Neuron-level restricted loss, as in the TransformerLens demo's ``get_restricted_loss``: the
+    centred neurons of the last MLP layer projected onto cos/sin(w_k(u+v)) of the key frequencies,
+    the means added back, mapped through W_L and bias-corrected; float64 cross-entropy on the test
+    rows of the grid (the demo's choice). Layer norms are ignored, as in the demo's formula."""
+    G, post_mean, coef, _ = _neuron_inputs(model, dataset, cache)
+    return _restricted_neuron_from(model, G, post_mean, coef, _check_keys(G.m, key_freqs), split)
+
+
+def excluded_loss_neuron(
+    model: nn.Module, dataset: Dataset, key_freqs: Sequence[int], *, cache=None, split: Split = "train"
+) -> float:
+    """Neuron-level excluded loss, as in the demo's ``get_excluded_loss``: the projection of the
+    last MLP layer's neurons onto cos/sin(w_k(u+v)) of the keys is removed (means kept), mapped
+    through W_out and added to the rest of the residual stream, then unembedded (through
+    ``ln_final`` if there is one); float64 cross-entropy on the train rows of the grid."""
+    G, _, coef, resid = _neuron_inputs(model, dataset, cache)
+    return _excluded_neuron_from(model, G, resid, coef, _check_keys(G.m, key_freqs), split)
+
+
+# ----------------------------------------------------------------------------------------------
+# cos(w_k(u+v-j)) structure of the logits (paper Fig. 11)
+# ----------------------------------------------------------------------------------------------
+
+
+def _cos_coeffs_from(C: Tensor, m: int, freqs: list[int]) -> Tensor:
+    """Coefficient of the logits on the unit cos(w_k(u+v-j)) direction for each k."""
+    F, _ = fourier_basis(m, C.device, C.dtype)
+    out = []
+    for k in freqs:
+        rows = freq_rows(m, k)
+        val = sum((C[r, :m] * F[r]).sum() for r in rows)
+        out.append(val / math.sqrt(len(rows)))
+    return torch.stack(out) if out else C.new_zeros(0)
+
+
+def _grid_logits_of(logits: Tensor, p: int | Dataset) -> GridLogits:
+    if isinstance(p, Dataset):
+        return grid_logits(logits, p)
+    L = logits.reshape(p * p, -1)[:, :p].to(torch.float64)
+    return GridLogits(None, p, L, _coeffs(L, p))
+
+
+def cos_apb_minus_c_coefficients(
+    logits: Float[Tensor, "pp p"] | Float[Tensor, "p p p"] | Float[Tensor, "n p"],
+    p: int | Dataset,
+    keys: Sequence[int] | None = None,
+) -> Float[Tensor, " k"]:
+    """Coefficient of the logits on the unit-norm cos(w_k(u+v-j)) direction for each k in ``keys``
+    (default all k), float64: paper Fig. 11, demo ``get_cos_coeffs``. ``p`` an int: (p*p, p)
+    addition logits; a Dataset: dataset-row logits, put on the task's grid."""
+    G = _grid_logits_of(logits, p)
+    freqs = list(range(1, n_freqs(G.m) + 1)) if keys is None else [int(k) for k in keys]
+    _check_keys(G.m, freqs)
+    return _cos_coeffs_from(G.C, G.m, freqs)
+
+
+def cosine_similarity_to_cos_apb_minus_c(
+    logits: Float[Tensor, "pp p"] | Float[Tensor, "p p p"] | Float[Tensor, "n p"],
+    p: int | Dataset,
+    keys: Sequence[int],
+) -> float:
+    """Cosine similarity of the logits (the columns with a phi_c) with their projection onto the
+    cos(w_k(u+v-j)) directions of the keys: ``||coefficients|| / ||L||`` (paper Fig. 11)."""
+    G = _grid_logits_of(logits, p)
+    coef = _cos_coeffs_from(G.C, G.m, _check_keys(G.m, keys))
+    return float(coef.norm() / G.L[:, : G.m].norm())

@@ -1,0 +1,313 @@
+"""The one home of the model forward passes: the trainer's fused last-position forward and the
+analysis forward that also returns the intermediates the measures need.
+
+``last_position_logits(model, tokens)`` computes exactly ``model(tokens)[:, -1]`` with far less work:
+
+- the loss only reads the final position, so the last layer computes queries, attention output,
+  MLP and unembedding at that position alone;
+- the first layer's attention input depends only on (position, token), so its queries, keys and
+  values are computed once per step as tables of shape (n_ctx, d_vocab, n_heads, d_head) and
+  gathered, instead of being multiplied out for every example.
+
+``final_position_cache(model, tokens)`` runs the same fused forward (or ``run_with_cache`` where
+the fused path does not apply: the hooked ``GrokMLP``, a model with hooks attached, or
+``fast=False``) and returns a ``FinalCache``: the logits, the post-activation neurons of every MLP
+layer at the final position, and the last layer's ``resid_mid`` / ``resid_post``.
+
+``models.py`` re-exports ``last_position_logits`` and ``supports_fused``. Tests check both paths
+against the HookedTransformer forward to float32 tolerance for every preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from grokinterp.tasks import Dataset
+
+__all__ = [
+    "FinalCache",
+    "apply_norm",
+    "final_position_cache",
+    "has_hooks",
+    "last_position_logits",
+    "mlp_hook_names",
+    "supports_fused",
+]
+
+_SCORE_TABLE_MAX = 8_000_000  # entries of the layer-0 score table (ctx * vocab^2 * heads)
+
+
+def supports_fused(model: nn.Module) -> bool:
+    """Whether ``last_position_logits`` can use the fused path for this model (a HookedTransformer
+    of a supported architecture; never the GrokMLP)."""
+    from transformer_lens import HookedTransformer
+
+    if not isinstance(model, HookedTransformer):
+        return False
+    cfg = model.cfg
+    return (
+        cfg.positional_embedding_type == "standard"
+        and not cfg.parallel_attn_mlp
+        and not cfg.attn_only
+        and cfg.normalization_type in (None, "LN", "LNPre")
+        and cfg.n_key_value_heads is None
+        and not getattr(cfg, "use_attn_in", False)
+        and not getattr(cfg, "use_split_qkv_input", False)
+        and cfg.original_architecture is None
+        and cfg.act_fn in ("relu", "gelu", "gelu_new", "silu")
+    )
+
+
+def _norm(x: Tensor, ln: nn.Module, kind: str | None, eps: float) -> Tensor:
+    if kind is None:
+        return x
+    if kind == "LNPre":
+        return F.layer_norm(x, x.shape[-1:], eps=eps)
+    return F.layer_norm(x, x.shape[-1:], ln.w, ln.b, eps=eps)
+
+
+def apply_norm(x: Tensor, ln: nn.Module | None, kind: str | None, eps: float) -> Tensor:
+    """The model's layer norm of ``x`` (``kind``: None, "LN" or "LNPre"), as in its forward."""
+    return _norm(x, ln, kind, eps)
+
+
+def _dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
+    if p == 0.0:
+        return x
+    keep = torch.empty_like(x).bernoulli_(1 - p, generator=generator)
+    return x * keep / (1 - p)
+
+
+def _qkv(x: Tensor, attn: nn.Module, which: str) -> Tensor:
+    """x (..., d_model) -> (..., n_heads, d_head) for W_Q/W_K/W_V."""
+    W = getattr(attn, f"W_{which}")  # (n_heads, d_model, d_head)
+    b = getattr(attn, f"b_{which}")  # (n_heads, d_head)
+    n_heads, d_model, d_head = W.shape
+    out = x @ W.permute(1, 0, 2).reshape(d_model, n_heads * d_head)
+    return out.unflatten(-1, (n_heads, d_head)) + b
+
+
+def _linear(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """x @ W + b as one addmm: the bias is added inside the matmul instead of in a second pass."""
+    if x.dim() == 2:
+        return torch.addmm(b, x, W)
+    return torch.addmm(b, x.flatten(0, -2), W).unflatten(0, x.shape[:-1])
+
+
+def _attn_out(z: Tensor, attn: nn.Module) -> Tensor:
+    """z (..., n_heads, d_head) -> (..., d_model)."""
+    W_O = attn.W_O  # (n_heads, d_head, d_model)
+    return _linear(z.flatten(-2), W_O.reshape(-1, W_O.shape[-1]), attn.b_O)
+
+
+def _mlp(x: Tensor, mlp: nn.Module, act) -> Tensor:
+    pre = _linear(x, mlp.W_in, mlp.b_in)
+    # addmm's backward needs only its inputs, so ReLU may overwrite its output in place.
+    post = F.relu_(pre) if act is F.relu else act(pre)
+    return _linear(post, mlp.W_out, mlp.b_out)
+
+
+def last_position_logits(
+    model: nn.Module,
+    tokens: Int[Tensor, "batch ctx"],
+    *,
+    dropout: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Float[Tensor, "batch d_vocab_out"]:
+    """Logits at the final position: equal to ``model(tokens)[:, -1]`` to float32 tolerance.
+
+    ``dropout`` > 0 applies residual dropout (after each attention and MLP output) for training;
+    TransformerLens has no dropout, so with ``dropout=0`` this is exactly the model's function.
+    """
+    if not supports_fused(model):
+        return model(tokens)[:, -1]
+    return _fused_forward(model, tokens, dropout, generator, None)
+
+
+def _fused_forward(
+    model: nn.Module,
+    tokens: Tensor,
+    dropout: float,
+    generator: torch.Generator | None,
+    record: dict[str, list[Tensor]] | None,
+) -> Tensor:
+    """The fused forward; with ``record`` (a dict) it also stores ``posts`` (every MLP layer's
+    final-position post-activations), ``resid_mid`` and ``resid_post`` (last layer, final
+    position). The ops without ``record`` are exactly the trainer's (bitwise results)."""
+    from transformer_lens.utilities.activation_functions import SUPPORTED_ACTIVATIONS
+
+    cfg = model.cfg
+    act = SUPPORTED_ACTIVATIONS[cfg.act_fn]
+    norm = cfg.normalization_type
+    eps = cfg.eps
+    n_ctx = tokens.shape[1]
+    pos = torch.arange(n_ctx, device=tokens.device)
+    scale = model.blocks[0].attn.attn_scale
+
+    # Layer 0: its input is a function of (position, token) alone, so tabulate Q, K, V and
+    # gather rows. F.embedding's backward is much faster than advanced indexing's index_put.
+    embed_table = model.embed.W_E[None] + model.pos_embed.W_pos[:n_ctx, None]  # (ctx, vocab, d)
+    d_vocab = embed_table.shape[1]
+    n_heads, d_head = cfg.n_heads, cfg.d_head
+    flat_idx = pos * d_vocab + tokens  # (batch, ctx) rows of the flattened (ctx*vocab) tables
+    block = model.blocks[0]
+    x_tab = _norm(embed_table, block.ln1, norm, eps)
+    k_tab = _qkv(x_tab, block.attn, "K")  # (ctx, vocab, heads, d_head)
+    v = F.embedding(flat_idx, _qkv(x_tab, block.attn, "V").flatten(0, 1).flatten(-2))
+    v = v.unflatten(-1, (n_heads, d_head))  # (batch, ctx, heads, d_head)
+    last_only = cfg.n_layers == 1
+    scores = None
+    if last_only:
+        q_tab = _qkv(x_tab[-1], block.attn, "Q")  # (vocab, heads, d_head)
+        resid = F.embedding(tokens[:, -1], embed_table[-1])  # (batch, d)
+        if n_ctx * d_vocab * d_vocab * n_heads <= _SCORE_TABLE_MAX:
+            # Scores of the final query against each key depend on (pos, last token, key token):
+            # tabulate them too, and gather n_heads numbers per key instead of whole key vectors.
+            s_tab = torch.einsum("uhe,tvhe->tuvh", q_tab, k_tab) / scale  # (ctx, vocab, vocab, heads)
+            s_idx = (pos * d_vocab + tokens[:, -1:]) * d_vocab + tokens
+            scores = F.embedding(s_idx, s_tab.reshape(-1, n_heads)).transpose(1, 2)  # (batch, heads, ctx)
+        else:
+            q = F.embedding(tokens[:, -1], q_tab.flatten(-2)).unflatten(-1, (n_heads, d_head))
+            k = F.embedding(flat_idx, k_tab.flatten(0, 1).flatten(-2)).unflatten(-1, (n_heads, d_head))
+    else:
+        k = F.embedding(flat_idx, k_tab.flatten(0, 1).flatten(-2)).unflatten(-1, (n_heads, d_head))
+        q_tab = _qkv(x_tab, block.attn, "Q").flatten(0, 1).flatten(-2)
+        q = F.embedding(flat_idx, q_tab).unflatten(-1, (n_heads, d_head))
+        resid = F.embedding(flat_idx, embed_table.flatten(0, 1))  # (batch, ctx, d)
+
+    for layer in range(cfg.n_layers):
+        block = model.blocks[layer]
+        if layer > 0:
+            last_only = layer == cfg.n_layers - 1
+            x = _norm(resid, block.ln1, norm, eps)
+            k = _qkv(x, block.attn, "K")
+            v = _qkv(x, block.attn, "V")
+            q = _qkv(x[:, -1] if last_only else x, block.attn, "Q")
+            scores = None
+            if last_only:
+                resid = resid[:, -1]
+        if last_only:
+            # One query (the final position) attends to every position: no mask needed. With so
+            # few positions, multiply-and-sum beats einsum's batched matmul of 1 x ctx matrices.
+            if scores is None:
+                scores = (q[:, None] * k).sum(-1).transpose(1, 2) / scale  # (batch, heads, ctx)
+            z = (scores.softmax(-1).transpose(1, 2)[..., None] * v).sum(1)  # (batch, heads, d_head)
+        else:
+            scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / scale
+            causal = torch.ones(n_ctx, n_ctx, dtype=torch.bool, device=tokens.device).triu(1)
+            pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
+            z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+        resid = resid + _dropout(_attn_out(z, block.attn), dropout, generator)
+        mlp_in = _norm(resid, block.ln2, norm, eps)
+        if record is None:
+            resid = resid + _dropout(_mlp(mlp_in, block.mlp, act), dropout, generator)
+            continue
+        pre = _linear(mlp_in, block.mlp.W_in, block.mlp.b_in)
+        post = F.relu_(pre) if act is F.relu else act(pre)
+        record["posts"].append(post if post.dim() == 2 else post[:, -1])
+        record["resid_mid"] = [resid if resid.dim() == 2 else resid[:, -1]]
+        resid = resid + _dropout(_linear(post, block.mlp.W_out, block.mlp.b_out), dropout, generator)
+        record["resid_post"] = [resid if resid.dim() == 2 else resid[:, -1]]
+
+    resid = _norm(resid, getattr(model, "ln_final", None), norm, eps)
+    return _linear(resid, model.unembed.W_U, model.unembed.b_U)
+
+
+# --------------------------------------------------------------------------------------------
+# Forward with the intermediates the analysis needs
+# --------------------------------------------------------------------------------------------
+
+_CHUNK = 16_384
+
+
+@dataclass(frozen=True)
+class FinalCache:
+    """What the measures need from one forward pass, at the final position only.
+
+    ``logits`` (n, d_vocab_out); ``posts`` one (n, d_mlp) tensor per MLP layer
+    (``blocks.{i}.mlp.hook_post``; for the GrokMLP each hidden layer); ``resid_mid`` /
+    ``resid_post`` (n, d_model) the last block's residual stream (None for the GrokMLP, whose last
+    hidden layer feeds the unembedding directly).
+    """
+
+    logits: Float[Tensor, "n d_vocab_out"]
+    posts: tuple[Float[Tensor, "n d_mlp"], ...]
+    resid_mid: Float[Tensor, "n d_model"] | None
+    resid_post: Float[Tensor, "n d_model"] | None
+
+    @property
+    def post(self) -> Float[Tensor, "n d_mlp"]:
+        """The last MLP layer's neurons."""
+        return self.posts[-1]
+
+
+def mlp_hook_names(model: nn.Module) -> list[str]:
+    """``blocks.{i}.mlp.hook_post`` for every MLP layer (transformer blocks or GrokMLP layers)."""
+    return [f"blocks.{i}.mlp.hook_post" for i in range(len(model.blocks))]
+
+
+def has_hooks(model: nn.Module) -> bool:
+    """Whether the caller attached forward hooks (then only ``run_with_cache`` honours them)."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def _hooked_cache(model: nn.Module, tokens: Tensor) -> tuple:
+    from transformer_lens import HookedTransformer
+
+    posts = mlp_hook_names(model)
+    L = len(model.blocks) - 1
+    is_tf = isinstance(model, HookedTransformer)
+    extra = [f"blocks.{L}.hook_resid_mid", f"blocks.{L}.hook_resid_post"] if is_tf else []
+    names = set(posts + extra)
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+
+    def last(x: Tensor) -> Tensor:
+        return x[:, -1] if x.ndim == 3 else x
+
+    acts = [last(cache[n]) for n in posts]
+    if not is_tf:
+        return logits[:, -1], acts, None, None
+    return logits[:, -1], acts, last(cache[extra[0]]), last(cache[extra[1]])
+
+
+@torch.no_grad()
+def final_position_cache(
+    model: nn.Module, tokens: Int[Tensor, "n ctx"] | Dataset, *, fast: bool = True, chunk: int = _CHUNK
+) -> FinalCache:
+    """One forward pass over ``tokens`` returning the logits and the final-position intermediates.
+
+    With ``fast=True`` a HookedTransformer without attached hooks runs the trainer's fused
+    forward (``_fused_forward``), equal to ``run_with_cache`` to float32 tolerance (tested);
+    otherwise ``run_with_cache`` with a ``names_filter``.
+    """
+    tokens = getattr(tokens, "tokens", tokens)  # a Dataset: all its rows
+    tokens = tokens.to(next(model.parameters()).device)
+    fused = fast and supports_fused(model) and not has_hooks(model)
+    parts = []
+    for t in tokens.split(chunk):
+        if fused:
+            rec: dict[str, list[Tensor]] = {"posts": [], "resid_mid": [], "resid_post": []}
+            logits = _fused_forward(model, t, 0.0, None, rec)
+            parts.append((logits, rec["posts"], rec["resid_mid"][0], rec["resid_post"][0]))
+        else:
+            parts.append(_hooked_cache(model, t))
+
+    def cat(xs: list[Tensor | None]) -> Tensor | None:
+        return None if xs[0] is None else (xs[0] if len(xs) == 1 else torch.cat(xs))
+
+    n_layers = len(parts[0][1])
+    logits = cat([q[0] for q in parts])
+    n_out = getattr(getattr(model, "cfg", None), "d_vocab_out", logits.shape[-1])
+    return FinalCache(
+        logits=logits[:, :n_out],
+        posts=tuple(cat([q[1][i] for q in parts]) for i in range(n_layers)),
+        resid_mid=cat([q[2] for q in parts]),
+        resid_post=cat([q[3] for q in parts]),
+    )
