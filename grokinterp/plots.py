@@ -947,15 +947,16 @@ def write_all_figures(
     run_dir: str | Path, out_dir: str | Path, fmt: str = "png", epoch: int | None = None
 ) -> list[Path]:
     """Write every figure of ``run_dir`` (``FIGURE_NAMES``) to ``out_dir`` as png, pdf, svg or html
-    and return the paths. Runs ``analyze_run`` first if the run has no measures.csv yet; without a
-    Chromium the static formats fall back to HTML (one warning)."""
+    and return the paths. Runs ``analyze_run`` first if the run has no measures.csv yet, or if the
+    run went on after its last analysis (never draws stale measures); without a Chromium the static
+    formats fall back to HTML (one warning)."""
     from grokinterp.runs import load_run
 
     run = load_run(run_dir)
-    if run.measures is None:
+    if (reason := run.stale_reason) is not None:
         from grokinterp.analysis import analyze_run
 
-        log.info("%s: no measures.csv; analysing the run first", run.path)
+        log.warning("%s: %s; analysing the run first", run.path, reason)
         analyze_run(run.path, progress=False)
     static = fmt.lower() in _STATIC
     browser = find_browser() if static else None

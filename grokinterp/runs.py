@@ -58,7 +58,24 @@ class Run:
         """metrics.jsonl as a pandas DataFrame (one row per evaluation)."""
         import pandas as pd
 
+        if not (self.path / C.METRICS_FILE).is_file():
+            raise ckpt.RunDirError(f"{self.path}: no {C.METRICS_FILE}; this run directory is incomplete")
         return pd.DataFrame(self.metrics_rows)
+
+    @property
+    def stale_reason(self) -> str | None:
+        """Why measures.csv does not describe the run's checkpoints now (None when it does): the
+        run went on (or was replaced) after the last ``grokinterp analyze``."""
+        table = self.measures
+        if table is None:
+            return f"no {C.MEASURES_FILE} yet"
+        analysed, now = sorted(int(e) for e in table["epoch"]), self.checkpoint_epochs
+        if analysed != now:
+            return (
+                f"{C.MEASURES_FILE} covers checkpoints up to epoch {analysed[-1] if analysed else None}, "
+                f"the run now has {len(now)} up to epoch {now[-1] if now else None}"
+            )
+        return None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -70,7 +87,12 @@ class Run:
         import pandas as pd
 
         path = self.path / C.MEASURES_FILE
-        return pd.read_csv(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return pd.read_csv(path)
+        except (ValueError, pd.errors.ParserError) as e:
+            raise ckpt.RunDirError(f"{path}: unreadable ({e}); run grokinterp analyze {self.path} again") from None
 
     @property
     def analysis(self) -> dict[str, Any] | None:

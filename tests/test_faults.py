@@ -202,3 +202,28 @@ def test_stale_temporary_files_are_removed_when_the_lock_is_taken(tmp_path):
         f.write_bytes(b"half")
     Trainer.resume(run).run(progress=False)
     assert not any(f.exists() for f in leftovers)
+
+
+def test_plot_never_draws_stale_measures(tmp_path, caplog):
+    from grokinterp.analysis import analyze_run
+    from grokinterp.plots import write_all_figures
+    from grokinterp.runs import load_run
+
+    run = tmp_path / "run"
+    Trainer(CFG.replace(epochs=8, eval_every=2, checkpoint_every=4), run).run(progress=False, max_epochs=4)
+    analyze_run(run, progress=False)
+    assert load_run(run).stale_reason is None
+    Trainer.resume(run).run(progress=False)  # the run goes on past the analysis
+    assert "up to epoch 4" in load_run(run).stale_reason
+    write_all_figures(run, tmp_path / "figs", fmt="html")
+    assert "analysing the run first" in caplog.text
+    assert list(load_run(run).measures["epoch"]) == [0, 4, 8]
+
+
+def test_plot_without_metrics_gives_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    Trainer(CFG.replace(epochs=4), run).run(progress=False)
+    (run / C.METRICS_FILE).unlink()
+    assert main(["plot", str(run), "--out", str(tmp_path / "figs"), "--format", "html"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no metrics.jsonl" in err[0]
