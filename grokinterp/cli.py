@@ -142,9 +142,56 @@ def config_from_args(args: argparse.Namespace, base=None):
 # ----------------------------------------------------------------------------------------------
 
 
+def _ensemble_members(folder: Path) -> list[Path]:
+    """The member run directories of an ensemble folder written by ``train --seeds``."""
+    from grokinterp import constants as C
+
+    return sorted((d for d in folder.iterdir() if (d / C.CONFIG_FILE).is_file()), key=lambda d: d.name)
+
+
+def cmd_train_seeds(args: argparse.Namespace) -> int:
+    """``train --seeds 0-63 --out DIR``: one ensemble, members in DIR/seed=S (each a standard run)."""
+    from grokinterp.ensemble import EnsembleTrainer, parse_seeds
+    from grokinterp.rundir import check_out_path
+
+    if args.from_checkpoint:
+        raise CLIError("--from-checkpoint resumes one run; use --resume DIR/seed=S --from-checkpoint")
+    if args.resume:
+        members = _ensemble_members(args.resume) if args.resume.is_dir() else []
+        if not members:
+            raise CLIError(f"{args.resume}: no member runs (seed=S folders) to resume")
+        trainer = EnsembleTrainer.resume(members, **config_overrides(args))
+    else:
+        seeds = parse_seeds(args.seeds)
+        given = {k for k in ("model_seed", "data_seed", "train_seed") if hasattr(args, k)} | (
+            {"seed"} if hasattr(args, "seed") else set()
+        )
+        if given:
+            raise CLIError("--seeds sets each member's model, data and train seed; drop --seed and --*-seed")
+        out = check_out_path(args.out)
+        base = config_from_args(args)
+        cfgs = [base.replace(model_seed=s, data_seed=s, train_seed=s) for s in seeds]
+        trainer = EnsembleTrainer.create(cfgs, [out / f"seed={s}" for s in seeds], force=args.force)
+    results = trainer.run(progress=not args.no_progress)
+    grokked = [r.grokking_epoch for r in results if r.grokking_epoch is not None]
+    for r in results:
+        tail = r.summary.get("message") or f"grokking epoch {r.grokking_epoch}"
+        print(f"{r.run_dir}: {r.status} at epoch {r.final_epoch}, {tail}")
+    print(
+        f"{len(results)} runs, {len(grokked)} grokked"
+        + (f" (median epoch {sorted(grokked)[len(grokked) // 2]})" if grokked else "")
+    )
+    if any(r.interrupted for r in results):
+        print(f"interrupted; resume with: grokinterp train --resume {args.resume or args.out}")
+        return 130
+    return 3 if any(r.diverged for r in results) else 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from grokinterp.training import Trainer
 
+    if args.seeds or (args.resume and args.resume.is_dir() and not (args.resume / "config.json").is_file()):
+        return cmd_train_seeds(args)
     if args.resume:
         given = [flag for flag, on in (("--out", args.out), ("--force", args.force), ("--preset", args.preset)) if on]
         if given:
@@ -200,14 +247,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not 0.0 < args.threshold <= 1.0:
         raise CLIError(f"--threshold must be in (0, 1] (got {args.threshold})")
     keys = _int_list(args.key_freqs, "--key-freqs") if args.key_freqs else None
+    llc = _llc_config(args)
     try:
-        _, s = analyze_run(
+        table, s = analyze_run(
             args.run,
             key_freqs=keys,
             threshold=args.threshold,
             progress=not args.no_progress,
             layer=args.layer,
             key_rule=args.key_rule,
+            llc=llc,
         )
     except ValueError as e:  # a layer or key frequency that does not exist
         raise CLIError(str(e)) from None
@@ -233,10 +282,50 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     print(f"  final: test loss {num(f['test_loss'])}, restricted loss {num(f['restricted_loss'])} (logit, all), "
           f"excluded loss {num(f['excluded_loss'])} (logit, train)")  # fmt: skip
+    cp = s.get("clock_pizza") or {}
+    if cp.get("verdict"):
+        print(f"  clock/pizza (Zhong et al. 2023): gradient symmetricity {cp['gradient_symmetricity']:.3f}, "
+              f"distance irrelevance {cp['distance_irrelevance']:.3f} -> {cp['verdict']}")  # fmt: skip
+    elif cp:
+        print(f"  clock/pizza: not defined: {cp.get('reason')}")
     for w in s["warnings"]:
         print(f"  warning: {w}")
+    if llc is not None:
+        last = table.iloc[-1]
+        print(f"  LLC (devinterp, train split): final {last['llc_mean']:.3g} +- {last['llc_std']:.3g}, "
+              f"max {table['llc_mean'].max():.3g} at epoch {int(table.loc[table['llc_mean'].idxmax(), 'epoch'])}; "
+              f"chain traces in {Path(args.run) / 'llc'}")  # fmt: skip
     print(f"  wrote {Path(args.run) / 'measures.csv'} and {Path(args.run) / 'analysis.json'}")
     return 0
+
+
+#: --llc-* flags of ``grokinterp analyze`` -> LLCConfig fields.
+_LLC_FLAGS = {
+    "llc_epsilon": "epsilon",
+    "llc_gamma": "gamma",
+    "llc_nbeta": "nbeta",
+    "llc_chains": "num_chains",
+    "llc_draws": "num_draws",
+    "llc_burnin": "num_burnin_steps",
+    "llc_batch_size": "batch_size",
+    "llc_seed": "seed",
+}
+
+
+def _llc_config(args: argparse.Namespace):
+    """The LLCConfig of ``--llc`` (None without it): ``--llc-config FILE.json``, then the
+    ``--llc-*`` flags; either of those alone also turns the LLC on."""
+    changes = {field: getattr(args, dest) for dest, field in _LLC_FLAGS.items() if getattr(args, dest) is not None}
+    if not (args.llc or args.llc_config or changes):
+        return None
+    from grokinterp.llc import LLCConfig
+
+    try:
+        base = LLCConfig.load(args.llc_config) if args.llc_config else LLCConfig()
+        return base.replace(**changes) if changes else base
+    except ValueError as e:
+        where = f"{args.llc_config}: " if args.llc_config else ""
+        raise CLIError(f"{where}{_one_line(e)}") from None
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -258,8 +347,26 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from grokinterp.plots import write_all_figures
 
-    paths = write_all_figures(args.run, args.out, fmt=args.format, epoch=args.epoch)
-    print(f"wrote {len(paths)} figures to {args.out}")
+    paths = write_all_figures(
+        args.run, args.out, fmt=args.format, epoch=args.epoch, style=args.style, column=args.width
+    )
+    captions = " and captions.md" if args.style == "paper" else ""
+    print(f"wrote {len(paths)} figures{captions} to {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from grokinterp.report import check_out_path, write_report
+
+    if args.max_checkpoints < 2:
+        raise CLIError(f"--max-checkpoints must be at least 2 (got {args.max_checkpoints})")
+    check_out_path(args.out)  # before any work: not a folder, not under a file
+    if not args.run.is_dir():
+        raise CLIError(f"{args.run}: no such run directory")
+    out = write_report(
+        args.run, args.out, layer=args.layer, max_checkpoints=args.max_checkpoints, progress=not args.no_progress
+    )
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); open it in a browser (no network needed)")
     return 0
 
 
@@ -299,6 +406,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace an earlier run in --out (deletes only grokinterp's files)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="0-63",
+        help="train one run per seed (model, data and train seed) as one batched ensemble into OUT/seed=S",
+    )
     add_config_flags(p, preset if preset in PRESETS else "nanda-p113")
     p.set_defaults(func=cmd_train)
 
@@ -315,6 +428,22 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="MLP layer of the neuron rules (default: the layer with the most neurons explained)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=0.85, help="fraction explained for a neuron's cluster, in (0, 1]")
     p.add_argument("--no-progress", action="store_true")
+    from grokinterp.llc import LLCConfig  # light: devinterp is imported only when sampling
+
+    g = p.add_argument_group("local learning coefficient (needs: pip install 'grokinterp[llc]')")
+    g.add_argument("--llc", action="store_true",
+                   help="also estimate the LLC per checkpoint with devinterp (columns llc_mean, llc_std; traces in RUN/llc/)")  # fmt: skip
+    g.add_argument("--llc-config", type=Path, default=None, metavar="FILE.json",
+                   help="LLCConfig as JSON (fields: grokinterp.llc.LLCConfig); the --llc-* flags override it")  # fmt: skip
+    for dest, kind, metavar in (
+        ("llc_epsilon", float, "EPS"), ("llc_gamma", float, "GAMMA"), ("llc_nbeta", float, "NBETA"),
+        ("llc_chains", int, "N"), ("llc_draws", int, "N"), ("llc_burnin", int, "N"),
+        ("llc_batch_size", int, "N"), ("llc_seed", int, "SEED"),
+    ):  # fmt: skip
+        field = _LLC_FLAGS[dest]
+        shown = getattr(LLCConfig(), field)
+        g.add_argument(f"--{dest.replace('_', '-')}", type=kind, default=None, metavar=metavar,
+                       help=f"{LLCConfig.doc(field)} [{'none' if shown is None else shown}]")  # fmt: skip
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("import", help="import a TransformerLens Grokking demo .pth into a run directory")
@@ -336,7 +465,29 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("figures"))
     p.add_argument("--format", choices=["png", "pdf", "svg", "html"], default="png")
     p.add_argument("--epoch", type=int, default=None, help="checkpoint for per-model figures (default: last)")
+    p.add_argument("--style", choices=["screen", "paper"], default="screen",
+                   help="screen (titles, 900 px wide) or paper: print-ready, no titles (captions.md), "
+                   "3.25/6.75 in wide, 8-10 pt, Okabe-Ito colours")  # fmt: skip
+    p.add_argument("--width", choices=["single", "double"], default=None,
+                   help="paper style: every figure single (3.25 in) or double (6.75 in) column wide "
+                   "(default: each figure's own)")  # fmt: skip
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained HTML checkpoint explorer of a run",
+        description="One HTML file (plotly.js inlined, opens offline) with a slider over the checkpoints: "
+        "embedding spectrum, neuron clusters and heatmaps, attention, and a cursor on the progress-measure "
+        "curves. Open report.html#checkpoint=N or #epoch=E to start at a checkpoint. Analyses the run first "
+        "if it has no measures.csv.",
+    )
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write [report.html]")
+    p.add_argument("--layer", type=int, default=None, help="MLP layer of the neuron panels (default: the analysis's)")
+    p.add_argument("--max-checkpoints", type=int, default=64,
+                   help="at most this many checkpoints, evenly spread (keeps the file small) [64]")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_report)
 
     from grokinterp.sweep import add_sweep_parser
     from grokinterp.tune import add_tune_parser

@@ -38,7 +38,7 @@ from grokinterp.config import RunConfig, field_types
 log = logging.getLogger(__name__)
 
 FitOn = Literal["epoch", "step"]
-Backend = Literal["local", "ray"]
+Backend = Literal["local", "ray", "ensemble"]
 RESULT_METRICS = ["grokking_epoch", "grokking_step", "final_epoch", "train_acc", "test_acc", "train_loss", "test_loss"]
 RESULT_TAIL = ["wall_clock_s", "status", "error", "run"]
 _NO_GRID = {"preset"}  # compare=False metadata, not a hyperparameter
@@ -273,6 +273,49 @@ def _run_local(jobs: list[Job], workers: int, done: Done) -> None:
     pool.shutdown(wait=True)
 
 
+def _run_ensemble(jobs: list[Job], done: Done) -> None:
+    """Grid points of one shape train together as a batched ensemble (``grokinterp.ensemble``);
+    a point that cannot join one (Grokfast, dropout, another split size) trains on its own."""
+    from grokinterp.ensemble import SHARED_FIELDS, EnsembleTrainer, check_ensemble_configs
+    from grokinterp.training import Trainer
+
+    groups: dict[tuple, list[tuple[int, RunConfig, str]]] = {}
+    for i, cfg_dict, run_dir in jobs:
+        cfg = RunConfig.from_dict(cfg_dict)
+        key = (*(getattr(cfg, f) for f in SHARED_FIELDS), cfg.n_train)
+        try:
+            check_ensemble_configs([cfg])
+        except ValueError:
+            key = ("alone", i)
+        groups.setdefault(key, []).append((i, cfg, run_dir))
+    for members in groups.values():
+        if len(members) == 1:
+            i, cfg, run_dir = members[0]
+            done(i, run_one(cfg.to_dict(), run_dir, single_thread=False))
+            continue
+        trainers = []
+        try:
+            for _, cfg, run_dir in members:
+                state = _existing_state(Path(run_dir), cfg)
+                trainers.append(
+                    Trainer.resume(run_dir) if state == "resume" else Trainer(cfg, run_dir, force=state == "restart")
+                )
+            results = EnsembleTrainer(trainers).run(progress=False)
+        except Exception as e:  # the group fails together, the sweep goes on
+            log.exception("ensemble of %d runs failed", len(members))
+            for t in trainers:
+                if t.lock is not None:
+                    t.lock.release()
+            for i, _, _ in members:
+                done(i, {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]})
+            continue
+        for (i, _, _), r in zip(members, results, strict=True):
+            status = "interrupted" if r.interrupted else "done"
+            done(i, {**_row_from_summary(r.summary), "status": status, "error": ""})
+        if any(r.interrupted for r in results):
+            raise KeyboardInterrupt
+
+
 def _run_ray(jobs: list[Job], workers: int | None, address: str | None, done: Done) -> None:
     try:
         import ray
@@ -328,8 +371,8 @@ def run_sweep(
     """
     from grokinterp.checkpoints import atomic_write_text
 
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray' (got {backend!r})")
+    if backend not in ("local", "ray", "ensemble"):
+        raise ValueError(f"backend must be 'local', 'ray' or 'ensemble' (got {backend!r})")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1 (got {workers})")
     if not checkpoints:
@@ -364,6 +407,8 @@ def run_sweep(
         n_workers = workers or os.cpu_count() or 1
         if backend == "local":
             _run_local(jobs, n_workers, done)
+        elif backend == "ensemble":
+            _run_ensemble(jobs, done)
         else:
             _run_ray(jobs, workers, address, done)
     df = _write_results(out, grid, rows)
@@ -619,7 +664,12 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
                    help="override one field of the preset for every run (repeatable)")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="sweep folder, e.g. sweeps/NAME")
     p.add_argument("--workers", type=int, default=None, help="parallel runs (default: CPU count)")
-    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument(
+        "--backend",
+        choices=["local", "ray", "ensemble"],
+        default="local",
+        help="local: one process per run; ray: one task per run; ensemble: runs of one shape batched in one process",
+    )
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
     p.add_argument("--no-checkpoints", action="store_true", help="keep only each run's first and last checkpoint")
     p.add_argument("--no-plot", action="store_true", help="skip the figure")

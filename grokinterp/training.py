@@ -366,6 +366,11 @@ class Trainer:
     def _evaluate_and_log(self) -> dict[str, Any]:
         self.model.eval()
         m = evaluate(self.model, self.dataset, self.cfg.loss_fn, tokens=self.tokens, labels=self.labels)
+        return self.record_evaluation(m)
+
+    def record_evaluation(self, m: dict[str, float]) -> dict[str, Any]:
+        """Append the metrics row of an evaluation at the current epoch and update the
+        early-stopping streak (an ensemble evaluates its members together and records each)."""
         row = {
             "epoch": self.epoch,
             "step": self.step,
@@ -458,6 +463,11 @@ class Trainer:
             restore()
             bar.close()
         self.elapsed = time.perf_counter() - start
+        return self.finish(stopped_early, interrupted)
+
+    def finish(self, stopped_early: bool, interrupted: bool) -> TrainResult:
+        """Save the final checkpoint (if finished) and the resume state, write summary.json."""
+        cfg = self.cfg
         finished = self.epoch >= cfg.epochs or stopped_early
         if self._diverged:
             status: rundir.Status = "diverged"
@@ -468,9 +478,7 @@ class Trainer:
         else:
             status = "interrupted"
         if self.run_dir is not None and not self._diverged:
-            if finished and (not self.metrics or self.metrics[-1]["epoch"] != self.epoch):
-                self._log_and_checkpoint(force_checkpoint=True)  # pragma: no cover - last epoch is an eval epoch
-            elif finished and not rundir.checkpoint_path(self.run_dir, self.epoch).exists():
+            if finished and not rundir.checkpoint_path(self.run_dir, self.epoch).exists():
                 ckpt.save_checkpoint(self.run_dir, self.epoch, self.model, cfg, self.metrics[-1])
             # An interruption between evaluations saves the exact resume point but adds no
             # evaluation: an extra row would count toward the early-stopping streak, and the
@@ -514,14 +522,16 @@ class Trainer:
         """Optimizer steps taken by the grokking epoch (studies with minibatches count steps)."""
         return next((r["step"] for r in self.metrics if r["epoch"] == self.grokking_epoch), None)
 
-    def _log_and_checkpoint(self, force_checkpoint: bool = False) -> dict[str, Any]:
+    def _log_and_checkpoint(self) -> dict[str, Any]:
         row = self._evaluate_and_log()
-        if self._diverged:
-            return row  # never checkpoint non-finite weights
-        if self.run_dir is not None and (force_checkpoint or self.cfg.is_checkpoint_epoch(self.epoch)):
+        self.checkpoint_if_due(row)
+        return row
+
+    def checkpoint_if_due(self, row: dict[str, Any]) -> None:
+        """At a checkpoint epoch: the checkpoint and the resume state (never non-finite weights)."""
+        if self.run_dir is not None and not self._diverged and self.cfg.is_checkpoint_epoch(self.epoch):
             ckpt.save_checkpoint(self.run_dir, self.epoch, self.model, self.cfg, row)
             self.save_state()
-        return row
 
     def _install_sigint(self) -> Callable[[], None]:
         """First Ctrl-C (or SIGTERM, as batch schedulers send): finish the epoch, save the exact

@@ -1,0 +1,374 @@
+"""Many runs of one shape in one process: an ensemble trained with batched weights.
+
+Grokking questions are questions about many runs (seeds, weight decay, train fraction). The
+``EnsembleTrainer`` trains M runs whose models have the same shape together: their parameters
+are stacked along a leading model axis and one ``torch.func.vmap`` of the trainer's fused forward
+(``grokinterp.forward.last_position_logits``: the one fused forward, not a copy) computes every
+member's logits in batched kernels; one backward gives every member's gradient (the members'
+losses are independent, so the gradient of their sum is each member's own gradient), and a batched
+AdamW (``StackedAdamW``, the arithmetic of ``torch.optim.AdamW``'s multi-tensor update with a
+learning rate, weight decay and betas per member) updates them all.
+
+Each member is an ordinary ``Trainer`` for everything but the step: it owns its run directory
+(config, split, metrics.jsonl, checkpoints, state.safetensors, summary: the standard format, so
+``analyze``, ``plot``, ``sweep`` and ``load_run`` work unchanged and ``grokinterp train --resume``
+continues a member alone), its lock, its early stopping and its divergence check. A member that
+stops leaves the ensemble; the rest go on.
+
+Members may differ in model seed, data seed, train seed, train fraction (when the splits have the
+same size), lr, wd, betas, warm-up, cool-down and early stopping. Everything that sets the shape or
+the schedule must agree (``SHARED_FIELDS``). Grokfast, perp-Grad and dropout are not batched: train
+those runs separately.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from grokinterp.config import RunConfig
+from grokinterp.forward import last_position_logits
+from grokinterp.rundir import RunDirError
+from grokinterp.training import Trainer, TrainResult, progress_enabled
+
+logger = logging.getLogger(__name__)
+
+#: Fields every member must share: the model's shape, the task's shape, the schedule of steps,
+#: evaluations and checkpoints, and the device.
+SHARED_FIELDS = (
+    "p", "op", "layout", "arch", "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act_fn",
+    "normalization_type", "freeze_biases", "epochs", "batch_size", "sample_with_replacement", "loss_dtype",
+    "loss_fn", "dtype", "eval_every", "checkpoint_every", "checkpoint_early_every", "checkpoint_early_until",
+    "device",
+)  # fmt: skip
+
+
+def check_ensemble_configs(cfgs: Sequence[RunConfig]) -> None:
+    """Raise ``ValueError`` (one line) unless ``cfgs`` can train as one ensemble."""
+    if not cfgs:
+        raise ValueError("an ensemble needs at least one member")
+    first = cfgs[0]
+    for cfg in cfgs:
+        differ = [f for f in SHARED_FIELDS if getattr(cfg, f) != getattr(first, f)]
+        if differ:
+            raise ValueError(
+                f"ensemble members must share {', '.join(differ)} (they set the shape or schedule); "
+                "train such runs separately or in another ensemble"
+            )
+        if cfg.grokfast != "none" or cfg.orthograd or cfg.dropout > 0:
+            raise ValueError(
+                "ensembles train plain AdamW without dropout; train Grokfast, perp-Grad or dropout runs separately"
+            )
+        if cfg.n_train != first.n_train:
+            raise ValueError(
+                f"ensemble members need train splits of one size (train_frac {first.train_frac} gives "
+                f"{first.n_train} pairs, {cfg.train_frac} gives {cfg.n_train})"
+            )
+
+
+class _LastPosition(nn.Module):
+    """``last_position_logits`` as a module, so ``torch.func.functional_call`` can swap its weights."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return last_position_logits(self.model, tokens)
+
+
+class StackedAdamW:
+    """AdamW over parameters stacked along a leading model axis, hyperparameters per member.
+
+    The update is ``torch.optim.AdamW``'s (decoupled weight decay, bias corrections, eps added to
+    the corrected square root), member by member; coefficients are formed in float64 and cast to
+    the parameters' dtype as PyTorch does with its Python-float scalars.
+    """
+
+    def __init__(self, params: dict[str, Tensor], eps: float = 1e-8) -> None:
+        self.params = params
+        self.eps = eps
+        self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
+        m = next(iter(params.values())).shape[0]
+        self.steps = torch.zeros(m, dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, lr: Tensor, wd: Tensor, beta1: Tensor, beta2: Tensor) -> None:
+        """One update; ``lr``, ``wd``, ``beta1``, ``beta2``: float64 tensors of shape (M,)."""
+        self.steps += 1
+        bc1 = 1 - beta1**self.steps
+        bc2_sqrt = (1 - beta2**self.steps).sqrt()
+        for name, p in self.params.items():
+            g = p.grad
+            shape = (-1,) + (1,) * (p.dim() - 1)
+
+            def c(x: Tensor, p: Tensor = p, shape: tuple = shape) -> Tensor:
+                return x.to(p.dtype).view(shape)
+
+            p.mul_(c(1 - lr * wd))
+            self.exp_avg[name].lerp_(g, c(1 - beta1))
+            self.exp_avg_sq[name].mul_(c(beta2)).addcmul_(g * c(1 - beta2), g)
+            denom = (self.exp_avg_sq[name].sqrt() / c(bc2_sqrt)).add_(self.eps)
+            # (exp_avg / denom) * step: the operands and order of AdamW's addcdiv, so the update
+            # rounds as PyTorch's does.
+            p.add_((self.exp_avg[name] / denom).mul_(c(-lr / bc1)))
+            p.grad = None
+
+
+class EnsembleTrainer:
+    """Train ``members`` (Trainers of one shape) together; see the module docstring."""
+
+    def __init__(self, members: Sequence[Trainer]) -> None:
+        check_ensemble_configs([m.cfg for m in members])
+        self.members = list(members)
+
+    @classmethod
+    def create(
+        cls, cfgs: Sequence[RunConfig], run_dirs: Sequence[str | Path | None], *, force: bool = False
+    ) -> EnsembleTrainer:
+        check_ensemble_configs(cfgs)
+        if len(run_dirs) != len(cfgs):
+            raise ValueError("one run directory per member (or None for in-memory members)")
+        members: list[Trainer] = []
+        try:
+            for cfg, d in zip(cfgs, run_dirs, strict=True):
+                members.append(Trainer(cfg, d, force=force))
+        except BaseException:
+            for m in members:  # release what was taken before the failure
+                if m.lock is not None:
+                    m.lock.release()
+            raise
+        return cls(members)
+
+    @classmethod
+    def resume(cls, run_dirs: Sequence[str | Path], **overrides: Any) -> EnsembleTrainer:
+        members: list[Trainer] = []
+        try:
+            for d in run_dirs:
+                members.append(Trainer.resume(d, **overrides))
+        except BaseException:
+            for m in members:
+                m.lock.release()
+            raise
+        return cls(members)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, progress: bool = True, max_epochs: int | None = None) -> list[TrainResult]:
+        """Train every member to its end (epochs, early stop, divergence) or for ``max_epochs``
+        more epochs; returns each member's ``TrainResult`` in order."""
+        from tqdm.auto import tqdm
+
+        results: dict[int, TrainResult] = {}
+        todo = list(range(len(self.members)))
+        for i in todo:  # finished before (resumed a finished run) or stopped already
+            if self.members[i].epoch >= self.members[i].cfg.epochs or self.members[i]._should_stop_early():
+                results[i] = self._finish(i, stopped_early=self.members[i]._should_stop_early(), interrupted=False)
+        todo = [i for i in todo if i not in results]
+        for m in (self.members[i] for i in todo):
+            if m.run_dir is not None:
+                m.lock.acquire()
+        total = self.members[0].cfg.epochs
+        bar = tqdm(total=total, disable=not progress_enabled(progress), unit="epoch", desc=f"{len(todo)} runs")
+        start = time.perf_counter()
+        interrupted = False
+        try:
+            first = [i for i in todo if self.members[i].epoch == 0 and not self.members[i].metrics]
+            if first:  # the epoch-0 evaluation and checkpoint, as a single Trainer makes them
+                group = [self.members[i] for i in first]
+                for m, row in zip(group, self._evaluate(group, *self._stack(group)[:3]), strict=True):
+                    m.checkpoint_if_due(row)
+            while todo:
+                # Members resumed from different epochs (a kill between their saves) catch up first.
+                low = min(self.members[i].epoch for i in todo)
+                group = [i for i in todo if self.members[i].epoch == low]
+                ahead = [self.members[i].epoch for i in todo if self.members[i].epoch > low]
+                target = min([*ahead, total] + ([low + max_epochs] if max_epochs is not None else []))
+                if target <= low:
+                    break
+                done, interrupted = self._train_group(group, target, bar, start)
+                for i, (stopped, diverged) in done.items():
+                    results[i] = self._finish(i, stopped_early=stopped and not diverged, interrupted=False)
+                todo = [i for i in todo if i not in done]
+                if interrupted or (max_epochs is not None and all(self.members[i].epoch >= target for i in todo)):
+                    break
+        finally:
+            bar.close()
+        for i in todo:  # at the end of their epochs, or paused (max_epochs, Ctrl-C) before it
+            done = self.members[i].epoch >= total
+            results[i] = self._finish(i, stopped_early=False, interrupted=not done)
+        return [results[i] for i in range(len(self.members))]
+
+    def _finish(self, i: int, stopped_early: bool, interrupted: bool) -> TrainResult:
+        m = self.members[i]
+        try:
+            return m.finish(stopped_early, interrupted)
+        finally:
+            if m.lock is not None:
+                m.lock.release()
+
+    def _stack(self, group: list[Trainer]):
+        """Stacked (M, ...) copies of the group's trainable parameters, frozen parameters and
+        buffers, and a StackedAdamW holding their optimizer moments."""
+        base = group[0].model
+        trainable = {n for n, p in base.named_parameters() if p.requires_grad}
+        states = [dict(m.model.named_parameters()) | dict(m.model.named_buffers()) for m in group]
+        params = {n: torch.stack([s[n].detach() for s in states]).requires_grad_() for n in trainable}
+        fixed = {n: torch.stack([s[n].detach() for s in states]) for n in states[0] if n not in trainable}
+        opt = StackedAdamW(params)
+        for j, m in enumerate(group):
+            named = dict(m.model.named_parameters())
+            for n in trainable:
+                st = m.optimizer.state.get(named[n])
+                if st:
+                    opt.exp_avg[n][j] = st["exp_avg"]
+                    opt.exp_avg_sq[n][j] = st["exp_avg_sq"]
+                    opt.steps[j] = float(st["step"])
+        return params, fixed, _LastPosition(base), opt
+
+    def _logits(self, params, fixed, module, tokens: Tensor) -> Tensor:
+        """(M, n, d_vocab_out) logits of every member on its (M, n, ctx) tokens."""
+
+        def one(p: dict, f: dict, t: Tensor) -> Tensor:
+            prefixed = {f"model.{k}": v for k, v in {**p, **f}.items()}
+            return torch.func.functional_call(module, prefixed, (t,))
+
+        return torch.func.vmap(one)(params, fixed, tokens)
+
+    def _unstack(self, group: list[Trainer], params, opt: StackedAdamW) -> None:
+        """Write each member's slice back into its own model and optimizer (before saving)."""
+        with torch.no_grad():
+            for j, m in enumerate(group):
+                named = dict(m.model.named_parameters())
+                for n, stacked in params.items():
+                    named[n].copy_(stacked[j])
+                    m.optimizer.state[named[n]] = {
+                        "step": torch.tensor(float(opt.steps[j]), dtype=torch.float32),
+                        "exp_avg": opt.exp_avg[n][j].clone(),
+                        "exp_avg_sq": opt.exp_avg_sq[n][j].clone(),
+                    }
+
+    def _train_group(self, idx: list[int], target: int, bar, start: float) -> tuple[dict[int, tuple[bool, bool]], bool]:
+        """Train members ``idx`` (all at one epoch) up to ``target``; returns {member: (stopped
+        early, diverged)} for those that ended, and whether Ctrl-C asked to stop."""
+        group = [self.members[i] for i in idx]
+        params, fixed, module, opt = self._stack(group)
+        ended: dict[int, tuple[bool, bool]] = {}
+        restore = group[0]._install_sigint()
+        dtype = torch.float64 if group[0].cfg.loss_dtype == "float64" else torch.float32
+        hyper = {
+            k: torch.tensor([getattr(m.cfg, k) for m in group], dtype=torch.float64) for k in ("wd", "beta1", "beta2")
+        }
+        try:
+            while group and group[0].epoch < target:
+                if any(m._should_stop_early() for m in group):
+                    break
+                batches = list(zip(*(m._batches() for m in group), strict=True))
+                for step_batches in batches:
+                    tokens = torch.stack([t for t, _ in step_batches])
+                    labels = torch.stack([y for _, y in step_batches])
+                    logits = self._logits(params, fixed, module, tokens)
+                    logp = _log_probs(logits.to(dtype), group[0].cfg.loss_fn)
+                    loss = -logp.gather(-1, labels[..., None])[..., 0].mean(-1)  # (M,): each member's mean
+                    loss.sum().backward()
+                    lr = torch.tensor([m.cfg.lr * m.cfg.lr_multiplier(m.step) for m in group], dtype=torch.float64)
+                    opt.step(lr, hyper["wd"], hyper["beta1"], hyper["beta2"])
+                    for m in group:
+                        m.step += 1
+                for m in group:
+                    m.epoch += 1
+                    m.elapsed = time.perf_counter() - start
+                bar.update(1)
+                epoch = group[0].epoch
+                if group[0]._is_eval_epoch(epoch):
+                    self._unstack(group, params, opt)
+                    rows = self._evaluate(group, params, fixed, module)
+                    for m, row in zip(group, rows, strict=True):
+                        m.checkpoint_if_due(row)
+                    gone = [j for j, m in enumerate(group) if m._diverged or m._should_stop_early()]
+                    if gone:
+                        for j in gone:
+                            ended[idx[j]] = (group[j]._should_stop_early(), group[j]._diverged)
+                        keep = [j for j in range(len(group)) if j not in gone]
+                        idx = [idx[j] for j in keep]
+                        group = [group[j] for j in keep]
+                        if not group:
+                            break
+                        params, fixed, module, opt = self._stack(group)
+                        hyper = {k: v[keep] for k, v in hyper.items()}
+                if any(m._stop_requested for m in self.members) or group[0]._stop_requested:
+                    self._unstack(group, params, opt)
+                    return ended, True
+            self._unstack(group, params, opt)
+        finally:
+            restore()
+        for m in group:  # members whose streak ended the loop at its top
+            if m._should_stop_early():
+                ended[self.members.index(m)] = (True, False)
+        return ended, False
+
+    @torch.no_grad()
+    def _evaluate(self, group: list[Trainer], params, fixed, module) -> list[dict[str, Any]]:
+        """Every member on all its inputs in one batched pass; records each member's row."""
+        tokens = torch.stack([m.tokens for m in group])
+        logits = torch.cat([self._logits(params, fixed, module, t) for t in tokens.split(32_768, dim=1)], dim=1)
+        rows = []
+        for j, m in enumerate(group):
+            labels = m.labels
+            nll = -_log_probs(logits[j].double(), m.cfg.loss_fn).gather(-1, labels[:, None])[:, 0]
+            correct = (logits[j].argmax(-1) == labels).double()
+            metrics = {}
+            for split, index in (("train", m.dataset.train_indices), ("test", m.dataset.test_indices)):
+                metrics[f"{split}_loss"] = nll[index].mean().item()
+                metrics[f"{split}_acc"] = correct[index].mean().item()
+            rows.append(m.record_evaluation(metrics))
+        return rows
+
+
+def _log_probs(logits: Tensor, loss_fn: str) -> Tensor:
+    from grokinterp.methods import stablemax_log_probs
+
+    return stablemax_log_probs(logits) if loss_fn == "stablemax" else logits.log_softmax(-1)
+
+
+def train_ensemble(
+    cfgs: Sequence[RunConfig], run_dirs: Sequence[str | Path | None], *, force: bool = False, progress: bool = True
+) -> list[TrainResult]:
+    """Train ``cfgs`` as one ensemble into ``run_dirs`` (None: in memory)."""
+    return EnsembleTrainer.create(cfgs, run_dirs, force=force).run(progress=progress)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-63"``, ``"1,5,9"`` or ``"0-3,10"`` -> the seeds, in order, without repeats."""
+    seeds: list[int] = []
+    try:
+        for part in text.replace(" ", "").split(","):
+            if not part:
+                continue
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, part)
+                seeds += range(int(lo), int(hi) + 1)
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise ValueError(f"--seeds takes ranges and lists like 0-63 or 1,5,9 (got {text!r})") from None
+    if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds needs distinct non-negative seeds like 0-63 (got {text!r})")
+    return seeds
+
+
+__all__ = [
+    "SHARED_FIELDS",
+    "EnsembleTrainer",
+    "RunDirError",
+    "StackedAdamW",
+    "check_ensemble_configs",
+    "parse_seeds",
+    "train_ensemble",
+]
