@@ -11,6 +11,11 @@ float32 matmul throughput of this machine at the same shapes.
 
     python benchmarks/bench_train.py            # per-epoch ratio (about a minute)
     python benchmarks/bench_train.py --full     # plus a full nanda-p113 run to test acc >= 0.99
+    python benchmarks/bench_train.py --ensemble 8   # also: an ensemble of 8 against 8 sequential runs
+
+The ensemble comparison (issue 12) times one epoch of M models as one ``EnsembleTrainer`` group
+(batched forward, backward and AdamW; evaluation every 10 epochs) against one epoch of each of M
+single ``Trainer`` runs one after the other, at p=31 and p=113, in alternating blocks.
 """
 
 from __future__ import annotations
@@ -59,6 +64,45 @@ def grokinterp_epoch_fn(cfg):
     return epoch
 
 
+def ensemble_vs_sequential(p: int, m: int, blocks: int, epochs: int) -> tuple[float, float]:
+    """Seconds per model-epoch: an ensemble of ``m`` seeds against ``m`` sequential runs."""
+    from grokinterp.ensemble import EnsembleTrainer
+
+    cfg = get_preset("nanda-p113").replace(p=p)
+    cfgs = [cfg.replace(model_seed=s, data_seed=s) for s in range(m)]
+    singles = [grokinterp_epoch_fn(c) for c in cfgs]
+    ens = EnsembleTrainer([Trainer(c) for c in cfgs])
+    group = ens.members
+    params, fixed, module, opt = ens._stack(group)
+    labels = torch.stack([t.train_labels for t in group])
+    tokens = torch.stack([t.train_tokens for t in group])
+    hyper = [
+        torch.tensor([getattr(t.cfg, k) for t in group], dtype=torch.float64) for k in ("lr", "wd", "beta1", "beta2")
+    ]
+    count = {"epoch": 0}
+
+    def ensemble_epoch():
+        logits = ens._logits(params, fixed, module, tokens)
+        loss = -logits.double().log_softmax(-1).gather(-1, labels[..., None])[..., 0].mean(-1)
+        loss.sum().backward()
+        opt.step(*hyper)
+        count["epoch"] += 1
+        if count["epoch"] % cfg.eval_every == 0:
+            ens._evaluate(group, params, fixed, module)
+
+    def sequential_epoch():
+        for fn in singles:
+            fn()
+
+    for fn in (ensemble_epoch, sequential_epoch):
+        time_block(fn, 2)
+    e_t, s_t = [], []
+    for _ in range(blocks):
+        e_t.append(time_block(ensemble_epoch, epochs) / m)
+        s_t.append(time_block(sequential_epoch, epochs) / m)
+    return statistics.median(e_t), statistics.median(s_t)
+
+
 def time_block(fn, n):
     start = time.perf_counter()
     for _ in range(n):
@@ -90,7 +134,15 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=6, help="alternating timing blocks per method")
     parser.add_argument("--epochs-per-block", type=int, default=20)
     parser.add_argument("--full", action="store_true", help="also time a full run to test acc >= 0.99")
+    parser.add_argument("--ensemble", type=int, default=0, metavar="M", help="also time an ensemble of M models")
     args = parser.parse_args()
+    if args.ensemble:
+        for p in (31, 113):
+            e, s = ensemble_vs_sequential(p, args.ensemble, args.blocks, max(2, args.epochs_per_block // 4))
+            print(
+                f"p={p}: ensemble of {args.ensemble}: {e * 1e3:6.2f} ms per model-epoch; {args.ensemble} sequential "
+                f"runs: {s * 1e3:6.2f} ms per model-epoch; throughput ratio {s / e:.2f}x"
+            )
 
     cfg = get_preset("nanda-p113")
     trainer_probe = Trainer(cfg)

@@ -6,13 +6,14 @@ Quick start::
     run = grokinterp.load_run("checkpoints/nanda-p113")
     model = run.model()                   # HookedTransformer, final checkpoint
     table, summary = grokinterp.analyze_run(run.path)
+    grokinterp.explore(run)               # in Jupyter: a slider over the checkpoints
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["PRESETS", "RunConfig", "analyze_run", "get_preset", "load_run", "train"]
+__all__ = ["PRESETS", "RunConfig", "analyze_run", "explore", "get_preset", "load_run", "train"]
 
 
 def __getattr__(name: str):
@@ -25,6 +26,10 @@ def __getattr__(name: str):
         from grokinterp.analysis import analyze_run
 
         return analyze_run
+    if name == "explore":
+        from grokinterp.explorer import explore
+
+        return explore
     if name == "train":
         from grokinterp.training import train
 

@@ -19,17 +19,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from grokinterp import checkpoints as ckpt
 from grokinterp import clock_pizza, measures
+from grokinterp import constants as C
 from grokinterp.bases import task_basis
 from grokinterp.clusters import KeyFrequencies, KeyRule
 from grokinterp.models import build_model, load_weights
 from grokinterp.phases import detect_phases
 from grokinterp.runs import Run
+
+if TYPE_CHECKING:
+    from grokinterp.llc import LLCConfig
 
 __all__ = ["Analysis", "analyze_run", "load_analysis"]
 
@@ -190,11 +194,14 @@ def analyze_run(
     *,
     layer: int | None = None,
     key_rule: KeyRule = "clustered",
+    llc: LLCConfig | None = None,
 ):
     """Compute all measures for every checkpoint; return ``(DataFrame, analysis.json as a dict)``
     (``Analysis.from_dict`` types it). ``layer``: the MLP layer of the neuron key rules (default
     the one with the most neurons explained); ``key_rule``: "clustered", "paper_code" or
-    "embedding"; ``key_freqs``: given keys (rule "given")."""
+    "embedding"; ``key_freqs``: given keys (rule "given"); ``llc``: also estimate the local
+    learning coefficient with these hyperparameters (columns ``llc_mean``, ``llc_std``; chain
+    diagnostics in ``RUN/llc/``; needs ``grokinterp[llc]``)."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -276,6 +283,13 @@ def analyze_run(
         m.update(clock_pizza.measure_columns(model, dataset))  # Zhong et al. 2023; NaN if not cyclic
         rows.append(_scalar_row(epoch, m, label))
     table = pd.DataFrame(rows)
+    if llc is not None:
+        from grokinterp.llc import llc_over_run
+
+        estimates = llc_over_run(run.path, llc, epochs=list(table["epoch"]), progress=progress, write=write)
+        table["llc_mean"] = [estimates[e].llc_mean for e in table["epoch"]]
+        table["llc_std"] = [estimates[e].llc_std for e in table["epoch"]]
+        notes.append(f"llc_mean/llc_std: devinterp SGLD on the train split, config in {C.LLC_DIR}/{C.LLC_CONFIG_FILE}")
     elapsed = time.perf_counter() - start
 
     phases = detect_phases(run.metrics_rows, table, p=cfg.p)

@@ -16,6 +16,9 @@ CHECKPOINT_PATTERN = r"^epoch_(\d+)\.safetensors$"
 LOCK_FILE = ".lock"  # held (flock) by the one process writing the run
 MEASURES_FILE = "measures.csv"  # written by `grokinterp analyze`
 ANALYSIS_FILE = "analysis.json"  # written by `grokinterp analyze`
+LLC_DIR = "llc"  # `grokinterp analyze --llc`: epoch_000100.json (estimate + chain traces) and config.json
+LLC_CONFIG_FILE = "config.json"  # the LLCConfig of the estimates in LLC_DIR
+LLC_PATTERN = r"^epoch_(\d+)\.json$"
 TMP_SUFFIX = ".tmp"  # atomic writes go through ".<name>.<random>.tmp" beside their target
 
 #: Files directly in a run directory that grokinterp writes (``--force`` removes only these,

@@ -21,8 +21,8 @@ Guarantees:
   holder dies, so a lock left by a killed process is taken over safely, and the new holder removes
   the temporary files the dead one left.
 - **Guarded**: a new run never writes into a folder that holds anything; ``force`` deletes only the
-  files grokinterp writes (``constants.RUN_FILES``, ``checkpoints/epoch_*.safetensors`` and
-  temporary files) and refuses, naming it, when anything else is there.
+  files grokinterp writes (``constants.RUN_FILES``, ``checkpoints/epoch_*.safetensors``, the LLC
+  estimates in ``llc/`` and temporary files) and refuses, naming it, when anything else is there.
 - **Readable after damage**: a corrupt line of metrics.jsonl is reported and skipped, never the
   rows after it.
 """
@@ -56,6 +56,7 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 _CKPT_RE = re.compile(C.CHECKPOINT_PATTERN)
+_LLC_RE = re.compile(C.LLC_PATTERN)
 _TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+" + re.escape(C.TMP_SUFFIX) + "$")
 
 
@@ -90,9 +91,19 @@ def foreign_entries(run_dir: str | Path) -> list[str]:
     for entry in sorted(run_dir.iterdir()):
         if entry.name == C.CHECKPOINT_DIR and entry.is_dir() and not entry.is_symlink():
             out += [f"{C.CHECKPOINT_DIR}/{f.name}" for f in sorted(entry.iterdir()) if not _is_run_checkpoint(f)]
+        elif entry.name == C.LLC_DIR and entry.is_dir() and not entry.is_symlink():
+            out += [f"{C.LLC_DIR}/{f.name}" for f in sorted(entry.iterdir()) if not _is_llc_file(f)]
         elif not (entry.is_file() and (entry.name in C.RUN_FILES or _is_tmp(entry.name))):
             out.append(entry.name + ("/" if entry.is_dir() else ""))
     return out
+
+
+def _is_llc_file(f: Path) -> bool:
+    """A file that ``grokinterp.llc`` writes in ``RUN/llc/``."""
+    name = f.name
+    return (
+        f.is_file() and not f.is_symlink() and (bool(_LLC_RE.match(name)) or name == C.LLC_CONFIG_FILE or _is_tmp(name))
+    )
 
 
 def _is_run_checkpoint(f: Path) -> bool:
@@ -114,11 +125,11 @@ def remove_run_files(run_dir: str | Path) -> None:
     """Delete what grokinterp wrote in ``run_dir``; refuse (nothing deleted) if anything else is there."""
     run_dir = Path(run_dir)
     refuse_foreign(run_dir)
-    ckpts = run_dir / C.CHECKPOINT_DIR
-    if ckpts.is_dir():
-        for f in ckpts.iterdir():
-            f.unlink()
-        ckpts.rmdir()
+    for folder in (run_dir / C.CHECKPOINT_DIR, run_dir / C.LLC_DIR):
+        if folder.is_dir():
+            for f in folder.iterdir():
+                f.unlink()
+            folder.rmdir()
     for f in run_dir.iterdir():
         if f.name != C.LOCK_FILE:  # keep the lock we hold
             f.unlink()

@@ -30,7 +30,10 @@ from pathlib import Path
 
 import grokinterp
 from grokinterp import plots
+from grokinterp.explorer import use_static_images
 from grokinterp.phases import PAPER_PHASES
+
+use_static_images()  # each figure is stored with a PNG beside it: the notebook renders without JavaScript
 
 # Notebooks run with cwd = notebooks/; from the repository root the run is one level down.
 RUN_DIR = next(p for p in (Path("..") / "checkpoints" / "nanda-p113", Path("checkpoints") / "nanda-p113") if p.is_dir())

@@ -32,7 +32,10 @@ from pathlib import Path
 
 import grokinterp
 from grokinterp import fourier, measures, plots
+from grokinterp.explorer import use_static_images
 from grokinterp.training import Trainer
+
+use_static_images()  # each figure is stored with a PNG beside it: the notebook renders without JavaScript
 
 cfg = grokinterp.RunConfig(
     p=23,

@@ -285,3 +285,83 @@ def test_real_models_run(cfg):
     model(tokens)[0, -1, 7].backward()
     torch.testing.assert_close(grad_a[0], W_E.grad[3])
     torch.testing.assert_close(grad_b[0], W_E.grad[11])
+
+
+# --------------------------------------------------------------------------------------------
+# In the analysis (measures.csv, analysis.json, the figure)
+# --------------------------------------------------------------------------------------------
+
+
+def _train_run(path, **kw):
+    from grokinterp.training import Trainer
+    from tests.conftest import GROK_P23
+
+    cfg = GROK_P23.replace(**kw)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Trainer(cfg, path).run(progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return path
+
+
+def test_analyze_run_writes_clock_pizza_for_a_trained_addition_run(tmp_path):
+    import pandas as pd
+
+    from grokinterp.analysis import Analysis, analyze_run
+    from grokinterp.plots import make_all_figures
+    from grokinterp.runs import load_run
+
+    path = _train_run(tmp_path / "add", epochs=900, checkpoint_every=300, eval_every=50)
+    table, summary = analyze_run(path, progress=False)
+    written = pd.read_csv(path / "measures.csv")
+    for col in CP.COLUMNS:
+        assert written[col].notna().all(), col
+    assert list(written["epoch"]) == [0, 300, 600, 900]
+    # The columns are the module's measures at each checkpoint, deterministic (a seeded generator).
+    run = load_run(path)
+    direct = CP.measure_columns(run.model(900), run.dataset)
+    assert direct["gradient_symmetricity"] == pytest.approx(table["gradient_symmetricity"].iloc[-1], abs=1e-6)
+    assert direct["distance_irrelevance"] == pytest.approx(table["distance_irrelevance"].iloc[-1], abs=1e-6)
+    again, _ = analyze_run(path, progress=False, write=False)
+    assert again["gradient_symmetricity"].tolist() == pytest.approx(table["gradient_symmetricity"].tolist(), abs=1e-9)
+    cp = Analysis.load(path).clock_pizza
+    assert cp["defined"] and cp["reason"] is None and cp["epoch"] == 900
+    assert cp["verdict"] == CP.classify(cp["gradient_symmetricity"], cp["distance_irrelevance"])
+    assert cp["samples"] == 100 and set(cp["definitions"]) == set(CP.COLUMNS)
+    assert set(cp["thresholds"]) == {"pizza", "clock", "unclear"}
+    assert summary["final"]["distance_irrelevance"] == pytest.approx(cp["distance_irrelevance"])
+    fig = make_all_figures(path)["clock_pizza"]
+    assert [tr.name for tr in fig.data if tr.name in ("gradient symmetricity", "distance irrelevance")] == [
+        "gradient symmetricity",
+        "distance irrelevance",
+    ]
+    assert list(next(tr for tr in fig.data if tr.name == "distance irrelevance").y) == pytest.approx(
+        table["distance_irrelevance"].tolist()
+    )
+
+
+def test_clock_pizza_not_defined_for_a_non_cyclic_operation(tmp_path):
+    import json
+
+    from grokinterp.analysis import analyze_run
+    from grokinterp.plots import plot_clock_pizza
+    from grokinterp.runs import load_run
+
+    path = _train_run(tmp_path / "poly", p=11, op="x2_xy_y2", epochs=20, checkpoint_every=10, eval_every=10)
+    table, summary = analyze_run(path, progress=False)
+    assert table[list(CP.COLUMNS)].isna().all().all()  # never a number
+    raw = json.loads((path / "analysis.json").read_text())
+    cp = raw["clock_pizza"]
+    assert cp["defined"] is False and cp["verdict"] is None and cp["gradient_symmetricity"] is None
+    assert "x2_xy_y2" in cp["reason"] and "cyclic-group" in cp["reason"]
+    assert raw["not_defined"]["gradient_symmetricity"] == cp["reason"]
+    assert raw["final"]["distance_irrelevance"] is None
+    fig = plot_clock_pizza(load_run(path))
+    assert any("not defined" in ann.text for ann in fig.layout.annotations)
+    # The experimental sum-decomposable tasks have a basis but no group operation: not defined either.
+    assert "not injective" in CP.not_defined_reason("x2_y2", 11)
+    assert CP.not_defined_reason("mul", 12) is not None and CP.not_defined_reason("div", 11) is None
+    with pytest.raises(ValueError, match="cyclic-group"):
+        CP.group_coordinates(torch.arange(3), torch.arange(3), 11, "x2_y2")

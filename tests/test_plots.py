@@ -189,22 +189,43 @@ def test_unanalysed_run(raw_run_dir):
 
 
 def test_spectra(run, model):
+    """One bar per frequency: cos and sin side by side (named), the constant at k = 0, key
+    frequencies marked, regular ticks."""
     from grokinterp.fourier import basis_names
 
     p = run.config.p
     names = basis_names(p)
     values = measures.embedding_spectrum(model, p).detach().numpy()
     fig = plots.plot_embedding_spectrum(values, names, key_freqs=[2])
-    bar = fig.data[0]
-    assert len(bar.x) == p and bar.x[:3] == ("const", "cos 1", "sin 1")
-    np.testing.assert_allclose(bar.y, values, rtol=1e-6)
-    colors = list(bar.marker.color)
-    assert colors[3] == colors[4] == plots.COLORS["key"] != colors[1]
+    cos, sin = _trace(fig, "cos"), _trace(fig, "sin")
+    n_k = (p - 1) // 2
+    assert list(cos.x) == list(sin.x) == list(range(1, n_k + 1))
+    np.testing.assert_allclose(cos.y, values[1::2], rtol=1e-6)
+    np.testing.assert_allclose(sin.y, values[2::2], rtol=1e-6)
+    np.testing.assert_allclose(_trace(fig, "const").y, values[:1], rtol=1e-6)
+    assert cos.marker.color == plots.COLORS["cos"] != sin.marker.color == plots.COLORS["sin"]
+    key = _trace(fig, "key frequency")
+    assert list(key.x) == [2] and list(key.text) == ["2"]
+    assert list(fig.layout.xaxis.tickvals) == list(range(n_k + 1))  # every k (0: const) for small p
     wl = measures.wl_spectrum(model).detach().numpy()
     fig = plots.plot_wl_spectrum(wl, names)
-    np.testing.assert_allclose(fig.data[0].y, wl, rtol=1e-6)
+    np.testing.assert_allclose(_trace(fig, "cos").y, wl[1::2], rtol=1e-6)
     tex = plots.plot_embedding_spectrum(values, names, tex=True)
     assert tex.layout.xaxis.title.text.startswith("$") and not fig.layout.xaxis.title.text.startswith("$")
+    assert not plots.plot_embedding_spectrum(values, names, tex=True, style="paper").layout.xaxis.title.text.startswith(
+        "$"
+    )
+
+
+def test_spectrum_ticks_are_regular():
+    from grokinterp.fourier import basis_names
+
+    for p, step in ((23, 1), (53, 5), (113, 10)):
+        names = basis_names(p)
+        fig = plots.plot_embedding_spectrum(np.ones(p), names, key_freqs=[9, 38, 45, 55] if p == 113 else None)
+        ticks = list(fig.layout.xaxis.tickvals)
+        assert np.all(np.diff(ticks) == step), (p, ticks)
+        assert not fig.layout.xaxis.ticktext  # numbers, no "cos k" labels to collide
 
 
 def test_cluster_figures(clusters):
@@ -259,9 +280,193 @@ def test_per_frequency_excluded_loss(run):
 
 def test_make_all_figures(run):
     figs = plots.make_all_figures(run, epoch=100)
-    assert list(figs) == list(plots.FIGURE_NAMES)
+    # at epoch 100 no neuron is explained by one frequency yet: no heatmaps, and the reason
+    assert list(figs) == [n for n in plots.FIGURE_NAMES if n not in figs.skipped]
+    assert set(figs.skipped) <= {"neuron_heatmaps"}
+    assert list(plots.make_all_figures(run)) == list(plots.FIGURE_NAMES)  # the last checkpoint: all
     assert all(isinstance(f, go.Figure) for f in figs.values())
     assert "epoch 100" in figs["per_frequency_excluded_loss"].layout.title.text
+
+
+# ----------------------------------------------------------------------------------------------
+# Paper style
+# ----------------------------------------------------------------------------------------------
+
+PT = 72 / plots.PX_PER_IN  # points per plotly px in PDF/SVG
+#: Colours a curve or bar may have in either style: Okabe-Ito, and the neutral const bar.
+CURVE_COLORS = {c.upper() for c in plots.OKABE_ITO.values()} | {"#777777"}
+
+
+def _fonts(fig: go.Figure):
+    """(where, font) of every font a figure sets, with the effective tick size of log axes."""
+    lay = fig.layout
+    yield "layout", lay.font.family, lay.font.size
+    yield "legend", lay.legend.font.family or lay.font.family, lay.legend.font.size or lay.font.size
+    for key in lay.to_plotly_json():
+        if key.startswith(("xaxis", "yaxis")):
+            ax = lay[key]
+            growth = plots.LOG_TICK_GROWTH if ax.type == "log" and ax.exponentformat == "power" else 1.0
+            yield f"{key} ticks", ax.tickfont.family, ax.tickfont.size * growth
+            yield f"{key} title", ax.title.font.family, ax.title.font.size
+        if key.startswith("coloraxis") and lay[key].colorbar:
+            bar = lay[key].colorbar
+            yield f"{key} ticks", bar.tickfont.family, bar.tickfont.size
+    for ann in lay.annotations:
+        yield f"annotation {ann.text!r}", ann.font.family, ann.font.size
+    for t in fig.data:
+        if "textfont" in t and t.text is not None:
+            yield f"{t.name} text", t.textfont.family, t.textfont.size
+
+
+def _texts(fig: go.Figure) -> list[str]:
+    """Every string drawn in a figure (titles, axis titles, names, annotations, tick text)."""
+    import json
+
+    out: list[str] = []
+
+    def walk(x):
+        if isinstance(x, str):
+            out.append(x)
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                if k not in ("meta", "hovertemplate", "template", "z", "x", "y"):
+                    walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(json.loads(fig.to_json()))
+    return out
+
+
+def _check_paper_figure(name: str, fig: go.Figure, style=plots.PAPER) -> None:
+    lay = fig.layout
+    assert not lay.title.text, f"{name}: a title in paper style"
+    assert plots.figure_caption(fig), f"{name}: no caption"
+    width_in = lay.width / plots.PX_PER_IN
+    allowed = [plots.COLUMN_WIDTHS[style.column]] if style.column else list(plots.COLUMN_WIDTHS.values())
+    assert any(abs(width_in - w) < 0.01 for w in allowed), f"{name}: {width_in} in wide"
+    for where, family, size in _fonts(fig):
+        assert family in (None, plots.FONT), f"{name} {where}: font {family!r}"
+        assert size is not None and 8 - 1e-6 <= size * PT <= 10 + 1e-6, f"{name} {where}: {size * PT:.2f} pt"
+    for text in _texts(fig):
+        assert "$" not in text and "\\(" not in text, f"{name}: MathJax in {text!r}"
+    for t in fig.data:
+        colors = []
+        if "line" in t and isinstance(t.line.color, str):
+            colors.append(t.line.color)
+        if "marker" in t and isinstance(t.marker.color, str):
+            colors.append(t.marker.color)
+        if "marker" in t and isinstance(t.marker.color, tuple):
+            colors += [c for c in t.marker.color if isinstance(c, str)]
+        if t.legendgroup == "phase":
+            continue
+        for c in colors:
+            assert c.upper() in CURVE_COLORS, f"{name}: trace {t.name!r} colour {c} is not Okabe-Ito"
+    for shape in lay.shapes:  # phase bands: neutral grey, never a curve's hue
+        if shape.type == "rect" and shape.fillcolor:
+            r, g, b = (int(shape.fillcolor[i : i + 2], 16) for i in (1, 3, 5))
+            assert r == g == b and shape.fillcolor.upper() not in CURVE_COLORS, f"{name}: band {shape.fillcolor}"
+
+
+def test_paper_style_every_figure(run):
+    """Every figure make_all_figures returns, in paper style: no title (a caption instead), 3.25 or
+    6.75 in wide, one font family at 8-10 pt (log ticks as large as linear ones), Okabe-Ito curves,
+    grey phase bands, no MathJax."""
+    figs = plots.make_all_figures(run, style="paper")
+    assert {"loss", "embedding_spectrum", "neuron_heatmaps", "attention"} <= set(figs)
+    for name, fig in figs.items():
+        _check_paper_figure(name, fig)
+    assert figs["loss"].layout.width == round(3.25 * plots.PX_PER_IN)
+    assert figs["neuron_heatmaps"].layout.width == round(6.75 * plots.PX_PER_IN)
+    assert figs["loss"].layout.legend.orientation == "h"  # legend below, the plot keeps its width
+    forced = plots.make_all_figures(run, style="paper", column="single")
+    for name, fig in forced.items():
+        _check_paper_figure(name, fig, plots.PAPER.with_column("single"))
+
+
+def test_screen_style_fixes(run):
+    """Both styles: Okabe-Ito curves on grey bands, one x range for per-epoch and per-checkpoint
+    figures, log ticks the size of linear ones; titles only in screen style."""
+    last = max(run.metrics["epoch"].max(), run.measures["epoch"].max())
+    for builder in (plots.plot_loss, plots.plot_gini, plots.plot_frac_neurons_explained, plots.plot_cos_apb_c):
+        for style in ("screen", "paper"):
+            fig = builder(run, style=style)
+            assert list(fig.layout.xaxis.range) == [0, last], builder.__name__
+            assert bool(fig.layout.title.text) == (style == "screen")
+    fig = plots.plot_loss(run)
+    assert {t.line.color for t in fig.data if t.legendgroup != "phase"} == {plots.COLORS["train"], plots.COLORS["test"]}
+    assert all(len({c[1:3], c[3:5], c[5:7]}) == 1 for c in plots.PHASE_COLORS.values())  # greys
+    assert fig.layout.yaxis.tickfont.size * plots.LOG_TICK_GROWTH == pytest.approx(fig.layout.xaxis.tickfont.size)
+    frac = plots.plot_frac_neurons_explained(run)
+    assert max(len(t.name) for t in frac.data) < 30  # a short legend keeps the plot wide
+    assert "logit" in plots.plot_cos_apb_c(run).layout.yaxis.title.text
+
+
+def test_heatmaps_whole_pixels_per_cell(run, model, clusters):
+    """Every (a, b) cell is a whole number of pixels (>= 2 here), so high frequencies show no
+    moire; zsmooth off; each neuron panel has a colour bar."""
+    acts = measures.neuron_acts(model, run.dataset)
+    p = run.config.p
+    for style in ("screen", "paper"):
+        fig = plots.plot_neuron_heatmaps(acts, clusters, style=style)
+        lay = fig.layout
+        pw = lay.width - lay.margin.l - lay.margin.r
+        ph = lay.height - lay.margin.t - lay.margin.b
+        for i, trace in enumerate(fig.data):
+            assert trace.zsmooth is False
+            suffix = "" if i == 0 else str(i + 1)
+            cell_x = (lay[f"xaxis{suffix}"].domain[1] - lay[f"xaxis{suffix}"].domain[0]) * pw / p
+            cell_y = (lay[f"yaxis{suffix}"].domain[1] - lay[f"yaxis{suffix}"].domain[0]) * ph / p
+            assert cell_x == pytest.approx(round(cell_x), abs=1e-6) and cell_x >= 2
+            assert cell_y == pytest.approx(cell_x, abs=1e-6)
+            assert lay[trace.coloraxis].colorbar.thickness > 0  # a colour bar per neuron
+    to_a, _ = measures.attention_to_a_b(model, run.dataset)
+    att = plots.plot_attention(to_a, style="paper")
+    assert att.layout.coloraxis.colorbar.title.text == "attention"
+
+
+def test_never_grokking_run_skips_neuron_heatmaps(run_dir, tmp_path, caplog):
+    """At initialisation no neuron is explained by one frequency: no placeholder heatmap; the
+    reason is logged and written to captions.md."""
+    with caplog.at_level(logging.INFO, logger="grokinterp.plots"):
+        figs = plots.make_all_figures(load_run(run_dir), epoch=0, style="paper")
+    assert "neuron_heatmaps" not in figs and "no MLP neuron" in figs.skipped["neuron_heatmaps"]
+    assert any("skipping neuron_heatmaps" in r.getMessage() for r in caplog.records)
+    paths = plots.export_figures(figs, tmp_path, "html")
+    text = plots.write_captions(figs, paths, tmp_path, figs.skipped).read_text()
+    for path in paths:
+        assert f"## {path.name}" in text
+    assert "`neuron_heatmaps`: no MLP neuron" in text
+    assert "restricted loss (logit level, all pairs)" in text  # the variant is named
+
+
+def _pdf_size_in(data: bytes) -> tuple[float, float]:
+    import re
+
+    box = re.search(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", data)
+    assert box, "no MediaBox"
+    return float(box.group(1)) / 72, float(box.group(2)) / 72
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_paper_pdfs(run_dir, tmp_path):
+    """The PDFs are vector, at the column widths (kaleido writes 96 px per inch), with one embedded
+    font family, and captions.md has an entry per file."""
+    import re
+
+    out = tmp_path / "paper"
+    paths = plots.write_all_figures(run_dir, out, fmt="pdf", style="paper")
+    captions = (out / "captions.md").read_text()
+    for path in paths:
+        data = path.read_bytes()
+        width, height = _pdf_size_in(data)
+        assert any(abs(width - w) < 0.01 for w in plots.COLUMN_WIDTHS.values()), (path.name, width)
+        fonts = {f.split(b"+")[-1] for f in re.findall(rb"/BaseFont\s*/([A-Za-z0-9+-]+)", data)}
+        assert fonts and len(fonts) == 1, (path.name, fonts)  # text, not outlines or one raster
+        assert f"## {path.name}" in captions
+    assert not (out / "loss.png").exists()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,501 @@
+"""A checkpoint explorer: every per-model figure of a run at any checkpoint, behind one slider.
+
+>>> ex = grokinterp.explore("checkpoints/nanda-p113")   # in Jupyter: a slider over the checkpoints
+>>> ex                                                  # displays the widget
+>>> figs = ex.figures(ex.epochs[5])                     # {panel name: plotly Figure} at one epoch
+>>> ex.show(1400)                                       # the same figures, displayed statically
+
+At each checkpoint the explorer draws, with the ``plot_*`` functions of ``grokinterp.plots`` and the
+measures of ``grokinterp.measures`` in the task's own basis (``grokinterp.bases``):
+
+- the progress-measure curves (loss, restricted/excluded loss, the cos(w(a+b-c)) coefficients of
+  the logits) with a vertical cursor at the checkpoint;
+- the embedding W_E in the Fourier basis, the neuron-frequency clusters (sizes) and the
+  activations of the cleanest neuron of each cluster;
+- the attention from "=" to a, per head (transformers only).
+
+For a task without a Fourier basis only the curves (and attention) are drawn, and
+``Explorer.notes`` says why the Fourier panels are absent. ``grokinterp report`` writes the same
+panels for every checkpoint into one self-contained HTML file (``grokinterp.report``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from grokinterp.runs import Run
+
+__all__ = ["CURSOR_NAME", "PANELS", "Explorer", "explore", "use_static_images"]
+
+log = logging.getLogger(__name__)
+
+#: Name of the cursor shape on the over-training curves (the report moves it by this name).
+CURSOR_NAME = "checkpoint cursor"
+
+#: Panels in display order: (name, caption, kind). "curve": over training, with a cursor; "model":
+#: drawn from the checkpoint's weights.
+PANELS: tuple[tuple[str, str, str], ...] = (
+    ("loss", "Train and test loss; the cursor marks the checkpoint", "curve"),
+    ("embedding_spectrum", "Embedding W_E in the task's Fourier basis (key frequencies red)", "model"),
+    ("restricted_excluded", "Restricted and excluded loss (logit level)", "curve"),
+    ("cluster_sizes", "Neuron-frequency clusters at this checkpoint", "model"),
+    ("cos_apb_c", "Logits along cos(ω(φa+φb−φc)) of the key frequencies", "curve"),
+    ("neuron_heatmaps", "Activations of the cleanest neuron of each cluster", "model"),
+    ("attention", 'Attention from "=" to a, per head (layer 0)', "model"),
+)
+
+#: Scalars of measures.csv shown beside the slider (when the run has them).
+SUMMARY_COLUMNS = (
+    "train_loss",
+    "test_loss",
+    "train_acc",
+    "test_acc",
+    "restricted_loss",
+    "excluded_loss",
+    "frac_neurons_explained",
+    "cos_sim_cos_apb_c",
+    "gini_W_E",
+    "sum_sq_weights",
+)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every checkpoint's figures share: the basis, key frequencies, layer, axis names."""
+
+    basis: Any  # grokinterp.bases.TaskBasis
+    keys: list[int]
+    threshold: float
+    layer: int | None
+    axes: tuple[str, str]
+    has_attention: bool
+
+
+def _load(run: Run | str | Path) -> Run:
+    from grokinterp.runs import Run, load_run
+
+    return run if isinstance(run, Run) else load_run(run)
+
+
+class Explorer:
+    """The figures of a run at any of its checkpoints (cached), and a Jupyter widget over them.
+
+    ``run``: a ``Run`` or a run directory; it is analysed first (``analyze_run``, which writes
+    measures.csv and analysis.json into it) when it has no measures.csv and ``analyse`` is True.
+    ``layer``: the MLP layer of the neuron panels (default: the analysis's layer). ``cache``: how
+    many checkpoints' figures to keep.
+    """
+
+    def __init__(
+        self, run: Run | str | Path, *, layer: int | None = None, analyse: bool = True, cache: int = 64
+    ) -> None:
+        self.run = _load(run)
+        if not self.run.checkpoint_epochs:
+            from grokinterp.files import RunDirError
+
+            raise RunDirError(f"{self.run.path}: no checkpoints to explore")
+        n = self.run.config.n_layers
+        if layer is not None and not -n <= layer < n:
+            raise ValueError(f"layer {layer} does not exist: the model has {n} MLP layer(s) (0..{n - 1})")
+        if self.run.measures is None and analyse:
+            from grokinterp.analysis import analyze_run
+
+            log.info("%s: no measures.csv; analysing the run first", self.run.path)
+            analyze_run(self.run.path, progress=False)
+        self._layer = layer
+        self._cache: dict[int, dict[str, go.Figure]] = {}
+        self._cache_size = max(1, cache)
+        self._widget = None
+
+    def __repr__(self) -> str:
+        e = self.epochs
+        return f"Explorer({str(self.run.path)!r}, {len(e)} checkpoints, epochs {e[0]}..{e[-1]})"
+
+    # ------------------------------------------------------------------------------------------
+    # Data
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def epochs(self) -> list[int]:
+        return self.run.checkpoint_epochs
+
+    @cached_property
+    def table(self):
+        """measures.csv (None if the run is not analysed)."""
+        return self.run.measures
+
+    @cached_property
+    def _ctx(self) -> _Context:
+        from grokinterp.analysis import Analysis
+        from grokinterp.attention import has_attention
+        from grokinterp.bases import task_basis
+        from grokinterp.clusters import DEFAULT_THRESHOLD
+
+        dataset = self.run.dataset
+        basis = task_basis(dataset.op, dataset.p)
+        analysis = Analysis.load(self.run.path)
+        keys = [] if analysis is None else analysis.key_freqs
+        threshold = DEFAULT_THRESHOLD if analysis is None else analysis.threshold
+        layer = self._layer
+        kf = None if analysis is None else analysis.key_frequencies
+        if layer is None and kf is not None and kf.layer is not None:
+            layer = kf.layer
+        axes = ("a", "b") if dataset.op == "add" else ("φa", "φb")
+        return _Context(basis, keys, threshold, layer, axes, has_attention(self._model))
+
+    @cached_property
+    def _model(self):
+        from grokinterp.models import build_model
+
+        model = build_model(self.run.config)
+        model.eval()
+        return model
+
+    def _load_weights(self, epoch: int):
+        from grokinterp import checkpoints as ckpt
+        from grokinterp.models import load_weights
+
+        path = ckpt.checkpoint_path(self.run.path, epoch)
+        tensors, _ = ckpt.load_tensors(path)
+        load_weights(self._model, tensors, path)
+        return self._model
+
+    def resolve(self, epoch: int | None = None, index: int | None = None) -> int:
+        """The checkpoint epoch of ``epoch`` (must exist) or of ``index`` into ``epochs`` (negative
+        counts from the end); default the last."""
+        epochs = self.epochs
+        if index is not None:
+            if not -len(epochs) <= index < len(epochs):
+                raise IndexError(f"checkpoint index {index} out of range (0..{len(epochs) - 1})")
+            return epochs[index]
+        return self.run._resolve_epoch(epoch)
+
+    @property
+    def notes(self) -> list[str]:
+        """Why some panels are absent for this run (one line each)."""
+        ctx = self._ctx
+        out = []
+        if not ctx.basis.defined:
+            out.append(
+                f"No Fourier panels (embedding spectrum, neuron clusters and heatmaps, restricted/excluded "
+                f"loss, cos(w(a+b-c)) fit): {ctx.basis.reason}."
+            )
+        if not ctx.has_attention:
+            out.append("No attention panel: this architecture (an MLP) has no attention.")
+        elif self.table is not None and not self._has_cos_fit:
+            out.append(
+                "No cos(w(a+b-c)) panel: the run has no key frequencies (no neuron is explained by one "
+                "frequency at the final checkpoint), so there is nothing to fit."
+            )
+        if self.table is None:
+            out.append("The run is not analysed (no measures.csv): only the loss curves are drawn.")
+        return out
+
+    def panel_names(self) -> list[str]:
+        """The panels this run gets, in display order."""
+        ctx = self._ctx
+        names = ["loss"]
+        if self.table is not None and ctx.basis.defined:
+            names += ["embedding_spectrum", "restricted_excluded", "cluster_sizes", "neuron_heatmaps"]
+            if self._has_cos_fit:
+                names.append("cos_apb_c")
+        if ctx.has_attention:
+            names.append("attention")
+        order = [n for n, _, _ in PANELS]
+        return sorted(names, key=order.index)
+
+    def captions(self) -> dict[str, str]:
+        return {n: c for n, c, _ in PANELS}
+
+    def summary(self, epoch: int) -> dict[str, float | int | str | None]:
+        """The scalars of measures.csv at ``epoch`` (None where not defined) and the phase."""
+        out: dict[str, float | int | str | None] = {"epoch": int(epoch)}
+        t = self.table
+        if t is not None:
+            hit = t[t["epoch"] == epoch]
+            for col in SUMMARY_COLUMNS:
+                if col in t and not hit.empty:
+                    v = float(hit.iloc[0][col])
+                    out[col] = None if math.isnan(v) else v
+        else:
+            m = self.run.metrics
+            hit = m[m["epoch"] == epoch] if "epoch" in m else m.iloc[:0]
+            for col in ("train_loss", "test_loss", "train_acc", "test_acc"):
+                if col in m and not hit.empty:
+                    v = float(hit.iloc[0][col])
+                    out[col] = None if math.isnan(v) else v
+        out["phase"] = self.phase_of(epoch)
+        return out
+
+    def phase_of(self, epoch: int) -> str | None:
+        """The phase (analysis.json) the epoch lies in, or None."""
+        phases = (self.run.analysis or {}).get("phases", {}).get("phases", {})
+        for name, span in phases.items():
+            start, end = span
+            if start is not None and end is not None and start <= epoch < end:
+                return name
+        return None
+
+    # ------------------------------------------------------------------------------------------
+    # Figures
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def _has_cos_fit(self) -> bool:
+        t = self.table
+        return t is not None and any(c.startswith("cos_apb_c_k") for c in t.columns)
+
+    @cached_property
+    def _curves(self) -> dict[str, go.Figure]:
+        """The over-training figures, without a cursor (drawn once)."""
+        from grokinterp import plots
+
+        figs = {"loss": plots.plot_loss(self.run)}
+        if self.table is not None and self._ctx.basis.defined:
+            figs["restricted_excluded"] = plots.plot_restricted_excluded(self.run)
+            if self._has_cos_fit:
+                figs["cos_apb_c"] = plots.plot_cos_apb_c(self.run)
+        return figs
+
+    def curves(self, epoch: int | None = None) -> dict[str, go.Figure]:
+        """The over-training figures with a dashed vertical cursor (shape named ``CURSOR_NAME``) at
+        ``epoch``; without ``epoch``, no cursor."""
+        out = {}
+        for name, base in self._curves.items():
+            fig = copy.deepcopy(base)
+            if epoch is not None:
+                add_cursor(fig, epoch)
+            out[name] = fig
+        return out
+
+    def model_figures(self, epoch: int) -> dict[str, go.Figure]:
+        """The figures drawn from the weights at ``epoch`` (embedding spectrum, cluster sizes,
+        neuron heatmaps, attention), as far as they are defined for this run."""
+        import torch
+
+        from grokinterp import measures, plots
+        from grokinterp.attention import attention_to_a_b
+        from grokinterp.bases import task_grid
+        from grokinterp.clusters import best_layer
+        from grokinterp.forward import final_position_cache
+        from grokinterp.fourier import basis_names
+
+        ctx = self._ctx
+        epoch = self.resolve(epoch)
+        model = self._load_weights(epoch)
+        dataset = self.run.dataset
+        figs: dict[str, go.Figure] = {}
+        with torch.no_grad():
+            if ctx.basis.defined and self.table is not None:
+                basis = ctx.basis
+                spec = measures.embedding_spectrum(model, basis).cpu().tolist()
+                figs["embedding_spectrum"] = plots.plot_embedding_spectrum(
+                    spec, basis_names(basis.m), ctx.keys, basis=basis.name
+                )
+                cache = final_position_cache(model, dataset.tokens)  # one forward pass for both
+                layers = measures.layer_clusters(model, dataset, ctx.threshold, cache=cache)
+                layer = best_layer(layers) if ctx.layer is None else ctx.layer % len(layers)
+                clusters = layers[layer]
+                figs["cluster_sizes"] = plots.plot_cluster_sizes(clusters)
+                grid = task_grid(dataset)  # = measures.neuron_acts(model, dataset, layer)
+                acts = grid.values(cache.posts[layer]).reshape(grid.m, grid.m, -1)
+                figs["neuron_heatmaps"] = plots.plot_neuron_heatmaps(acts, clusters, axis_names=ctx.axes)
+            if ctx.has_attention:
+                figs["attention"] = plots.plot_attention(attention_to_a_b(model, dataset)[0])
+        return figs
+
+    def figures(self, epoch: int | None = None) -> dict[str, go.Figure]:
+        """Every panel at ``epoch`` (default: the last checkpoint) as {name: Figure}, in display
+        order (``panel_names``); cached per checkpoint."""
+        epoch = self.resolve(epoch)
+        if epoch not in self._cache:
+            figs = {**self.curves(epoch), **self.model_figures(epoch)}
+            if len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[epoch] = figs
+        figs = self._cache[epoch]
+        return {n: figs[n] for n in self.panel_names() if n in figs}
+
+    def show(self, epoch: int | None = None) -> None:
+        """Display every panel at ``epoch`` (default the last) with plotly's default renderer (in a
+        notebook: static outputs that need no widget)."""
+        from IPython.display import display
+
+        epoch = self.resolve(epoch)
+        display(_summary_markdown(self, epoch))
+        for fig in self.figures(epoch).values():
+            fig.show()
+
+    # ------------------------------------------------------------------------------------------
+    # Jupyter widget
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def widget(self):
+        """The ipywidgets explorer (built on first use): a slider over the checkpoints, a play
+        button, a summary line and one output area per panel."""
+        if self._widget is None:
+            self._widget = _build_widget(self)
+        return self._widget
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = repr(self) + " (a slider over the checkpoints; needs a live Jupyter kernel)"
+        return bundle
+
+
+def add_cursor(fig: go.Figure, epoch: float) -> go.Figure:
+    """Add a dashed vertical line at ``epoch`` over the whole plot (shape name ``CURSOR_NAME``)."""
+    fig.add_shape(
+        type="line",
+        x0=epoch,
+        x1=epoch,
+        xref="x",
+        y0=0,
+        y1=1,
+        yref="paper",
+        line=dict(color="#111111", width=2, dash="dash"),
+        layer="above",
+        name=CURSOR_NAME,
+    )
+    return fig
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e4):
+            return f"{v:.3g}"
+        return f"{v:.3f}"
+    return str(v)
+
+
+SUMMARY_LABELS = {
+    "train_loss": "train loss",
+    "test_loss": "test loss",
+    "train_acc": "train acc",
+    "test_acc": "test acc",
+    "restricted_loss": "restricted loss",
+    "excluded_loss": "excluded loss",
+    "frac_neurons_explained": "neurons explained",
+    "cos_sim_cos_apb_c": "cos sim of logits with cos(w(a+b-c))",
+    "gini_W_E": "Gini W_E",
+    "sum_sq_weights": "sum sq. weights",
+}
+
+
+def summary_text(ex: Explorer, epoch: int) -> str:
+    """One line: the epoch, its phase and the scalars of measures.csv at that checkpoint."""
+    s = ex.summary(epoch)
+    parts = [f"epoch {epoch}"]
+    if s.get("phase"):
+        parts[0] += f" ({s['phase']})"
+    parts += [f"{SUMMARY_LABELS[k]} {_fmt(s[k])}" for k in SUMMARY_COLUMNS if k in s]
+    return " · ".join(parts)
+
+
+def _summary_markdown(ex: Explorer, epoch: int):
+    from IPython.display import Markdown
+
+    return Markdown("**" + summary_text(ex, epoch) + "**")
+
+
+def _interactive_renderer() -> str | None:
+    """The default plotly renderer without its static-image parts: the widget redraws on every
+    slider move, a PNG per figure (``use_static_images``) would only slow it down."""
+    import plotly.io as pio
+
+    static = ("png", "jpeg", "jpg", "svg", "pdf", "webp")
+    parts = [r for r in str(pio.renderers.default or "").split("+") if r and r not in static]
+    return "+".join(parts) or None
+
+
+def _build_widget(ex: Explorer):
+    try:
+        import ipywidgets as w
+    except ImportError as e:  # pragma: no cover - notebooks extra
+        raise ImportError(
+            "the explorer widget needs ipywidgets (pip install 'grokinterp[notebooks]'); "
+            "outside Jupyter use `grokinterp report RUN --out report.html`"
+        ) from e
+
+    epochs = ex.epochs
+    slider = w.SelectionSlider(
+        options=[(str(e), i) for i, e in enumerate(epochs)],
+        value=len(epochs) - 1,
+        description="epoch",
+        continuous_update=False,
+        layout=w.Layout(width="70%"),
+        style={"description_width": "initial"},
+    )
+    play = w.Play(min=0, max=len(epochs) - 1, step=1, interval=1500, value=len(epochs) - 1)
+    w.jslink((play, "value"), (slider, "index"))
+    info = w.HTML()
+    notes = w.HTML("<br>".join(f"<i>{n}</i>" for n in ex.notes))
+    names = ex.panel_names()
+    captions = ex.captions()
+    outs = {n: w.Output() for n in names}
+
+    def render(i: int) -> None:
+        epoch = epochs[i]
+        info.value = f"<b>checkpoint {i + 1}/{len(epochs)}</b> · {summary_text(ex, epoch)}"
+        figs = ex.figures(epoch)
+        renderer = _interactive_renderer()
+        for n, out in outs.items():
+            with out:
+                out.clear_output(wait=True)
+                if n in figs:
+                    figs[n].show(renderer=renderer)
+
+    slider.observe(lambda ch: render(ch["new"]), names="value")
+    render(slider.value)
+    boxes = [w.VBox([w.HTML(f"<b>{captions[n]}</b>"), outs[n]]) for n in names]
+    return w.VBox([w.HBox([play, slider]), info, notes, *boxes])
+
+
+def explore(run: Run | str | Path, *, layer: int | None = None) -> Explorer:
+    """A checkpoint explorer for ``run`` (a ``Run`` or a run directory): in Jupyter, the returned
+    ``Explorer`` displays as a slider over the checkpoints that redraws the embedding spectrum,
+    the neuron clusters and heatmaps, the attention and a cursor on the progress-measure curves.
+    ``layer``: the MLP layer of the neuron panels."""
+    return Explorer(run, layer=layer)
+
+
+def use_static_images(enable: bool = True) -> str:
+    """Make plotly figures in a notebook store a static PNG beside the interactive figure, so the
+    saved notebook renders where no JavaScript runs (a repository viewer, a PDF export).
+
+    With a Chromium (``plots.find_browser``) and ``enable``: one persistent kaleido browser (local
+    MathJax or none, never a CDN) and the renderer "plotly_mimetype+png"; otherwise
+    "plotly_mimetype". Returns the renderer set."""
+    import plotly.io as pio
+
+    from grokinterp.plots import find_browser, find_mathjax
+
+    browser = find_browser() if enable else None
+    if browser is None:
+        if enable:
+            log.warning("no Chromium found: figures are stored without a static image")
+        pio.renderers.default = "plotly_mimetype"
+        return pio.renderers.default
+    import warnings
+
+    import kaleido
+
+    # plotly passes its (empty) kaleido options on every figure; the server has its own.
+    warnings.filterwarnings("ignore", message="The kopts argument is ignored if using a server")
+    mathjax = find_mathjax()
+    kaleido.start_sync_server(path=browser, mathjax=mathjax.as_uri() if mathjax else False, silence_warnings=True)
+    pio.renderers.default = "plotly_mimetype+png"
+    return pio.renderers.default

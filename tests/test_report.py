@@ -1,0 +1,351 @@
+"""The checkpoint explorer (grokinterp.explorer) and its HTML report (grokinterp.report,
+``grokinterp report``), driven in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from grokinterp.cli import main
+from grokinterp.config import RunConfig
+from grokinterp.explorer import CURSOR_NAME, Explorer, explore, summary_text
+from grokinterp.report import build_report, check_out_path, select_epochs, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "nanda-p113"
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    from grokinterp.plots import find_browser
+
+    return find_browser()
+
+
+CHROMIUM = _chromium()
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium to drive the report page (apt-get install -y chromium)"
+)
+
+# ----------------------------------------------------------------------------------------------
+# Tiny runs, one per kind of task and architecture (a few seconds each on one thread)
+# ----------------------------------------------------------------------------------------------
+
+_BASE = dict(p=23, epochs=150, lr=3e-3, wd=3.0, train_frac=0.5, checkpoint_every=50, device="cpu")
+KINDS = {
+    "add": {},
+    "div": dict(op="div"),
+    "two_layer": dict(n_layers=2, layout="a op b =", normalization_type="LN", act_fn="gelu", freeze_biases=False),
+    "mlp": dict(arch="mlp", n_layers=2, d_model=64, d_mlp=128, freeze_biases=False),
+    "no_basis": dict(op="x2_xy_y2"),
+}
+
+
+def _train(path: Path, **kw) -> Path:
+    from grokinterp.training import Trainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Trainer(RunConfig(**{**_BASE, **kw}), path).run(progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """{kind: run directory}; every run but "mlp" analysed (the report analyses that one)."""
+    from grokinterp.analysis import analyze_run
+
+    base = tmp_path_factory.mktemp("report_runs")
+    out = {}
+    for kind, kw in KINDS.items():
+        out[kind] = _train(base / kind, **kw)
+        if kind != "mlp":
+            analyze_run(out[kind], progress=False)
+    return out
+
+
+def _page_data(page: str) -> dict:
+    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    assert m, "no report data in the page"
+    return json.loads(m.group(1).replace("<\\/", "</"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Units
+# ----------------------------------------------------------------------------------------------
+
+
+def test_select_epochs():
+    epochs = list(range(0, 1000, 10))
+    assert select_epochs(epochs, None) == epochs
+    assert select_epochs(epochs[:5], 64) == epochs[:5]
+    few = select_epochs(epochs, 8)
+    assert len(few) == 8 and few[0] == 0 and few[-1] == 990 and few == sorted(few)
+    with pytest.raises(ValueError):
+        select_epochs(epochs, 1)
+
+
+def test_check_out_path(tmp_path):
+    assert check_out_path(tmp_path / "new" / "r.html") == tmp_path / "new" / "r.html"
+    with pytest.raises(ValueError, match="is a folder"):
+        check_out_path(tmp_path)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        check_out_path(tmp_path / "f" / "r.html")
+
+
+# ----------------------------------------------------------------------------------------------
+# Explorer
+# ----------------------------------------------------------------------------------------------
+
+
+def test_explorer_figures_and_cursor(runs):
+    ex = explore(runs["add"])
+    assert isinstance(ex, Explorer) and ex.epochs == [0, 50, 100, 150]
+    assert ex.panel_names()[:2] == ["loss", "embedding_spectrum"]
+    assert {"cluster_sizes", "neuron_heatmaps", "attention", "restricted_excluded"} <= set(ex.panel_names())
+    figs = ex.figures(50)
+    assert list(figs) == ex.panel_names()
+    for name in ("loss", "restricted_excluded"):
+        cursors = [s for s in figs[name].layout.shapes if s.name == CURSOR_NAME]
+        assert len(cursors) == 1 and cursors[0].x0 == cursors[0].x1 == 50
+    # The spectrum is drawn from the checkpoint's own weights: it changes between checkpoints.
+    y0 = np.concatenate([np.asarray(t.y, float) for t in ex.figures(0)["embedding_spectrum"].data if t.y is not None])
+    y1 = np.concatenate([np.asarray(t.y, float) for t in ex.figures(150)["embedding_spectrum"].data if t.y is not None])
+    assert y0.shape == y1.shape and not np.allclose(y0, y1)
+    assert summary_text(ex, 50).startswith("epoch 50")
+    with pytest.raises(ValueError):
+        ex.figures(7)  # no checkpoint there
+    assert ex.resolve(index=-1) == 150
+
+
+def test_explorer_lazy_export():
+    import grokinterp
+
+    assert grokinterp.explore is explore
+    assert "explore" in grokinterp.__all__
+
+
+def test_explorer_without_basis_says_why(runs):
+    ex = Explorer(runs["no_basis"])
+    assert ex.panel_names() == ["loss", "attention"]
+    assert any("No Fourier panels" in n and "x2_xy_y2" in n for n in ex.notes)
+    assert set(ex.model_figures(50)) == {"attention"}
+
+
+def test_explorer_bad_layer(runs):
+    with pytest.raises(ValueError, match="layer 3 does not exist"):
+        Explorer(runs["add"], layer=3)
+
+
+def test_explorer_widget(runs):
+    pytest.importorskip("ipywidgets")
+    ex = explore(runs["div"])
+    box = ex.widget
+    slider = box.children[0].children[1]
+    info = box.children[1]
+    assert slider.index == 3 and "epoch 150" in info.value
+    slider.index = 1  # what dragging the slider does
+    assert "epoch 50" in info.value
+    bundle = ex._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data and "Explorer(" in data["text/plain"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The report page for every task and architecture
+# ----------------------------------------------------------------------------------------------
+
+EXPECTED = {
+    "add": {"loss", "embedding_spectrum", "restricted_excluded", "cluster_sizes", "neuron_heatmaps", "attention"},
+    "div": {"loss", "embedding_spectrum", "restricted_excluded", "cluster_sizes", "neuron_heatmaps", "attention"},
+    "two_layer": {"loss", "embedding_spectrum", "restricted_excluded", "cluster_sizes", "neuron_heatmaps", "attention"},
+    "mlp": {"loss", "embedding_spectrum", "restricted_excluded", "cluster_sizes", "neuron_heatmaps"},
+    "no_basis": {"loss", "attention"},
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_report_every_task(runs, kind):
+    page = build_report(runs[kind])
+    data = _page_data(page)
+    assert data["epochs"] == [0, 50, 100, 150]
+    assert EXPECTED[kind] <= set(data["order"]) <= EXPECTED[kind] | {"cos_apb_c"}
+    for name, figs in data["panels"].items():
+        assert len(figs) == 4 and all(f is not None for f in figs), name
+    assert data["curves"]["loss"]["cursor"] is not None
+    assert len(data["summaries"]) == 4 and data["summaries"][2].startswith("epoch 100")
+    # Self-contained: plotly.js inlined, nothing fetched.
+    import plotly.offline
+
+    plotlyjs = plotly.offline.get_plotlyjs()
+    assert plotlyjs in page
+    rest = page.replace(plotlyjs, "")
+    assert "<script src" not in rest and "cdn" not in rest.lower() and "https://" not in rest
+    assert 'id="checkpoint-slider"' in page and "Plotly.react" in page
+    if kind == "no_basis":
+        assert "No Fourier panels" in page and "is not of the form" in page
+    if kind == "mlp":
+        assert "no attention" in page
+        assert (runs[kind] / "measures.csv").is_file()  # analysed first
+    if "neuron_heatmaps" in data["panels"]:
+        hm = [t for t in data["panels"]["attention" if kind != "mlp" else "neuron_heatmaps"][-1]["data"] if "z" in t]
+        assert hm and all("q8" in t["z"] for t in hm)
+
+
+def test_report_heatmaps_round_trip(runs):
+    """The page's 8-bit heatmaps decode (as its JavaScript does) to the attention within 1/254 of
+    the range."""
+    import base64
+
+    from grokinterp.attention import attention_to_a_b
+    from grokinterp.runs import load_run
+
+    data = _page_data(build_report(runs["add"]))
+    z = data["panels"]["attention"][-1]["data"][0]["z"]
+    q = np.frombuffer(base64.b64decode(z["q8"]), np.uint8).reshape(z["shape"]).astype(float)
+    decoded = z["lo"] + q * (z["hi"] - z["lo"]) / 254
+    run = load_run(runs["add"])
+    want = attention_to_a_b(run.model(150), run.dataset)[0][0].numpy()
+    assert np.abs(decoded - want).max() <= (z["hi"] - z["lo"]) / 254 + 1e-3
+
+
+def test_cli_report_and_bad_input(runs, tmp_path, capsys):
+    out = tmp_path / "sub" / "r.html"
+    assert main(["report", str(runs["div"]), "--out", str(out), "--no-progress"]) == 0
+    assert out.is_file() and "wrote" in capsys.readouterr().out
+    cases = [
+        ["report", str(tmp_path / "nope"), "--out", str(tmp_path / "x.html")],
+        ["report", str(runs["div"]), "--out", str(tmp_path)],
+        ["report", str(runs["div"]), "--out", str(out / "x.html")],
+        ["report", str(runs["div"]), "--out", str(tmp_path / "y.html"), "--layer", "4"],
+        ["report", str(runs["div"]), "--out", str(tmp_path / "y.html"), "--max-checkpoints", "1"],
+    ]
+    for argv in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("grokinterp: error:") and "\n" not in err, err
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "y.html").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# In a real browser
+# ----------------------------------------------------------------------------------------------
+
+
+def _png_pixels(data: bytes) -> np.ndarray:
+    """Decode an 8-bit RGB/RGBA PNG (no PIL needed): (h, w, channels) uint8."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and color in (2, 6) and interlace == 0
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    bpp = 3 if color == 2 else 4
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, w * bpp + 1)
+    out = np.zeros((h, w * bpp), np.int64)
+    prev = np.zeros(w * bpp, np.int64)
+    for y in range(h):
+        f, line = raw[y, 0], raw[y, 1:].astype(np.int64)
+        if f == 0:
+            cur = line
+        elif f == 1:  # Sub: running sum per channel
+            cur = np.cumsum(line.reshape(w, bpp), axis=0).reshape(-1) % 256
+        elif f == 2:  # Up
+            cur = (line + prev) % 256
+        else:  # Average, Paeth: sequential
+            cur = np.zeros_like(line)
+            for i in range(len(line)):
+                a = cur[i - bpp] if i >= bpp else 0
+                b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
+                if f == 3:
+                    cur[i] = (line[i] + (a + b) // 2) % 256
+                else:
+                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                    cur[i] = (line[i] + pred) % 256
+        out[y] = prev = cur
+    return out.reshape(h, w, bpp)[:, :, :3].astype(np.uint8)
+
+
+_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000"]
+
+
+def _chrome(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, *_FLAGS, f"--user-data-dir={cwd / 'profile'}", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _screenshot(url: str, path: Path) -> np.ndarray:
+    proc = _chrome([f"--screenshot={path}", "--window-size=1200,900", url], path.parent)
+    assert path.is_file(), proc.stderr[-2000:]
+    return _png_pixels(path.read_bytes())
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_report_in_headless_chromium(runs, tmp_path):
+    page = write_report(runs["add"], tmp_path / "report.html")
+    last = len(_page_data(page.read_text())["epochs"]) - 1
+    url = page.resolve().as_uri()
+
+    # The DOM after the page's JavaScript ran: the slider, set from the fragment, and the plots.
+    for frag, index in ((f"#checkpoint={last}", last), ("#checkpoint=0", 0), ("#epoch=100", 2), ("", last)):
+        dom = _chrome(["--dump-dom", url + frag], tmp_path).stdout
+        assert re.search(r'<input[^>]*id="checkpoint-slider"', dom), dom[:500]
+        assert f'data-checkpoint="{index}"' in dom, (frag, re.search(r"<body[^>]*>", dom))
+        assert dom.count('class="js-plotly-plot"') >= 5  # every panel drawn
+        assert f"(checkpoint {index + 1}/{last + 1})" in dom
+
+    first = _screenshot(url + "#checkpoint=0", tmp_path / "first.png")
+    final = _screenshot(url + f"#checkpoint={last}", tmp_path / "last.png")
+    for img in (first, final):
+        assert img.shape == (900, 1200, 3)
+        colours = np.unique(img.reshape(-1, 3), axis=0)
+        assert len(colours) > 200, f"only {len(colours)} distinct colours: blank page?"
+        assert (img < 200).any(axis=2).mean() > 0.03  # ink: text, lines, bars
+    # Moving the slider changes the figures (below the header and controls, about 150 px).
+    region = (slice(160, 900), slice(0, 1200))
+    changed = (np.abs(first[region].astype(int) - final[region].astype(int)).sum(axis=2) > 30).mean()
+    assert changed > 0.01, f"only {changed:.2%} of the figure region changed between checkpoint 0 and {last}"
+
+
+@pytest.mark.slow
+def test_shipped_run_report_size():
+    """The shipped 32-checkpoint p=113 run makes a report well under 20 MB (measured: 9.0 MB):
+    8 evenly spread checkpoints, the per-checkpoint part scaled to all 32."""
+    if not (SHIPPED / "measures.csv").is_file():
+        pytest.skip("no analysed shipped run")
+    import plotly.offline
+
+    ex = Explorer(SHIPPED)
+    assert len(ex.epochs) == 32
+    page = build_report(SHIPPED, max_checkpoints=8, explorer=ex)
+    fixed = len(plotly.offline.get_plotlyjs())
+    estimate = fixed + (len(page) - fixed) * 32 / 8
+    assert estimate < 20e6, f"estimated {estimate / 1e6:.1f} MB for 32 checkpoints"
