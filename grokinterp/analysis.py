@@ -249,6 +249,9 @@ def analyze_run(
                     "cluster_sizes": {str(k): v for k, v in sorted(cl.cluster_sizes().items())},
                 }
             )
+        if not chosen.freqs:
+            reason = f"no key frequencies by the {chosen.rule} rule" + (f" ({chosen.note})" if chosen.note else "")
+            not_defined.update(dict.fromkeys(measures.KEY_MEASURES, reason))
         if chosen.warning:
             warnings.append(chosen.warning)
         if chosen.note:

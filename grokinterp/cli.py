@@ -422,7 +422,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="compute every progress measure for every checkpoint of a run")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--key-freqs", help="comma-separated key frequencies (default: the final checkpoint's)")
-    p.add_argument("--key-rule", choices=["clustered", "paper_code", "embedding"], default="clustered",
+    p.add_argument("--key-rule", choices=["clustered", "paper_code", "embedding", "logits"], default="clustered",
                    help="rule for the key frequencies at the final checkpoint (default clustered)")  # fmt: skip
     p.add_argument("--layer", type=int, default=None,
                    help="MLP layer of the neuron rules (default: the layer with the most neurons explained)")  # fmt: skip

@@ -51,7 +51,8 @@ FEW_NEURONS = 0.05
 GAP_MAX_KEYS = 10
 GAP_RATIO = 2.0
 
-KeyRule = Literal["clustered", "paper_code", "embedding", "given"]
+LOGIT_ENERGY = 0.95
+KeyRule = Literal["clustered", "paper_code", "embedding", "logits", "given"]
 
 
 @dataclass(frozen=True)
@@ -248,4 +249,18 @@ def embedding_key_frequencies(norms: Float[Tensor, " k"]) -> tuple[list[int], st
     ratio = float(ratios[j - 1])
     if ratio < GAP_RATIO:
         return [], f"no gap in the W_E spectrum: largest ratio of consecutive norms {ratio:.2f} < {GAP_RATIO:g}"
+    return sorted(int(k) + 1 for k in order[:j].tolist()), None
+
+
+def logit_key_frequencies(energy: Float[Tensor, " k"], fraction: float = LOGIT_ENERGY) -> tuple[list[int], str | None]:
+    """The logit-energy rule: ``energy[k-1]`` is the energy of frequency k in the logits' (u+v)
+    coefficients (over every answer class); the keys are the fewest frequencies that hold at least
+    ``fraction`` of it. It names what the output uses, also where no single MLP layer's neurons
+    show it (multi-layer models compose frequencies). Returns (sorted keys, note or None)."""
+    x = torch.as_tensor(energy, dtype=torch.float64).flatten()
+    total = float(x.sum())
+    if not total > 0:
+        return [], "the logits have no (u+v) energy"
+    order = x.argsort(descending=True)
+    j = int((x[order].cumsum(0) / total < fraction).sum()) + 1
     return sorted(int(k) + 1 for k in order[:j].tolist()), None

@@ -57,6 +57,7 @@ from grokinterp.clusters import (
     embedding_key_frequencies,
     fraction_neurons_explained,
     key_frequencies,
+    logit_key_frequencies,
     neuron_frequency_clusters,
 )
 from grokinterp.forward import FinalCache, final_position_cache, last_position_logits
@@ -207,10 +208,12 @@ def select_key_frequencies(
     keys_p = cl.key_freqs_paper_code
     n_p = int(torch.isin(cl.best_freq, torch.tensor(keys_p, dtype=torch.int64)).sum()) if keys_p else 0
     keys_e, note_e = embedding_key_frequencies(embedding_freq_norms(model, basis))
+    keys_l, note_l = logit_key_frequencies(logit_frequency_energy(model, dataset))
     by_rule = {
         "clustered": KeyFrequencies(tuple(keys_c), "clustered", basis.name, L, n_c, cl.d_mlp),
         "paper_code": KeyFrequencies(tuple(keys_p), "paper_code", basis.name, L, n_p, cl.d_mlp),
         "embedding": KeyFrequencies(tuple(keys_e), "embedding", basis.name, note=note_e),
+        "logits": KeyFrequencies(tuple(keys_l), "logits", basis.name, note=note_l),
     }
     if not keys_c:
         by_rule["clustered"] = KeyFrequencies(
@@ -228,6 +231,18 @@ def select_key_frequencies(
             raise ValueError(f"rule must be one of {', '.join(by_rule)} (got {rule!r})")
         chosen = by_rule[rule]
     return chosen, by_rule, layers
+
+
+@torch.no_grad()
+def logit_frequency_energy(source: nn.Module | Tensor, dataset: Dataset) -> Float[Tensor, " k"]:
+    """Energy of each frequency k = 1..m//2 in the logits' (u+v) coefficients, summed over answer
+    classes (the input of the ``logits`` key rule). ``source``: a model or its (n, p) logits."""
+    logits = final_position_cache(source, dataset.tokens).logits if isinstance(source, nn.Module) else source
+    G = grid_logits(logits, dataset)
+    C = G.C.to(torch.float64)
+    m = C.shape[0]
+    rows = C.pow(2).sum(-1)
+    return torch.stack([rows[2 * k - 1] + (rows[2 * k] if 2 * k < m else 0.0) for k in range(1, m // 2 + 1)])
 
 
 def _not_defined(out: dict, basis: TaskBasis) -> dict:
@@ -294,6 +309,7 @@ def compute_all_measures(
     out["key_freqs_paper_code"] = chosen.key_freqs_paper_code
     out["n_key_freqs"] = float(len(keys))
 
+    per_k_only = not keys  # with no key frequencies there is nothing to restrict to or exclude
     # Logit level (paper).
     G = grid_logits(cache.logits, dataset)
     R = _restricted_logits(G, keys)
@@ -317,4 +333,13 @@ def compute_all_measures(
     cos_coef = _cos_coeffs_from(G.C, m, keys)
     out["cos_sim_cos_apb_c"] = float(cos_coef.norm() / G.L[:, :m].norm())
     out["cos_apb_c_coeffs"] = [float(c) for c in cos_coef]
+    if per_k_only:
+        out.update(dict.fromkeys(KEY_MEASURES, float("nan")))
     return out
+
+
+#: Measures that need key frequencies: not defined (NaN) when a rule finds none.
+KEY_MEASURES = (
+    "restricted_loss", "restricted_loss_train", "excluded_loss", "restricted_loss_neuron", "excluded_loss_neuron",
+    "cos_sim_cos_apb_c",
+)  # fmt: skip

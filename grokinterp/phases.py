@@ -121,7 +121,7 @@ def detect_phases(metrics_rows: Sequence[dict[str, Any]], table, p: int | None =
     elif grokked is None:
         why[1] = why[2] = f"test accuracy never reached {GROKKED_ACC}: the run has not generalised"
     elif not any(math.isfinite(x) for x in excluded):
-        why[1] = why[2] = "excluded loss is not defined for this operation"
+        why[1] = why[2] = "excluded loss is not defined for this run (see not_defined)"
     else:
         peak = None
         for i, e in enumerate(epochs):

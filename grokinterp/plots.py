@@ -503,7 +503,7 @@ def _not_defined_note(fig: go.Figure, run: Run | None, what: str) -> go.Figure:
     a = _analysis(run)
     reason = (a.basis.get("reason") if a is not None else None) or "no Fourier basis for this task"
     fig.add_annotation(
-        text=f"{what}: not defined for this operation<br><sup>{reason}</sup>",
+        text=f"{what}: not defined for this run<br><sup>{reason}</sup>",
         xref="paper",
         yref="paper",
         x=0.5,

@@ -465,3 +465,26 @@ def test_fourier_basis_names_match_frequency_columns():
     _, names = fourier_basis(P)
     K = n_freqs(P)
     assert [names[2 * k - 1] for k in range(1, K + 1)] == [f"cos {k}" for k in range(1, K + 1)]
+
+
+def test_logit_energy_key_rule():
+    from grokinterp.clusters import logit_key_frequencies
+
+    energy = torch.tensor([0.0, 50.0, 0.1, 30.0, 15.0, 0.2, 0.0])  # k = 2, 4, 5 hold 95/95.3
+    assert logit_key_frequencies(energy) == ([2, 4, 5], None)
+    assert logit_key_frequencies(energy, fraction=0.5) == ([2], None)
+    assert logit_key_frequencies(torch.zeros(5))[0] == []
+
+
+def test_logits_rule_recovers_planted_keys():
+    from grokinterp.clusters import logit_key_frequencies
+    from grokinterp.measures import logit_frequency_energy
+
+    p, keys = 23, [3, 7]
+    ds = make_dataset(p, "add", train_frac=0.5)
+
+    a, b = ds.a.double(), ds.b.double()
+    c = torch.arange(p, dtype=torch.float64)
+    logits = sum(torch.cos(2 * math.pi * k / p * (a[:, None] + b[:, None] - c)) for k in keys)
+    energy = logit_frequency_energy(logits, ds)
+    assert logit_key_frequencies(energy)[0] == keys
