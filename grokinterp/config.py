@@ -29,13 +29,45 @@ LossFn = Literal["cross_entropy", "stablemax"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
 
+class JsonConfig:
+    """JSON round trip of a frozen config dataclass; unknown fields are refused (``ValueError``)."""
+
+    _label = "config"  # names the config in error messages
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        if not isinstance(d, dict):
+            raise ValueError(f"a {cls._label} is a JSON object (got {type(d).__name__})")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown {cls._label} field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{cls._label} is not valid JSON ({e})") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)
+
+
 def _f(default: Any, doc: str, **kw: Any) -> Any:
     """A documented field: ``doc`` is shown by ``grokinterp train --help`` and ``RunConfig.doc``."""
     return field(default=default, metadata={"doc": doc}, **kw)
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(JsonConfig):
     """Task, model and training recipe of one run (see the module docstring).
 
     Every field is documented (``RunConfig.doc(name)``); the CLI builds ``--help`` from these docs.
@@ -180,29 +212,6 @@ class RunConfig:
             and epoch <= self.checkpoint_early_until
             and epoch % self.checkpoint_early_every == 0
         )
-
-    # --- serialisation ---
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        return cls.from_dict(json.loads(text))
-
-    def replace(self, **changes: Any) -> RunConfig:
-        return dataclasses.replace(self, **changes)
-
 
 @functools.cache
 def field_types() -> dict[str, Any]:

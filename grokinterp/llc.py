@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from grokinterp import constants as C
+from grokinterp.config import JsonConfig
 from grokinterp.files import atomic_write_text, strict_json
 
 if TYPE_CHECKING:
@@ -63,13 +64,15 @@ def _f(default: Any, doc: str) -> Any:
 
 
 @dataclass(frozen=True)
-class LLCConfig:
+class LLCConfig(JsonConfig):
     """Hyperparameters of the SGLD estimate of the LLC (``LLCConfig.doc(name)`` documents each).
 
     The defaults are those of the README's measurement on the shipped nanda-p113 run (a few
     minutes for 32 checkpoints on one CPU thread); see the README section "Local learning
     coefficient (issue 13)" for how they were chosen.
     """
+
+    _label = "LLC config"
 
     sampler: Sampler = _f("sgld", "devinterp sampler: sgld (Lau et al. 2023) or rmsprop_sgld (preconditioned)")
     epsilon: float = _f(3e-5, "SGLD step size (devinterp's lr)")
@@ -119,29 +122,6 @@ class LLCConfig:
         from devinterp.utils import default_nbeta
 
         return float(default_nbeta(n_train))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LLCConfig:
-        if not isinstance(d, dict):
-            raise ValueError(f"an LLC config is a JSON object (got {type(d).__name__})")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown LLC config field(s): {', '.join(unknown)}")
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, text: str) -> LLCConfig:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"LLC config is not valid JSON ({e})") from None
-        return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str | Path) -> LLCConfig:
