@@ -411,14 +411,21 @@ def _summary_markdown(ex: Explorer, epoch: int):
     return Markdown("**" + summary_text(ex, epoch) + "**")
 
 
-def _interactive_renderer() -> str | None:
-    """The default plotly renderer without its static-image parts: the widget redraws on every
-    slider move, a PNG per figure (``use_static_images``) would only slow it down."""
+def _display_data(fig: go.Figure) -> dict[str, Any]:
+    """A display_data output of ``fig`` for an Output widget, from the default plotly renderers
+    that make a mime bundle, without static images (``use_static_images``): the widget redraws
+    on every slider move, a PNG per figure would only slow it down."""
     import plotly.io as pio
+    from plotly.io._base_renderers import MimetypeRenderer
 
     static = ("png", "jpeg", "jpg", "svg", "pdf", "webp")
-    parts = [r for r in str(pio.renderers.default or "").split("+") if r and r not in static]
-    return "+".join(parts) or None
+    names = [r for r in str(pio.renderers.default or "").split("+") if r and r not in static]
+    renderers = [pio.renderers[r] for r in names if r in pio.renderers]
+    renderers = [r for r in renderers if isinstance(r, MimetypeRenderer)] or [pio.renderers["plotly_mimetype"]]
+    data: dict[str, Any] = {"text/plain": f"<plotly figure: {fig.layout.title.text or 'untitled'}>"}
+    for r in renderers:
+        data.update(r.to_mimebundle(fig.to_dict()))
+    return {"output_type": "display_data", "data": data, "metadata": {}}
 
 
 def _build_widget(ex: Explorer):
@@ -451,12 +458,10 @@ def _build_widget(ex: Explorer):
         epoch = epochs[i]
         info.value = f"<b>checkpoint {i + 1}/{len(epochs)}</b> · {summary_text(ex, epoch)}"
         figs = ex.figures(epoch)
-        renderer = _interactive_renderer()
         for n, out in outs.items():
-            with out:
-                out.clear_output(wait=True)
-                if n in figs:
-                    figs[n].show(renderer=renderer)
+            # Set the Output widget's state rather than capturing with `with out:`: no output
+            # redirection (which races in nbclient and in callbacks), one state update per panel.
+            out.outputs = (_display_data(figs[n]),) if n in figs else ()
 
     slider.observe(lambda ch: render(ch["new"]), names="value")
     render(slider.value)

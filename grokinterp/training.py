@@ -461,6 +461,11 @@ class Trainer:
                 stopped_early = not self._diverged and self._should_stop_early()
         finally:
             restore()
+            if stopped_early:  # the run is finished: the bar ends at 100%, not at n / cfg.epochs
+                bar.total = bar.n
+                if (widget := getattr(getattr(bar, "container", None), "pbar", None)) is not None:
+                    widget.max = bar.n  # tqdm.notebook's progress widget
+                bar.refresh()
             bar.close()
         self.elapsed = time.perf_counter() - start
         return self.finish(stopped_early, interrupted)

@@ -90,7 +90,8 @@ plots.plot_wl_spectrum(measures.wl_spectrum(model), fourier.basis_names(p), key_
 # %%
 plots.plot_cluster_sizes(clusters).show()
 plots.plot_fraction_explained_hist(clusters).show()
-plots.plot_neuron_heatmaps(acts, clusters).show()
+# Rounded to 3 decimals for the plot only: the stored notebook keeps 113 x 113 numbers per panel.
+plots.plot_neuron_heatmaps(acts.double().round(decimals=3), clusters).show()
 
 # %% [markdown]
 # ## Attention
@@ -98,7 +99,7 @@ plots.plot_neuron_heatmaps(acts, clusters).show()
 # The attention from `=` to `a` is periodic in $a$ and $b$ too (paper Sec. 4.1).
 
 # %%
-plots.plot_attention(measures.attention_to_a_b(model, dataset)[0]).show()
+plots.plot_attention(measures.attention_to_a_b(model, dataset)[0].double().round(decimals=3)).show()
 
 # %% [markdown]
 # ## Logits as $\cos(\omega_k(a+b-c))$

@@ -28,10 +28,11 @@
 # CPU), analyses it in that basis, plots the progress measures and opens the checkpoint explorer.
 
 # %%
-# ruff: noqa: E402
 import shutil
 import tempfile
 from pathlib import Path
+
+import torch
 
 import grokinterp
 from grokinterp import plots
@@ -40,6 +41,8 @@ from grokinterp.explorer import use_static_images
 from grokinterp.training import Trainer
 
 use_static_images()  # each figure is stored with a PNG beside it: the notebook renders without JavaScript
+
+torch.set_num_threads(1)  # a model this small trains faster on one thread (and does not fight other jobs)
 
 P = 31
 # nanda-p113-fast's model and recipe; a small prime has few pairs, so 60% of them train.
@@ -113,7 +116,7 @@ figs["per_frequency_excluded_loss"].show()
 
 # %%
 ex = grokinterp.explore(run)
-ex
+ex  # noqa: B018 (a cell's last expression is displayed: here, the widget)
 
 # %%
 middle = ex.epochs[len(ex.epochs) // 2]

@@ -11,6 +11,7 @@ keeps a PNG beside its interactive JSON.
 from __future__ import annotations
 
 import argparse
+import html
 import sys
 import time
 from pathlib import Path
@@ -34,8 +35,9 @@ def _tqdm_text(model_id: str, state: dict) -> str | None:
     if len(kids) != 3 or kids[1].get("_model_name") != "FloatProgressModel":
         return None
     value, top = kids[1].get("value", 0), kids[1].get("max", 0) or 1
-    filled = int(round(10 * min(1.0, value / top)))
-    return f"{kids[0].get('value', '')}|{'█' * filled}{' ' * (10 - filled)}| {kids[2].get('value', '')}".strip()
+    filled = round(10 * min(1.0, value / top))
+    left, right = html.unescape(kids[0].get("value", "")), html.unescape(kids[2].get("value", ""))
+    return f"{left}|{'█' * filled}{' ' * (10 - filled)}| {right}".strip()
 
 
 def fix_progress_text(nb) -> int:

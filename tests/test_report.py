@@ -159,8 +159,13 @@ def test_explorer_widget(runs):
     slider = box.children[0].children[1]
     info = box.children[1]
     assert slider.index == 3 and "epoch 150" in info.value
+    panels = [b.children[1] for b in box.children[3:]]
+    assert len(panels) == len(ex.panel_names()) and all(len(o.outputs) == 1 for o in panels)
+    before = panels[1].outputs  # the embedding spectrum
     slider.index = 1  # what dragging the slider does
     assert "epoch 50" in info.value
+    assert panels[1].outputs != before
+    assert "application/vnd.plotly.v1+json" in panels[1].outputs[0]["data"]
     bundle = ex._repr_mimebundle_()
     data = bundle[0] if isinstance(bundle, tuple) else bundle
     assert "application/vnd.jupyter.widget-view+json" in data and "Explorer(" in data["text/plain"]
@@ -194,16 +199,17 @@ def test_report_every_task(runs, kind):
 
     plotlyjs = plotly.offline.get_plotlyjs()
     assert plotlyjs in page
-    rest = page.replace(plotlyjs, "")
-    assert "<script src" not in rest and "cdn" not in rest.lower() and "https://" not in rest
+    payload = re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1)
+    rest = page.replace(plotlyjs, "").replace(payload, "")  # the page's own HTML and script
+    assert "<script src" not in rest and "cdn" not in rest.lower() and "http" not in rest.lower()
     assert 'id="checkpoint-slider"' in page and "Plotly.react" in page
     if kind == "no_basis":
         assert "No Fourier panels" in page and "is not of the form" in page
     if kind == "mlp":
         assert "no attention" in page
         assert (runs[kind] / "measures.csv").is_file()  # analysed first
-    if "neuron_heatmaps" in data["panels"]:
-        hm = [t for t in data["panels"]["attention" if kind != "mlp" else "neuron_heatmaps"][-1]["data"] if "z" in t]
+    if "attention" in data["panels"]:  # heatmaps are stored quantised
+        hm = [t for t in data["panels"]["attention"][-1]["data"] if "z" in t]
         assert hm and all("q8" in t["z"] for t in hm)
 
 
@@ -319,7 +325,7 @@ def test_report_in_headless_chromium(runs, tmp_path):
         dom = _chrome(["--dump-dom", url + frag], tmp_path).stdout
         assert re.search(r'<input[^>]*id="checkpoint-slider"', dom), dom[:500]
         assert f'data-checkpoint="{index}"' in dom, (frag, re.search(r"<body[^>]*>", dom))
-        assert dom.count('class="js-plotly-plot"') >= 5  # every panel drawn
+        assert len(re.findall(r'class="[^"]*js-plotly-plot', dom)) >= 5  # every panel drawn
         assert f"(checkpoint {index + 1}/{last + 1})" in dom
 
     first = _screenshot(url + "#checkpoint=0", tmp_path / "first.png")
