@@ -213,6 +213,7 @@ class RunConfig(JsonConfig):
             and epoch % self.checkpoint_early_every == 0
         )
 
+
 @functools.cache
 def field_types() -> dict[str, Any]:
     """Resolved type hints of every RunConfig field (used by the CLI to build flags)."""
