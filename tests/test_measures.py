@@ -342,7 +342,7 @@ def test_neuron_level_losses_match_demo_formula(arch, ds):
 def test_grokmlp_measures(ds):
     model = build_model(_small_cfg(arch="mlp"))
     assert isinstance(model, GrokMLP)
-    out = M.compute_all_measures(model, ds)
+    out = M.compute_all_measures(model, ds, key_freqs=[1, 2])  # an untrained MLP has no keys of its own
     for key in (
         "train_loss",
         "test_loss",
@@ -352,6 +352,8 @@ def test_grokmlp_measures(ds):
         "gini_W_L",
     ):
         assert math.isfinite(out[key]), key
+    if not M.compute_all_measures(model, ds)["key_freqs"]:  # no keys: nothing to restrict to
+        assert math.isnan(M.compute_all_measures(model, ds)["restricted_loss"])
     assert M.neuron_acts(model, ds).shape == (P, P, 64)
     assert M.embedding_freq_norms(model, P).shape == (n_freqs(P),)
     with pytest.raises(ValueError, match="transformer"):
