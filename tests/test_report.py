@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from grokinterp.cli import main
 from grokinterp.config import RunConfig
 from grokinterp.explorer import CURSOR_NAME, Explorer, explore, summary_text
 from grokinterp.report import build_report, check_out_path, select_epochs, write_report
+from tests.conftest import png_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "nanda-p113"
@@ -254,46 +253,6 @@ def test_cli_report_and_bad_input(runs, tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 
 
-def _png_pixels(data: bytes) -> np.ndarray:
-    """Decode an 8-bit RGB/RGBA PNG (no PIL needed): (h, w, channels) uint8."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat = 8, b""
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
-        if kind == b"IHDR":
-            w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
-            assert depth == 8 and color in (2, 6) and interlace == 0
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + n
-    bpp = 3 if color == 2 else 4
-    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, w * bpp + 1)
-    out = np.zeros((h, w * bpp), np.int64)
-    prev = np.zeros(w * bpp, np.int64)
-    for y in range(h):
-        f, line = raw[y, 0], raw[y, 1:].astype(np.int64)
-        if f == 0:
-            cur = line
-        elif f == 1:  # Sub: running sum per channel
-            cur = np.cumsum(line.reshape(w, bpp), axis=0).reshape(-1) % 256
-        elif f == 2:  # Up
-            cur = (line + prev) % 256
-        else:  # Average, Paeth: sequential
-            cur = np.zeros_like(line)
-            for i in range(len(line)):
-                a = cur[i - bpp] if i >= bpp else 0
-                b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
-                if f == 3:
-                    cur[i] = (line[i] + (a + b) // 2) % 256
-                else:
-                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                    cur[i] = (line[i] + pred) % 256
-        out[y] = prev = cur
-    return out.reshape(h, w, bpp)[:, :, :3].astype(np.uint8)
-
-
 _FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000"]
 
 
@@ -310,7 +269,7 @@ def _chrome(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def _screenshot(url: str, path: Path) -> np.ndarray:
     proc = _chrome([f"--screenshot={path}", "--window-size=1200,900", url], path.parent)
     assert path.is_file(), proc.stderr[-2000:]
-    return _png_pixels(path.read_bytes())
+    return png_pixels(path.read_bytes())[:, :, :3]
 
 
 @needs_chromium
