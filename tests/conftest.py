@@ -38,17 +38,23 @@ GROK_P23 = RunConfig(
 )
 
 
+def train_one_thread(cfg: RunConfig, path=None):
+    """Train ``cfg`` (into ``path``, or in memory) on one thread: the test models are tiny, and one
+    thread is faster and robust to a busy machine. Returns the TrainResult."""
+    from grokinterp.training import Trainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return Trainer(cfg, path).run(progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def trained_p23() -> TrainedModel:
     """A one-layer transformer trained in memory on p=23 addition until it has grokked."""
-    from grokinterp.training import train
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is faster and robust to a busy machine
-    try:
-        result = train(GROK_P23, None, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    result = train_one_thread(GROK_P23)
     cfg = GROK_P23
     dataset = make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed)
     result.model.eval()

@@ -184,19 +184,14 @@ def test_embedding_gap_rule():
 
 
 def _train(tmp_path, **kw):
-    from grokinterp.training import Trainer
+    from tests.conftest import train_one_thread
 
     base = dict(p=11, d_model=16, n_heads=2, d_head=8, d_mlp=32, epochs=30, lr=3e-3, wd=1.0, train_frac=0.5)
     base.update(checkpoint_every=10, eval_every=10, device="cpu")
     base.update(kw)
     cfg = RunConfig(**base)
     path = tmp_path / "_".join(f"{k}{v}" for k, v in kw.items()).replace(" ", "")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        Trainer(cfg, path).run(progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    train_one_thread(cfg, path)
     return path
 
 

@@ -293,16 +293,9 @@ def test_real_models_run(cfg):
 
 
 def _train_run(path, **kw):
-    from grokinterp.training import Trainer
-    from tests.conftest import GROK_P23
+    from tests.conftest import GROK_P23, train_one_thread
 
-    cfg = GROK_P23.replace(**kw)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        Trainer(cfg, path).run(progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    train_one_thread(GROK_P23.replace(**kw), path)
     return path
 
 

@@ -16,27 +16,14 @@ from torch import nn
 pytest.importorskip("devinterp", reason="the LLC needs the optional extra grokinterp[llc]")
 
 from grokinterp import constants as C
-from grokinterp.config import RunConfig
 from grokinterp.llc import LLCConfig, LLCEstimate, estimate_llc, llc_over_run, load_llc
 from grokinterp.tasks import make_dataset
+from tests.conftest import GROK_P23, train_one_thread
 
-# A small transformer (p=23) that memorises its train split within 100 epochs (test accuracy
-# ~0.15 then) and groks later; only the first 100 epochs are trained here.
-MEMORISE_P23 = RunConfig(
-    p=23,
-    train_frac=0.5,
-    d_model=64,
-    n_heads=4,
-    d_head=16,
-    d_mlp=256,
-    lr=3e-3,
-    wd=3.0,
-    epochs=100,
-    eval_every=50,
-    checkpoint_every=100,
-    checkpoint_early_every=50,
-    checkpoint_early_until=50,
-    device="cpu",
+# The conftest model that groks p=23: it memorises its train split within 100 epochs (test
+# accuracy ~0.15 then) and groks later; only the first 100 epochs are trained here.
+MEMORISE_P23 = GROK_P23.replace(
+    epochs=100, eval_every=50, checkpoint_every=100, checkpoint_early_every=50, checkpoint_early_until=50
 )
 FAST = LLCConfig(num_chains=1, num_draws=40, num_burnin_steps=20, batch_size=64, epsilon=1e-4, gamma=1000.0)
 
@@ -52,15 +39,8 @@ def one_thread():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A p=23 run with checkpoints at epochs 0 (random init), 50 and 100 (memorised)."""
-    from grokinterp.training import Trainer
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        path = tmp_path_factory.mktemp("llc") / "run"
-        Trainer(MEMORISE_P23, path).run(progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    path = tmp_path_factory.mktemp("llc") / "run"
+    train_one_thread(MEMORISE_P23, path)
     return path
 
 

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-import torch
 
 from grokinterp import measures, plots
 from grokinterp.config import RunConfig
 from grokinterp.phases import PAPER_PHASES, PHASE_NAMES
 from grokinterp.runs import load_run
-from tests.conftest import png_pixels
+from tests.conftest import png_pixels, train_one_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "nanda-p113"
@@ -31,16 +30,9 @@ needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM, reason="no chromium insta
 @pytest.fixture(scope="module")
 def raw_run_dir(tmp_path_factory) -> Path:
     """A p=23 run directory with 7 checkpoints, not analysed."""
-    from grokinterp.training import Trainer
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        path = tmp_path_factory.mktemp("plots") / "r"
-        cfg = RunConfig(p=23, epochs=300, lr=3e-3, wd=3.0, train_frac=0.5, checkpoint_every=50, device="cpu")
-        Trainer(cfg, path).run(progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    path = tmp_path_factory.mktemp("plots") / "r"
+    cfg = RunConfig(p=23, epochs=300, lr=3e-3, wd=3.0, train_frac=0.5, checkpoint_every=50, device="cpu")
+    train_one_thread(cfg, path)
     return path
 
 

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from grokinterp.cli import main
 from grokinterp.config import RunConfig
 from grokinterp.explorer import CURSOR_NAME, Explorer, explore, summary_text
 from grokinterp.report import build_report, check_out_path, select_epochs, write_report
-from tests.conftest import png_pixels
+from tests.conftest import png_pixels, train_one_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "nanda-p113"
@@ -52,14 +51,7 @@ KINDS = {
 
 
 def _train(path: Path, **kw) -> Path:
-    from grokinterp.training import Trainer
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        Trainer(RunConfig(**{**_BASE, **kw}), path).run(progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    train_one_thread(RunConfig(**{**_BASE, **kw}), path)
     return path
 
 

@@ -10,6 +10,7 @@ from grokinterp import checkpoints as ckpt
 from grokinterp.cli import main
 from grokinterp.config import RunConfig
 from grokinterp.sweep import expand_grid, fit_power_law, parse_grid, parse_sets, run_name, run_sweep
+from tests.conftest import train_one_thread
 
 # Groks p=23 addition in about 170-260 epochs at train_frac 0.6/0.7 (about 1-2 s per run on one core).
 BASE = RunConfig(
@@ -20,16 +21,7 @@ GRID = {"train_frac": [0.6, 0.7], "model_seed": [0, 1]}
 
 
 def _train_direct(cfg):
-    import torch
-
-    from grokinterp.training import Trainer
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return Trainer(cfg).run(progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    return train_one_thread(cfg)
 
 
 @pytest.fixture(scope="module")
