@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from grokinterp.analysis import analyze_run
+from grokinterp.analysis.run_analysis import analyze_run
 from grokinterp.presets import get_preset
-from grokinterp.training import Trainer
+from grokinterp.training.trainer import Trainer
 
 SHIPPED = Path(__file__).parents[1] / "checkpoints" / "nanda-p113"
 

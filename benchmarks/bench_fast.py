@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from grokinterp import measures
+from grokinterp.analysis import measures
 from grokinterp.presets import get_preset
 from grokinterp.tasks import make_dataset
-from grokinterp.training import Trainer
+from grokinterp.training.trainer import Trainer
 
 TUNING_SEEDS = (0, 1, 2)  # used while choosing the recipe; never benchmarked
 EVAL_SEEDS = (10, 11, 12, 13, 14)

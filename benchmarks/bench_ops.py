@@ -29,10 +29,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
 
-from grokinterp.analysis import Analysis, analyze_run
+from grokinterp.analysis.run_analysis import Analysis, analyze_run
+from grokinterp.io.runs import load_run
 from grokinterp.presets import get_preset
-from grokinterp.runs import load_run
-from grokinterp.training import Trainer
+from grokinterp.training.trainer import Trainer
 
 #: Issue 11's reference numbers at p = 59 with the fast recipe (an independent implementation).
 REFERENCE = {

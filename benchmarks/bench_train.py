@@ -27,10 +27,10 @@ import time
 
 import torch
 
-from grokinterp.methods import cross_entropy
 from grokinterp.models import build_model
 from grokinterp.presets import get_preset
-from grokinterp.training import Trainer
+from grokinterp.training.methods import cross_entropy
+from grokinterp.training.trainer import Trainer
 
 
 def demo_epoch_fn(cfg, dataset):
@@ -66,7 +66,7 @@ def grokinterp_epoch_fn(cfg):
 
 def ensemble_vs_sequential(p: int, m: int, blocks: int, epochs: int) -> tuple[float, float]:
     """Seconds per model-epoch: an ensemble of ``m`` seeds against ``m`` sequential runs."""
-    from grokinterp.ensemble import EnsembleTrainer
+    from grokinterp.training.ensemble import EnsembleTrainer
 
     cfg = get_preset("nanda-p113").replace(p=p)
     cfgs = [cfg.replace(model_seed=s, data_seed=s) for s in range(m)]

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from grokinterp.ensemble import EnsembleTrainer, parse_seeds
+from grokinterp.io.rundir import read_summary
 from grokinterp.presets import get_preset
-from grokinterp.rundir import read_summary
+from grokinterp.training.ensemble import EnsembleTrainer, parse_seeds
 
 
 def main() -> None:
@@ -72,7 +72,7 @@ def main() -> None:
               f"min {min(epochs)}, max {max(epochs)}")  # fmt: skip
         import plotly.graph_objects as go
 
-        from grokinterp.plots import export_figures
+        from grokinterp.viz.plots import export_figures
 
         fig = go.Figure(go.Histogram(x=epochs, nbinsx=20))
         fig.update_layout(

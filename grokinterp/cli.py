@@ -151,8 +151,8 @@ def _ensemble_members(folder: Path) -> list[Path]:
 
 def cmd_train_seeds(args: argparse.Namespace) -> int:
     """``train --seeds 0-63 --out DIR``: one ensemble, members in DIR/seed=S (each a standard run)."""
-    from grokinterp.ensemble import EnsembleTrainer, parse_seeds
-    from grokinterp.rundir import check_out_path
+    from grokinterp.io.rundir import check_out_path
+    from grokinterp.training.ensemble import EnsembleTrainer, parse_seeds
 
     if args.from_checkpoint:
         raise CLIError("--from-checkpoint resumes one run; use --resume DIR/seed=S --from-checkpoint")
@@ -188,7 +188,7 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from grokinterp.training import Trainer
+    from grokinterp.training.trainer import Trainer
 
     if args.seeds or (args.resume and args.resume.is_dir() and not (args.resume / "config.json").is_file()):
         return cmd_train_seeds(args)
@@ -242,7 +242,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from grokinterp.analysis import analyze_run
+    from grokinterp.analysis.run_analysis import analyze_run
 
     if not 0.0 < args.threshold <= 1.0:
         raise CLIError(f"--threshold must be in (0, 1] (got {args.threshold})")
@@ -318,7 +318,7 @@ def _llc_config(args: argparse.Namespace):
     changes = {field: getattr(args, dest) for dest, field in _LLC_FLAGS.items() if getattr(args, dest) is not None}
     if not (args.llc or args.llc_config or changes):
         return None
-    from grokinterp.llc import LLCConfig
+    from grokinterp.analysis.llc import LLCConfig
 
     try:
         base = LLCConfig.load(args.llc_config) if args.llc_config else LLCConfig()
@@ -329,7 +329,7 @@ def _llc_config(args: argparse.Namespace):
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from grokinterp.interop import import_tl_demo
+    from grokinterp.io.interop import import_tl_demo
 
     run_dir = import_tl_demo(args.file, args.out, trust=args.trust, force=args.force)
     print(f"imported {args.file} -> {run_dir}")
@@ -337,7 +337,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from grokinterp.interop import export_tl_demo
+    from grokinterp.io.interop import export_tl_demo
 
     out = export_tl_demo(args.run, args.out, force=args.force)
     print(f"exported {args.run} -> {out} (TransformerLens Grokking demo layout)")
@@ -345,7 +345,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from grokinterp.plots import write_all_figures
+    from grokinterp.viz.plots import write_all_figures
 
     paths = write_all_figures(
         args.run, args.out, fmt=args.format, epoch=args.epoch, style=args.style, column=args.width
@@ -356,7 +356,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from grokinterp.report import check_out_path, write_report
+    from grokinterp.viz.report import check_out_path, write_report
 
     if args.max_checkpoints < 2:
         raise CLIError(f"--max-checkpoints must be at least 2 (got {args.max_checkpoints})")
@@ -428,7 +428,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="MLP layer of the neuron rules (default: the layer with the most neurons explained)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=0.85, help="fraction explained for a neuron's cluster, in (0, 1]")
     p.add_argument("--no-progress", action="store_true")
-    from grokinterp.llc import LLCConfig  # light: devinterp is imported only when sampling
+    from grokinterp.analysis.llc import LLCConfig  # light: devinterp is imported only when sampling
 
     g = p.add_argument_group("local learning coefficient (needs: pip install 'grokinterp[llc]')")
     g.add_argument("--llc", action="store_true",
@@ -489,8 +489,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
 
-    from grokinterp.sweep import add_sweep_parser
-    from grokinterp.tune import add_tune_parser
+    from grokinterp.training.sweep import add_sweep_parser
+    from grokinterp.training.tune import add_tune_parser
 
     add_sweep_parser(sub)
     add_tune_parser(sub)

@@ -1,4 +1,4 @@
-"""Names of the files in a run directory, and the format tags written into them.
+"""Names of the files in a run directory, the format tags written into them, and the grokking threshold.
 
 One place for every name, as SAELens keeps its ``constants.py``: the run directory's owner
 (``grokinterp.rundir``) and everything that reads a run refer to these, never to string literals.
@@ -30,3 +30,7 @@ RUN_FILES = (
 CHECKPOINT_FORMAT = "grokinterp-checkpoint/1"
 STATE_FORMAT = "grokinterp-state/1"
 SPLIT_FORMAT = "grokinterp-split/1"
+
+#: Test accuracy at which a run counts as grokked (generalised): the one definition, used by the
+#: trainer's grokking epoch, imported runs, the phases, the clock/pizza verdict, sweeps and tuning.
+GROKKING_THRESHOLD = 0.99

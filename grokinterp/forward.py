@@ -28,16 +28,20 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from grokinterp.losses import log_probs
+
 if TYPE_CHECKING:
     from grokinterp.tasks import Dataset
 
 __all__ = [
     "FinalCache",
     "apply_norm",
+    "evaluate",
     "final_position_cache",
     "has_hooks",
     "last_position_logits",
     "mlp_hook_names",
+    "split_metrics",
     "supports_fused",
 ]
 
@@ -311,3 +315,45 @@ def final_position_cache(
         resid_mid=cat([q[2] for q in parts]),
         resid_post=cat([q[3] for q in parts]),
     )
+
+
+# ---------------------------------------------------------------------------- the one evaluator
+@torch.no_grad()
+def split_metrics(
+    logits: Float[Tensor, "n classes"],
+    labels: Int[Tensor, " n"],
+    splits: dict[str, Tensor | None],
+    loss_fn: str = "cross_entropy",
+) -> dict[str, float]:
+    """Loss (float64) and accuracy of ``logits`` on each named split of the rows: keys
+    ``{split}_loss`` and ``{split}_acc``; a split of ``None`` is every row.
+
+    The per-example loss and correctness are computed once and then indexed per split (indexing the
+    (n, classes) logits per split would copy them). The trainer, the ensemble and the measures all
+    evaluate through this function, so their numbers agree bit for bit.
+    """
+    nll = -log_probs(logits.double(), loss_fn).gather(-1, labels[:, None])[:, 0]
+    correct = (logits.argmax(-1) == labels).double()
+    out = {}
+    for split, idx in splits.items():
+        sel = slice(None) if idx is None else idx.to(logits.device)
+        out[f"{split}_loss"] = nll[sel].mean().item()
+        out[f"{split}_acc"] = correct[sel].mean().item()
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    loss_fn: str = "cross_entropy",
+    chunk: int = 32_768,
+    tokens: Int[Tensor, "n ctx"] | None = None,
+    labels: Int[Tensor, " n"] | None = None,
+) -> dict[str, float]:
+    """Loss (float64) and accuracy on the train and test splits, from one pass over all inputs
+    (``tokens``/``labels`` default to the dataset's, and may be copies already on the model's device)."""
+    tokens = dataset.tokens if tokens is None else tokens
+    labels = dataset.labels if labels is None else labels
+    logits = torch.cat([last_position_logits(model, t) for t in tokens.split(chunk)])
+    return split_metrics(logits, labels, {"train": dataset.train_indices, "test": dataset.test_indices}, loss_fn)

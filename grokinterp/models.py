@@ -169,7 +169,7 @@ def model_from_state_dict(cfg: RunConfig, state: dict[str, Tensor], device="cpu"
 def load_weights(model: nn.Module, state: dict[str, Tensor], source=None) -> None:
     """``model.load_state_dict(state)``, with one line naming the first mismatch instead of
     PyTorch's multi-line error."""
-    from grokinterp.files import RunDirError
+    from grokinterp.errors import RunDirError
 
     own = model.state_dict()
     where = f"{source}: " if source is not None else ""

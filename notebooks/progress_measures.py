@@ -29,9 +29,9 @@ import tempfile
 from pathlib import Path
 
 import grokinterp
-from grokinterp import plots
-from grokinterp.explorer import use_static_images
-from grokinterp.phases import PAPER_PHASES
+from grokinterp.analysis.phases import PAPER_PHASES
+from grokinterp.viz import plots
+from grokinterp.viz.explorer import use_static_images
 
 use_static_images()  # each figure is stored with a PNG beside it: the notebook renders without JavaScript
 

@@ -31,9 +31,10 @@ import tempfile
 from pathlib import Path
 
 import grokinterp
-from grokinterp import fourier, measures, plots
-from grokinterp.explorer import use_static_images
-from grokinterp.training import Trainer
+from grokinterp.analysis import fourier, measures
+from grokinterp.training.trainer import Trainer
+from grokinterp.viz import plots
+from grokinterp.viz.explorer import use_static_images
 
 use_static_images()  # each figure is stored with a PNG beside it: the notebook renders without JavaScript
 

@@ -41,7 +41,7 @@ GROK_P23 = RunConfig(
 def train_one_thread(cfg: RunConfig, path=None):
     """Train ``cfg`` (into ``path``, or in memory) on one thread: the test models are tiny, and one
     thread is faster and robust to a busy machine. Returns the TrainResult."""
-    from grokinterp.training import Trainer
+    from grokinterp.training.trainer import Trainer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grokinterp.analysis import analyze_run
+from grokinterp.analysis.run_analysis import analyze_run
 
 SHIPPED = Path(__file__).parents[1] / "checkpoints" / "nanda-p113"
 

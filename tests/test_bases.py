@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
-from grokinterp import measures as M
-from grokinterp.bases import discrete_log_table, primitive_root, task_basis, task_grid
-from grokinterp.clusters import embedding_key_frequencies
+from grokinterp.analysis import measures as M
+from grokinterp.analysis.bases import discrete_log_table, primitive_root, task_basis, task_grid
+from grokinterp.analysis.clusters import embedding_key_frequencies
+from grokinterp.analysis.fourier import basis_names, fourier_basis, frequency_energy_2d, n_freqs
 from grokinterp.config import RunConfig
-from grokinterp.fourier import basis_names, fourier_basis, frequency_energy_2d, n_freqs
 from grokinterp.tasks import OPERATIONS, make_dataset
 
 f64 = torch.float64
@@ -197,8 +197,8 @@ def _train(tmp_path, **kw):
 
 @pytest.mark.parametrize("op", list(OPERATIONS))
 def test_every_op_analyses_and_plots(tmp_path, op, caplog):
-    from grokinterp.analysis import Analysis, analyze_run
-    from grokinterp.plots import make_all_figures
+    from grokinterp.analysis.run_analysis import Analysis, analyze_run
+    from grokinterp.viz.plots import make_all_figures
 
     path = _train(tmp_path, op=op)
     table, summary = analyze_run(path, progress=False)
@@ -222,7 +222,7 @@ def test_every_op_analyses_and_plots(tmp_path, op, caplog):
         assert (table["fourier_basis"] == f"not defined: {basis.reason}").all()
         raw = json.loads((path / "analysis.json").read_text())
         assert raw["basis"]["reason"] == basis.reason
-    with caplog.at_level(logging.INFO, logger="grokinterp.plots"):
+    with caplog.at_level(logging.INFO, logger="grokinterp.viz.plots"):
         figs = make_all_figures(path)
     assert {"loss", "accuracy", "restricted_excluded", "gini", "attention"} <= set(figs)
     if not basis.defined:
@@ -238,8 +238,8 @@ def test_every_op_analyses_and_plots(tmp_path, op, caplog):
     "arch", [dict(n_layers=2, normalization_type="LN", layout="a op b ="), dict(arch="mlp", n_layers=2)]
 )
 def test_every_layer_is_reported(tmp_path, arch):
-    from grokinterp.analysis import analyze_run
-    from grokinterp.plots import make_all_figures
+    from grokinterp.analysis.run_analysis import analyze_run
+    from grokinterp.viz.plots import make_all_figures
 
     path = _train(tmp_path, **arch)
     table, s = analyze_run(path, progress=False)
@@ -259,7 +259,7 @@ def test_every_layer_is_reported(tmp_path, arch):
 
 
 def test_key_frequency_warning_on_few_neurons():
-    from grokinterp.clusters import KeyFrequencies
+    from grokinterp.analysis.clusters import KeyFrequencies
 
     kf = KeyFrequencies((7,), "clustered", "Z_37 (additive)", layer=1, n_neurons=7, d_mlp=512)
     assert "7 of 512" in kf.warning

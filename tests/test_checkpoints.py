@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from grokinterp import checkpoints as ckpt
 from grokinterp.config import RunConfig
-from grokinterp.training import Trainer
+from grokinterp.io import checkpoints as ckpt
+from grokinterp.training.trainer import Trainer
 
 
 def test_checkpoint_is_self_describing(tmp_path):

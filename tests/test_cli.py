@@ -191,7 +191,7 @@ def test_progress_bar_is_quiet_off_a_terminal(tmp_path):
     import sys
 
     code = (
-        "from grokinterp.training import train\nfrom grokinterp.config import RunConfig\n"
+        "from grokinterp.training.trainer import train\nfrom grokinterp.config import RunConfig\n"
         "train(RunConfig(p=7, d_mlp=16, epochs=300), progress=True)"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # stderr is a pipe

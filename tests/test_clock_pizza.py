@@ -11,8 +11,8 @@ import torch
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from grokinterp import clock_pizza as CP
-from grokinterp.bases import primitive_root
+from grokinterp.analysis import clock_pizza as CP
+from grokinterp.analysis.bases import primitive_root
 from grokinterp.config import RunConfig
 from grokinterp.models import build_model
 from grokinterp.tasks import all_pairs, make_dataset
@@ -302,9 +302,9 @@ def _train_run(path, **kw):
 def test_analyze_run_writes_clock_pizza_for_a_trained_addition_run(tmp_path):
     import pandas as pd
 
-    from grokinterp.analysis import Analysis, analyze_run
-    from grokinterp.plots import make_all_figures
-    from grokinterp.runs import load_run
+    from grokinterp.analysis.run_analysis import Analysis, analyze_run
+    from grokinterp.io.runs import load_run
+    from grokinterp.viz.plots import make_all_figures
 
     path = _train_run(tmp_path / "add", epochs=900, checkpoint_every=300, eval_every=50)
     table, summary = analyze_run(path, progress=False)
@@ -338,9 +338,9 @@ def test_analyze_run_writes_clock_pizza_for_a_trained_addition_run(tmp_path):
 def test_clock_pizza_not_defined_for_a_non_cyclic_operation(tmp_path):
     import json
 
-    from grokinterp.analysis import analyze_run
-    from grokinterp.plots import plot_clock_pizza
-    from grokinterp.runs import load_run
+    from grokinterp.analysis.run_analysis import analyze_run
+    from grokinterp.io.runs import load_run
+    from grokinterp.viz.plots import plot_clock_pizza
 
     path = _train_run(tmp_path / "poly", p=11, op="x2_xy_y2", epochs=20, checkpoint_every=10, eval_every=10)
     table, summary = analyze_run(path, progress=False)

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from grokinterp import rundir
 from grokinterp.config import RunConfig
-from grokinterp.ensemble import EnsembleTrainer, StackedAdamW, check_ensemble_configs, parse_seeds
-from grokinterp.training import Trainer
+from grokinterp.io import rundir
+from grokinterp.training.ensemble import EnsembleTrainer, StackedAdamW, check_ensemble_configs, parse_seeds
+from grokinterp.training.trainer import Trainer
 
 BASE = RunConfig(
     p=13, d_model=32, n_heads=2, d_head=16, d_mlp=64, epochs=40, eval_every=5, checkpoint_every=20,

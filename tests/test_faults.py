@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from grokinterp import constants as C
-from grokinterp import rundir
 from grokinterp.cli import main
 from grokinterp.config import RunConfig
-from grokinterp.training import Trainer
+from grokinterp.io import rundir
+from grokinterp.training.trainer import Trainer
 
 ROOT = Path(__file__).parents[1]
 # Small and I/O heavy: a checkpoint every 2 epochs, so random kills often land inside a write.
@@ -29,7 +29,7 @@ MODEL = ["--p", "13", "--d-model", "32", "--n-heads", "2", "--d-head", "16", "--
 FLAGS = [*MODEL, "--epochs", "120", "--eval-every", "1", "--checkpoint-every", "2", "--no-progress"]
 CHILD = (
     "import sys, torch; torch.set_num_threads(1)\n"
-    "import grokinterp.training, grokinterp.cli\n"
+    "import grokinterp.training.trainer, grokinterp.cli\n"
     "print('ready', flush=True)\n"
     "sys.exit(grokinterp.cli.main(sys.argv[1:]))\n"
 )
@@ -154,7 +154,7 @@ def test_metrics_are_strict_json_even_when_training_diverges(tmp_path, capsys):
     assert summary["status"] == "diverged"
     last_good = summary["last_good_epoch"]
     assert last_good == rundir.checkpoint_epochs(run)[-1]
-    from grokinterp.checkpoints import load_checkpoint
+    from grokinterp.io.checkpoints import load_checkpoint
 
     for epoch in rundir.checkpoint_epochs(run):  # only finite weights were checkpointed
         weights = load_checkpoint(rundir.checkpoint_path(run, epoch)).state_dict
@@ -205,9 +205,9 @@ def test_stale_temporary_files_are_removed_when_the_lock_is_taken(tmp_path):
 
 
 def test_plot_never_draws_stale_measures(tmp_path, caplog):
-    from grokinterp.analysis import analyze_run
-    from grokinterp.plots import write_all_figures
-    from grokinterp.runs import load_run
+    from grokinterp.analysis.run_analysis import analyze_run
+    from grokinterp.io.runs import load_run
+    from grokinterp.viz.plots import write_all_figures
 
     run = tmp_path / "run"
     Trainer(CFG.replace(epochs=8, eval_every=2, checkpoint_every=4), run).run(progress=False, max_epochs=4)

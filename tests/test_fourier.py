@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from grokinterp.fourier import (
+from grokinterp.analysis.fourier import (
     amb_coefficients,
     apb_basis,
     apb_coefficients,

@@ -11,12 +11,13 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from grokinterp import checkpoints as ckpt
 from grokinterp.cli import main
 from grokinterp.config import RunConfig
-from grokinterp.interop import _safe_globals, export_tl_demo, import_tl_demo
-from grokinterp.runs import load_run
-from grokinterp.training import evaluate, train
+from grokinterp.forward import evaluate
+from grokinterp.io import checkpoints as ckpt
+from grokinterp.io.interop import _safe_globals, export_tl_demo, import_tl_demo
+from grokinterp.io.runs import load_run
+from grokinterp.training.trainer import train
 
 P = 23
 EPOCHS = 35

@@ -16,7 +16,7 @@ from torch import nn
 pytest.importorskip("devinterp", reason="the LLC needs the optional extra grokinterp[llc]")
 
 from grokinterp import constants as C
-from grokinterp.llc import LLCConfig, LLCEstimate, estimate_llc, llc_over_run, load_llc
+from grokinterp.analysis.llc import LLCConfig, LLCEstimate, estimate_llc, llc_over_run, load_llc
 from grokinterp.tasks import make_dataset
 from tests.conftest import GROK_P23, train_one_thread
 
@@ -146,7 +146,7 @@ def test_regular_minimum_gives_half_the_parameter_count():
 
 
 def test_same_seed_same_estimate_and_rng_untouched(run_dir):
-    from grokinterp.runs import load_run
+    from grokinterp.io.runs import load_run
 
     run = load_run(run_dir)
     model = run.model(100)
@@ -171,7 +171,7 @@ def test_memorised_model_has_a_larger_llc_than_random_init(run_dir):
     """Random init is not a minimum of the train loss: SGLD goes downhill and the estimate is near
     zero or negative. The memorised model sits at a minimum, and memorisation is expensive in
     effective parameters (devinterp's modular-addition example: the LLC rises during memorisation)."""
-    from grokinterp.runs import load_run
+    from grokinterp.io.runs import load_run
 
     run = load_run(run_dir)
     init = estimate_llc(run.model(0), run.dataset, FAST)
@@ -182,7 +182,7 @@ def test_memorised_model_has_a_larger_llc_than_random_init(run_dir):
 
 
 def test_save_metrics_records_devinterps_sgld_metrics(run_dir):
-    from grokinterp.runs import load_run
+    from grokinterp.io.runs import load_run
 
     run = load_run(run_dir)
     cfg = FAST.replace(num_draws=8, num_burnin_steps=0, save_metrics=True)
@@ -208,7 +208,7 @@ def test_llc_over_run_writes_diagnostics_and_reuses_them(run_dir):
     assert len(saved["loss_traces"][0]) == cfg.num_steps and "stationary" in saved["checks"]
     assert load_llc(run_dir)[100].llc_mean == results[100].llc_mean
     assert not list(folder.glob(".*.tmp"))  # atomic writes leave nothing behind
-    from grokinterp.rundir import foreign_entries
+    from grokinterp.io.rundir import foreign_entries
 
     assert foreign_entries(run_dir) == []  # `train --force` may clear llc/ with the rest
     again = llc_over_run(run_dir, cfg, epochs=[100], progress=False)
@@ -218,8 +218,8 @@ def test_llc_over_run_writes_diagnostics_and_reuses_them(run_dir):
 
 
 def test_analyze_run_with_llc_adds_columns_and_figure(run_dir):
-    from grokinterp.analysis import analyze_run
-    from grokinterp.plots import make_all_figures, plot_llc
+    from grokinterp.analysis.run_analysis import analyze_run
+    from grokinterp.viz.plots import make_all_figures, plot_llc
 
     cfg = FAST.replace(num_draws=10, num_burnin_steps=0)
     table, summary = analyze_run(run_dir, progress=False, llc=cfg)

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from grokinterp import measures as M
+from grokinterp.analysis import measures as M
+from grokinterp.analysis.fourier import apb_basis, fourier_basis, n_freqs
 from grokinterp.config import RunConfig
-from grokinterp.fourier import apb_basis, fourier_basis, n_freqs
+from grokinterp.forward import evaluate
 from grokinterp.models import GrokMLP, build_model
 from grokinterp.tasks import make_dataset
-from grokinterp.training import evaluate
 
 f64 = torch.float64
 P = 23
@@ -470,7 +470,7 @@ def test_fourier_basis_names_match_frequency_columns():
 
 
 def test_logit_energy_key_rule():
-    from grokinterp.clusters import logit_key_frequencies
+    from grokinterp.analysis.clusters import logit_key_frequencies
 
     energy = torch.tensor([0.0, 50.0, 0.1, 30.0, 15.0, 0.2, 0.0])  # k = 2, 4, 5 hold 95/95.3
     assert logit_key_frequencies(energy) == ([2, 4, 5], None)
@@ -479,8 +479,8 @@ def test_logit_energy_key_rule():
 
 
 def test_logits_rule_recovers_planted_keys():
-    from grokinterp.clusters import logit_key_frequencies
-    from grokinterp.measures import logit_frequency_energy
+    from grokinterp.analysis.clusters import logit_key_frequencies
+    from grokinterp.analysis.measures import logit_frequency_energy
 
     p, keys = 23, [3, 7]
     ds = make_dataset(p, "add", train_frac=0.5)

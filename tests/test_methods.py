@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from grokinterp.methods import (
+from grokinterp.training.methods import (
     GrokfastEMA,
     GrokfastMA,
     cross_entropy,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from grokinterp.phases import detect_phases
+from grokinterp.analysis.phases import detect_phases
 
 SHIPPED = Path(__file__).parents[1] / "checkpoints" / "nanda-p113"
 P = 113

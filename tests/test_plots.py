@@ -10,10 +10,11 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from grokinterp import measures, plots
+from grokinterp.analysis import measures
+from grokinterp.analysis.phases import PAPER_PHASES, PHASE_NAMES
 from grokinterp.config import RunConfig
-from grokinterp.phases import PAPER_PHASES, PHASE_NAMES
-from grokinterp.runs import load_run
+from grokinterp.io.runs import load_run
+from grokinterp.viz import plots
 from tests.conftest import png_pixels, train_one_thread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def raw_run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(raw_run_dir, tmp_path_factory) -> Path:
     """The same run, analysed (measures.csv, analysis.json)."""
-    from grokinterp.analysis import analyze_run
+    from grokinterp.analysis.run_analysis import analyze_run
 
     path = tmp_path_factory.mktemp("plots_analysed") / "r"
     shutil.copytree(raw_run_dir, path)
@@ -182,7 +183,7 @@ def test_unanalysed_run(raw_run_dir):
 def test_spectra(run, model):
     """One bar per frequency: cos and sin side by side (named), the constant at k = 0, key
     frequencies marked, regular ticks."""
-    from grokinterp.fourier import basis_names
+    from grokinterp.analysis.fourier import basis_names
 
     p = run.config.p
     names = basis_names(p)
@@ -209,7 +210,7 @@ def test_spectra(run, model):
 
 
 def test_spectrum_ticks_are_regular():
-    from grokinterp.fourier import basis_names
+    from grokinterp.analysis.fourier import basis_names
 
     for p, step in ((23, 1), (53, 5), (113, 10)):
         names = basis_names(p)
@@ -420,7 +421,7 @@ def test_heatmaps_whole_pixels_per_cell(run, model, clusters):
 def test_never_grokking_run_skips_neuron_heatmaps(run_dir, tmp_path, caplog):
     """At initialisation no neuron is explained by one frequency: no placeholder heatmap; the
     reason is logged and written to captions.md."""
-    with caplog.at_level(logging.INFO, logger="grokinterp.plots"):
+    with caplog.at_level(logging.INFO, logger="grokinterp.viz.plots"):
         figs = plots.make_all_figures(load_run(run_dir), epoch=0, style="paper")
     assert "neuron_heatmaps" not in figs and "no MLP neuron" in figs.skipped["neuron_heatmaps"]
     assert any("skipping neuron_heatmaps" in r.getMessage() for r in caplog.records)
@@ -506,7 +507,7 @@ def test_write_all_figures_analyses_first(raw_run_dir, tmp_path):
 
 def test_html_fallback_without_chromium(run_dir, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(plots, "find_browser", lambda: None)
-    with caplog.at_level(logging.WARNING, logger="grokinterp.plots"):
+    with caplog.at_level(logging.WARNING, logger="grokinterp.viz.plots"):
         paths = plots.write_all_figures(run_dir, tmp_path / "figs", fmt="png")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "apt-get install -y chromium" in warnings[0].getMessage()

@@ -14,8 +14,8 @@ import pytest
 
 from grokinterp.cli import main
 from grokinterp.config import RunConfig
-from grokinterp.explorer import CURSOR_NAME, Explorer, explore, summary_text
-from grokinterp.report import build_report, check_out_path, select_epochs, write_report
+from grokinterp.viz.explorer import CURSOR_NAME, Explorer, explore, summary_text
+from grokinterp.viz.report import build_report, check_out_path, select_epochs, write_report
 from tests.conftest import png_pixels, train_one_thread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         if path := shutil.which(name):
             return path
-    from grokinterp.plots import find_browser
+    from grokinterp.viz.plots import find_browser
 
     return find_browser()
 
@@ -58,7 +58,7 @@ def _train(path: Path, **kw) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """{kind: run directory}; every run but "mlp" analysed (the report analyses that one)."""
-    from grokinterp.analysis import analyze_run
+    from grokinterp.analysis.run_analysis import analyze_run
 
     base = tmp_path_factory.mktemp("report_runs")
     out = {}
@@ -209,8 +209,8 @@ def test_report_heatmaps_round_trip(runs):
     the range."""
     import base64
 
-    from grokinterp.attention import attention_to_a_b
-    from grokinterp.runs import load_run
+    from grokinterp.analysis.attention import attention_to_a_b
+    from grokinterp.io.runs import load_run
 
     data = _page_data(build_report(runs["add"]))
     z = data["panels"]["attention"][-1]["data"][0]["z"]

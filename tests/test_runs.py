@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import grokinterp
-from grokinterp.checkpoints import RunDirError
-from grokinterp.training import evaluate
+from grokinterp.forward import evaluate
+from grokinterp.io.checkpoints import RunDirError
 
 SHIPPED = Path(__file__).parents[1] / "checkpoints" / "nanda-p113"
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokinterp import checkpoints as ckpt
 from grokinterp.cli import main
 from grokinterp.config import RunConfig
-from grokinterp.sweep import expand_grid, fit_power_law, parse_grid, parse_sets, run_name, run_sweep
+from grokinterp.io import checkpoints as ckpt
+from grokinterp.training.sweep import expand_grid, fit_power_law, parse_grid, parse_sets, run_name, run_sweep
 from tests.conftest import train_one_thread
 
 # Groks p=23 addition in about 170-260 epochs at train_frac 0.6/0.7 (about 1-2 s per run on one core).
@@ -171,7 +171,7 @@ def test_local_sweep_writes_results_matching_direct_training(local_sweep):
 
 def test_fit_on_steps(tmp_path):
     """Minibatch studies count optimizer steps; steps per epoch change with the train fraction."""
-    from grokinterp.sweep import write_fit
+    from grokinterp.training.sweep import write_fit
 
     fracs = [0.35, 0.35, 0.4, 0.45]
     steps = [37_316 * f**-2.41 for f in fracs]
@@ -206,7 +206,7 @@ def test_rerun_skips_finished_runs_without_touching_them(local_sweep):
 
 
 def test_interrupted_run_is_resumed(tmp_path):
-    from grokinterp.training import Trainer
+    from grokinterp.training.trainer import Trainer
 
     grid = {"model_seed": [0]}
     cfg = BASE.replace(train_frac=0.6)

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from grokinterp import checkpoints as ckpt
 from grokinterp.config import RunConfig
-from grokinterp.training import Trainer, train
+from grokinterp.io import checkpoints as ckpt
+from grokinterp.training.trainer import Trainer, train
 
 SMALL = RunConfig(p=23, epochs=60, eval_every=10, checkpoint_every=20, lr=3e-3, wd=1.0)
 
@@ -95,7 +95,7 @@ def test_small_model_groks_and_stops_early(tmp_path):
 
 def test_loss_is_float64_below_float32_floor():
     # float32 log_softmax cannot go below ~1.2e-7; the trainer's float64 loss does.
-    from grokinterp.methods import cross_entropy
+    from grokinterp.training.methods import cross_entropy
 
     logits = torch.tensor([[40.0, 0.0, 0.0]])
     assert cross_entropy(logits, torch.tensor([0])).item() == pytest.approx(
@@ -143,8 +143,8 @@ def test_train_step_equals_plain_hooked_transformer_adamw_loop():
     # PyTorch's default per-tensor AdamW). The trainer's fused forward and multi-tensor AdamW must
     # give the same parameters. Adam divides by sqrt(v), so an entry whose gradient is at rounding
     # level may move by up to lr either way: allow a few such entries, not a systematic difference.
-    from grokinterp.methods import cross_entropy
     from grokinterp.models import build_model
+    from grokinterp.training.methods import cross_entropy
 
     cfg = SMALL.replace(wd=0.5)
     trainer = Trainer(cfg)

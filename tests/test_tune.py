@@ -10,7 +10,7 @@ from grokinterp.config import RunConfig
 optuna = pytest.importorskip("optuna")
 
 from grokinterp.cli import main  # noqa: E402
-from grokinterp.tune import (  # noqa: E402
+from grokinterp.training.tune import (  # noqa: E402
     SEARCH_SPACE,
     parse_search,
     prune_callback,
@@ -52,7 +52,7 @@ def test_three_trial_study_writes_a_valid_best_config(tmp_path):
     assert cfg.epochs == 300 and cfg.stop_acc == 0.99 and cfg.p == 23
     assert best["value"] == trials["value"].min() and best["reached_target"]
     # training the best config reproduces the best trial exactly
-    from grokinterp.training import Trainer
+    from grokinterp.training.trainer import Trainer
 
     assert Trainer(cfg).run(progress=False).grokking_epoch == best["grokking_epoch"] == best["value"]
     # re-running continues the stored study: already 3 finished trials, nothing to do
@@ -77,7 +77,7 @@ class _PruneAfter(optuna.trial.FixedTrial):
 
 
 def test_prune_callback_stops_training_with_trial_pruned():
-    from grokinterp.training import Trainer
+    from grokinterp.training.trainer import Trainer
 
     trial = _PruneAfter({}, n=3)
     trainer = Trainer(BASE)

@@ -28,17 +28,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from grokinterp import checkpoints as ckpt
 from grokinterp import constants as C
-from grokinterp import rundir
 from grokinterp.config import RunConfig
-from grokinterp.methods import cross_entropy, make_grad_filter, orthogonalize_gradients
-from grokinterp.models import build_model, last_position_logits, load_weights
+from grokinterp.forward import evaluate, last_position_logits
+from grokinterp.io import checkpoints as ckpt
+from grokinterp.io import rundir
+from grokinterp.losses import cross_entropy
+from grokinterp.models import build_model, load_weights
 from grokinterp.tasks import Dataset, make_dataset
+from grokinterp.training.methods import make_grad_filter, orthogonalize_gradients
 
 logger = logging.getLogger(__name__)
-
-GROKKING_THRESHOLD = 0.99
 
 #: Config fields ``--resume`` may change (recorded in config.json); any other change is refused,
 #: since it would make the run a different experiment. ``epochs`` may only grow.
@@ -76,35 +76,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' requested but MPS is not available; use --device cpu")
     return torch.device(device)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    dataset: Dataset,
-    loss_fn: str = "cross_entropy",
-    chunk: int = 32_768,
-    tokens: Tensor | None = None,
-    labels: Tensor | None = None,
-) -> dict[str, float]:
-    """Loss (float64) and accuracy on the train and test splits, from one pass over all inputs."""
-    tokens = dataset.tokens if tokens is None else tokens
-    labels = dataset.labels if labels is None else labels
-    logits = torch.cat([last_position_logits(model, t) for t in tokens.split(chunk)])
-    # Per-example loss and correctness once, then split: indexing the (n, d_vocab) logits per split
-    # would copy them.
-    if loss_fn == "cross_entropy":
-        nll = -logits.double().log_softmax(-1).gather(-1, labels[:, None])[:, 0]
-    correct = (logits.argmax(-1) == labels).double()
-    out = {}
-    for split, idx in (("train", dataset.train_indices), ("test", dataset.test_indices)):
-        idx = idx.to(logits.device)
-        if loss_fn == "cross_entropy":
-            out[f"{split}_loss"] = nll[idx].mean().item()
-        else:
-            out[f"{split}_loss"] = cross_entropy(logits[idx], labels[idx], loss_fn).item()
-        out[f"{split}_acc"] = correct[idx].mean().item()
-    return out
 
 
 @dataclass
@@ -269,7 +240,7 @@ class Trainer:
             (r["step"] for r in reversed(kept) if r.get("step") is not None), epoch * self.cfg.steps_per_epoch
         )
         self.elapsed = float(kept[-1].get("elapsed") or 0.0) if kept else 0.0
-        threshold = self.cfg.stop_acc or GROKKING_THRESHOLD
+        threshold = self.cfg.stop_acc or C.GROKKING_THRESHOLD
         for r in kept:  # the same streak rule as _evaluate_and_log
             acc = r.get("test_acc")
             if acc is not None and acc >= threshold:
@@ -381,7 +352,7 @@ class Trainer:
         if not (math.isfinite(m["train_loss"]) and math.isfinite(m["test_loss"])):
             self._diverged = True  # logged (as null losses) but neither checkpointed nor counted
         else:
-            threshold = self.cfg.stop_acc or GROKKING_THRESHOLD
+            threshold = self.cfg.stop_acc or C.GROKKING_THRESHOLD
             if m["test_acc"] >= threshold:
                 self.streak += 1
                 if self.grokking_epoch is None:
@@ -505,7 +476,7 @@ class Trainer:
             status=status,
             grokking_epoch=self.grokking_epoch,
             grokking_step=self.grokking_step,
-            grokking_threshold=cfg.stop_acc or GROKKING_THRESHOLD,
+            grokking_threshold=cfg.stop_acc or C.GROKKING_THRESHOLD,
             wall_clock_s=round(self.elapsed, 3),
             final=good[-1] if good else {},
             last_good_epoch=last_good[0] if last_good else None,

@@ -33,9 +33,10 @@ import torch
 from torch import Tensor, nn
 
 from grokinterp.config import RunConfig
-from grokinterp.forward import last_position_logits
-from grokinterp.rundir import RunDirError
-from grokinterp.training import Trainer, TrainResult, progress_enabled
+from grokinterp.errors import RunDirError
+from grokinterp.forward import last_position_logits, split_metrics
+from grokinterp.losses import log_probs
+from grokinterp.training.trainer import Trainer, TrainResult, progress_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +275,7 @@ class EnsembleTrainer:
                     tokens = torch.stack([t for t, _ in step_batches])
                     labels = torch.stack([y for _, y in step_batches])
                     logits = self._logits(params, fixed, module, tokens)
-                    logp = _log_probs(logits.to(dtype), group[0].cfg.loss_fn)
+                    logp = log_probs(logits.to(dtype), group[0].cfg.loss_fn)
                     loss = -logp.gather(-1, labels[..., None])[..., 0].mean(-1)  # (M,): each member's mean
                     loss.sum().backward()
                     lr = torch.tensor([m.cfg.lr * m.cfg.lr_multiplier(m.step) for m in group], dtype=torch.float64)
@@ -320,21 +321,9 @@ class EnsembleTrainer:
         logits = torch.cat([self._logits(params, fixed, module, t) for t in tokens.split(32_768, dim=1)], dim=1)
         rows = []
         for j, m in enumerate(group):
-            labels = m.labels
-            nll = -_log_probs(logits[j].double(), m.cfg.loss_fn).gather(-1, labels[:, None])[:, 0]
-            correct = (logits[j].argmax(-1) == labels).double()
-            metrics = {}
-            for split, index in (("train", m.dataset.train_indices), ("test", m.dataset.test_indices)):
-                metrics[f"{split}_loss"] = nll[index].mean().item()
-                metrics[f"{split}_acc"] = correct[index].mean().item()
-            rows.append(m.record_evaluation(metrics))
+            splits = {"train": m.dataset.train_indices, "test": m.dataset.test_indices}
+            rows.append(m.record_evaluation(split_metrics(logits[j], m.labels, splits, m.cfg.loss_fn)))
         return rows
-
-
-def _log_probs(logits: Tensor, loss_fn: str) -> Tensor:
-    from grokinterp.methods import stablemax_log_probs
-
-    return stablemax_log_probs(logits) if loss_fn == "stablemax" else logits.log_softmax(-1)
 
 
 def train_ensemble(

@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from grokinterp.fourier import frequency_energy_and_apb
+from grokinterp.analysis.fourier import frequency_energy_and_apb
 
 __all__ = [
     "DEFAULT_THRESHOLD",

@@ -83,7 +83,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from grokinterp import tasks
-from grokinterp.bases import task_basis
+from grokinterp.analysis.bases import task_basis
+from grokinterp.constants import GROKKING_THRESHOLD
 from grokinterp.forward import last_position_logits
 
 logger = logging.getLogger(__name__)
@@ -546,8 +547,10 @@ def analysis_entry(dataset: tasks.Dataset, final: dict[str, float], *, epoch: in
                 "below 1 (each distance meets the answers of one parity)"
             )
         acc = final.get("test_acc")
-        if isinstance(acc, float) and acc < 0.99:
-            notes.append(f"final test accuracy {acc:.3f} < 0.99: the verdict is meant for grokked models")
+        if isinstance(acc, float) and acc < GROKKING_THRESHOLD:
+            notes.append(
+                f"final test accuracy {acc:.3f} < {GROKKING_THRESHOLD}: the verdict is meant for grokked models"
+            )
     entry.update(
         samples=ANALYSIS_SAMPLES,
         seed=ANALYSIS_SEED,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from grokinterp.config import RunConfig
+from grokinterp.constants import GROKKING_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def parse_search(spec: str | Sequence[str] | None) -> dict[str, Param]:
 def _override_range(name: str, param: Param, rng: str) -> Param:
     from dataclasses import replace
 
-    from grokinterp.sweep import parse_value
+    from grokinterp.training.sweep import parse_value
 
     if param.kind == "categorical":
         choices = tuple(parse_value(name, c) for c in rng.split("|") if c)
@@ -268,7 +269,7 @@ def run_tune(
     base_cfg: RunConfig,
     out: str | Path,
     trials: int = 20,
-    target_acc: float = 0.99,
+    target_acc: float = GROKKING_THRESHOLD,
     max_epochs: int | None = None,
     search: str | Sequence[str] | dict[str, Param] | None = None,
     seed: int = 0,
@@ -345,7 +346,7 @@ def _make_objective(base, space, target_acc, max_epochs, out: Path, use_wandb, w
     optuna = _require_optuna()
 
     def objective(trial) -> float:
-        from grokinterp.training import Trainer
+        from grokinterp.training.trainer import Trainer
 
         params = sample_params(trial, space, base)
         cfg = trial_config(base, params, target_acc, max_epochs)
@@ -390,7 +391,7 @@ def _make_objective(base, space, target_acc, max_epochs, out: Path, use_wandb, w
 def _write_outputs(study, out: Path, base: RunConfig, target_acc: float, max_epochs: int) -> TuneResult:
     import optuna
 
-    from grokinterp.checkpoints import atomic_write_text
+    from grokinterp.io.checkpoints import atomic_write_text
 
     df = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
     if "duration" in df:
@@ -436,7 +437,12 @@ def add_tune_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--preset", choices=list(PRESETS), default="nanda-p113-fast")
     p.add_argument("--trials", type=int, default=20, help="finished trials the study should hold (default 20)")
-    p.add_argument("--target-acc", type=float, default=0.99, help="test accuracy to reach (default 0.99)")
+    p.add_argument(
+        "--target-acc",
+        type=float,
+        default=GROKKING_THRESHOLD,
+        help=f"test accuracy to reach (default {GROKKING_THRESHOLD})",
+    )
     p.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (default: the preset's epochs)")
     p.add_argument("--out", type=Path, required=True, help="study folder, e.g. tune/NAME")
     p.add_argument("--search", default=",".join(DEFAULT_SEARCH),
@@ -453,7 +459,7 @@ def add_tune_parser(sub) -> argparse.ArgumentParser:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from grokinterp.presets import get_preset
-    from grokinterp.sweep import parse_sets
+    from grokinterp.training.sweep import parse_sets
 
     _require_optuna()
     space = parse_search(args.search)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from grokinterp.runs import Run
+    from grokinterp.io.runs import Run
 
 __all__ = ["CURSOR_NAME", "PANELS", "Explorer", "explore", "use_static_images"]
 
@@ -81,7 +81,7 @@ class _Context:
 
 
 def _load(run: Run | str | Path) -> Run:
-    from grokinterp.runs import Run, load_run
+    from grokinterp.io.runs import Run, load_run
 
     return run if isinstance(run, Run) else load_run(run)
 
@@ -100,14 +100,14 @@ class Explorer:
     ) -> None:
         self.run = _load(run)
         if not self.run.checkpoint_epochs:
-            from grokinterp.files import RunDirError
+            from grokinterp.errors import RunDirError
 
             raise RunDirError(f"{self.run.path}: no checkpoints to explore")
         n = self.run.config.n_layers
         if layer is not None and not -n <= layer < n:
             raise ValueError(f"layer {layer} does not exist: the model has {n} MLP layer(s) (0..{n - 1})")
         if self.run.measures is None and analyse:
-            from grokinterp.analysis import analyze_run
+            from grokinterp.analysis.run_analysis import analyze_run
 
             log.info("%s: no measures.csv; analysing the run first", self.run.path)
             analyze_run(self.run.path, progress=False)
@@ -135,10 +135,10 @@ class Explorer:
 
     @cached_property
     def _ctx(self) -> _Context:
-        from grokinterp.analysis import Analysis
-        from grokinterp.attention import has_attention
-        from grokinterp.bases import task_basis
-        from grokinterp.clusters import DEFAULT_THRESHOLD
+        from grokinterp.analysis.attention import has_attention
+        from grokinterp.analysis.bases import task_basis
+        from grokinterp.analysis.clusters import DEFAULT_THRESHOLD
+        from grokinterp.analysis.run_analysis import Analysis
 
         dataset = self.run.dataset
         basis = task_basis(dataset.op, dataset.p)
@@ -161,7 +161,7 @@ class Explorer:
         return model
 
     def _load_weights(self, epoch: int):
-        from grokinterp import checkpoints as ckpt
+        from grokinterp.io import checkpoints as ckpt
         from grokinterp.models import load_weights
 
         path = ckpt.checkpoint_path(self.run.path, epoch)
@@ -257,7 +257,7 @@ class Explorer:
     @cached_property
     def _curves(self) -> dict[str, go.Figure]:
         """The over-training figures, without a cursor (drawn once)."""
-        from grokinterp import plots
+        from grokinterp.viz import plots
 
         figs = {"loss": plots.plot_loss(self.run)}
         if self.table is not None and self._ctx.basis.defined:
@@ -282,12 +282,13 @@ class Explorer:
         neuron heatmaps, attention), as far as they are defined for this run."""
         import torch
 
-        from grokinterp import measures, plots
-        from grokinterp.attention import attention_to_a_b
-        from grokinterp.bases import task_grid
-        from grokinterp.clusters import best_layer
+        from grokinterp.analysis import measures
+        from grokinterp.analysis.attention import attention_to_a_b
+        from grokinterp.analysis.bases import task_grid
+        from grokinterp.analysis.clusters import best_layer
+        from grokinterp.analysis.fourier import basis_names
         from grokinterp.forward import final_position_cache
-        from grokinterp.fourier import basis_names
+        from grokinterp.viz import plots
 
         ctx = self._ctx
         epoch = self.resolve(epoch)
@@ -486,7 +487,7 @@ def use_static_images(enable: bool = True) -> str:
     "plotly_mimetype". Returns the renderer set."""
     import plotly.io as pio
 
-    from grokinterp.plots import find_browser, find_mathjax
+    from grokinterp.viz.plots import find_browser, find_mathjax
 
     browser = find_browser() if enable else None
     if browser is None:

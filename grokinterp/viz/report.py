@@ -11,7 +11,7 @@ checkpoints; negative counts from the end, ``last`` is the last) or ``#epoch=E``
 nearest epoch E) sets the slider at load; moving the slider updates the fragment, so a link shows
 the same checkpoint.
 
->>> from grokinterp.report import write_report
+>>> from grokinterp.viz.report import write_report
 >>> write_report("checkpoints/nanda-p113", "report.html")
 """
 
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from grokinterp.explorer import Explorer
-    from grokinterp.runs import Run
+    from grokinterp.io.runs import Run
+    from grokinterp.viz.explorer import Explorer
 
 __all__ = ["DEFAULT_MAX_CHECKPOINTS", "build_report", "check_out_path", "select_epochs", "write_report"]
 
@@ -169,7 +169,7 @@ class _Encoder:
 
 
 def _cursor_index(fig_json: dict[str, Any]) -> int | None:
-    from grokinterp.explorer import CURSOR_NAME
+    from grokinterp.viz.explorer import CURSOR_NAME
 
     shapes = fig_json.get("layout", {}).get("shapes", [])
     return next((i for i, s in enumerate(shapes) if s.get("name") == CURSOR_NAME), None)
@@ -215,7 +215,7 @@ def build_report(
     from tqdm.auto import tqdm
 
     from grokinterp import __version__
-    from grokinterp.explorer import PANELS, Explorer, summary_text
+    from grokinterp.viz.explorer import PANELS, Explorer, summary_text
 
     ex = explorer if explorer is not None else Explorer(run, layer=layer)
     epochs = select_epochs(ex.epochs, max_checkpoints)
@@ -274,7 +274,7 @@ def write_report(
 ) -> Path:
     """Write the report of ``run`` to ``out`` (one self-contained HTML file) and return its path.
     ``out`` must not be a folder or lie under a file (``ValueError``); it is written atomically."""
-    from grokinterp.files import atomic_write_text
+    from grokinterp.io.files import atomic_write_text
 
     out = check_out_path(out)
     page = build_report(run, layer=layer, max_checkpoints=max_checkpoints, progress=progress)

@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from grokinterp import checkpoints as ckpt
-from grokinterp import clock_pizza, measures
 from grokinterp import constants as C
-from grokinterp.bases import task_basis
-from grokinterp.clusters import KeyFrequencies, KeyRule
+from grokinterp.analysis import clock_pizza, measures
+from grokinterp.analysis.bases import task_basis
+from grokinterp.analysis.clusters import KeyFrequencies, KeyRule
+from grokinterp.analysis.phases import detect_phases
+from grokinterp.io import checkpoints as ckpt
+from grokinterp.io.runs import Run
 from grokinterp.models import build_model, load_weights
-from grokinterp.phases import detect_phases
-from grokinterp.runs import Run
 
 if TYPE_CHECKING:
-    from grokinterp.llc import LLCConfig
+    from grokinterp.analysis.llc import LLCConfig
 
 __all__ = ["Analysis", "analyze_run", "load_analysis"]
 
@@ -287,7 +287,7 @@ def analyze_run(
         rows.append(_scalar_row(epoch, m, label))
     table = pd.DataFrame(rows)
     if llc is not None:
-        from grokinterp.llc import llc_over_run
+        from grokinterp.analysis.llc import llc_over_run
 
         estimates = llc_over_run(run.path, llc, epochs=list(table["epoch"]), progress=progress, write=write)
         table["llc_mean"] = [estimates[e].llc_mean for e in table["epoch"]]

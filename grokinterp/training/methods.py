@@ -19,27 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from grokinterp.config import RunConfig
-
-
-def stablemax_log_probs(logits: Float[Tensor, "batch classes"]) -> Float[Tensor, "batch classes"]:
-    s = torch.where(logits >= 0, logits + 1, 1 / (1 - logits.clamp(max=0)))
-    return s.log() - s.sum(-1, keepdim=True).log()
-
-
-def cross_entropy(
-    logits: Float[Tensor, "batch classes"],
-    labels: Int[Tensor, " batch"],
-    kind: str = "cross_entropy",
-    dtype: torch.dtype = torch.float64,
-) -> Float[Tensor, ""]:
-    """Mean cross-entropy in ``dtype`` (float64 by default: float32 log_softmax floors near 1e-7)."""
-    logits = logits.to(dtype)
-    log_probs = stablemax_log_probs(logits) if kind == "stablemax" else logits.log_softmax(-1)
-    return -log_probs.gather(-1, labels[:, None]).mean()
 
 
 @torch.no_grad()

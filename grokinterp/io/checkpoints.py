@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from grokinterp.config import RunConfig
 from grokinterp.constants import CHECKPOINT_FORMAT, STATE_FORMAT
-from grokinterp.files import (
+from grokinterp.io.files import (
     RunDirError,
     atomic_write,
     atomic_write_bytes,
@@ -29,7 +29,7 @@ from grokinterp.files import (
     load_tensors,
     save_tensors,
 )
-from grokinterp.rundir import (
+from grokinterp.io.rundir import (
     checkpoint_epochs,
     checkpoint_path,
     library_versions,

@@ -67,10 +67,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from grokinterp import checkpoints as ckpt
 from grokinterp import constants as C
 from grokinterp.config import RunConfig, field_types
-from grokinterp.files import strict_json
+from grokinterp.io import checkpoints as ckpt
+from grokinterp.io.files import strict_json
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,6 @@ REQUIRED_KEYS = (
 )  # fmt: skip
 EXPORT_FORMAT = "tl-demo+grokinterp/1"
 METRICS_EVERY = 10  # rows kept from the demo's per-epoch losses (plus every checkpoint epoch)
-_GROKKING_THRESHOLD = 0.99
 
 # HookedTransformerConfig fields that change the function a model computes: a file whose config
 # differs from the one grokinterp builds on any of these cannot be represented as a run.
@@ -396,7 +395,7 @@ def _check_behaviour(tl_cfg: Any, cfg: RunConfig) -> None:
 
 
 def _check_out(out: Path, force: bool) -> None:
-    from grokinterp import rundir
+    from grokinterp.io import rundir
 
     rundir.check_out_path(out)
     if out.is_dir() and any(out.iterdir()):
@@ -541,9 +540,9 @@ def _parse(data: Any) -> dict[str, Any]:
 
 
 def _write_run(run_dir: Path, c: dict[str, Any], source: Path, loader: str) -> None:
+    from grokinterp.forward import evaluate
     from grokinterp.models import build_model
     from grokinterp.tasks import make_dataset
-    from grokinterp.training import evaluate
 
     train_idx, test_idx = c["train_idx"], c["test_idx"]
     weights: dict[int, dict[str, Tensor]] = c["weights"]
@@ -597,12 +596,12 @@ def _write_run(run_dir: Path, c: dict[str, Any], source: Path, loader: str) -> N
     ckpt.write_split(run_dir, train_idx, test_idx)
     ckpt.write_metrics(run_dir, metrics)
     with_acc = [r for r in metrics if "test_acc" in r]
-    grok = next((r["epoch"] for r in with_acc if r["test_acc"] >= _GROKKING_THRESHOLD), None)
+    grok = next((r["epoch"] for r in with_acc if r["test_acc"] >= C.GROKKING_THRESHOLD), None)
     summary = {
         "final_epoch": final_epoch,
         "finished": True,
         "grokking_epoch": grok,
-        "grokking_threshold": _GROKKING_THRESHOLD,
+        "grokking_threshold": C.GROKKING_THRESHOLD,
         "stopped_early": False,
         "wall_clock_s": None,
         "final": metrics[-1] if metrics else {},
@@ -645,8 +644,8 @@ def export_tl_demo(run_dir: str | Path, out_file: str | Path, *, force: bool = F
     """Write a run directory as a TransformerLens Grokking demo ``.pth`` (see the module docstring
     for the keys, the epoch convention and the extra keys), atomically. An existing file is only
     replaced with ``force=True``."""
+    from grokinterp.io.runs import Run
     from grokinterp.models import hooked_transformer_config
-    from grokinterp.runs import Run
 
     run = Run(run_dir)
     out_file = Path(out_file)

@@ -38,15 +38,15 @@ from typing import TYPE_CHECKING, Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from grokinterp.phases import PHASE_NAMES
+from grokinterp.analysis.phases import PHASE_NAMES
 
 if TYPE_CHECKING:
     import pandas as pd
     from jaxtyping import Float
     from torch import Tensor
 
-    from grokinterp.clusters import NeuronClusters
-    from grokinterp.runs import Run
+    from grokinterp.analysis.clusters import NeuronClusters
+    from grokinterp.io.runs import Run
 
 __all__ = [
     "FIGURE_NAMES",
@@ -493,7 +493,7 @@ def _measures(run: Run) -> pd.DataFrame:
 
 def _analysis(run: Run | None):
     """The typed analysis.json of a run (None if not analysed)."""
-    from grokinterp.analysis import Analysis
+    from grokinterp.analysis.run_analysis import Analysis
 
     return None if run is None else Analysis.load(run.path)
 
@@ -1237,7 +1237,7 @@ def plot_attention(
 def _measures_row(source, epoch: int | None) -> tuple[dict[str, Any], Run | None]:
     """A row of measures (dict) at ``epoch`` (default: the last) from a Run, a DataFrame or a
     mapping (one row already)."""
-    from grokinterp.runs import Run
+    from grokinterp.io.runs import Run
 
     run = source if isinstance(source, Run) else None
     if isinstance(source, Mapping):
@@ -1379,11 +1379,11 @@ def make_all_figures(
     (MathJax labels) applies to the screen style only."""
     import torch
 
-    from grokinterp import measures
-    from grokinterp.attention import attention_to_a_b, has_attention
-    from grokinterp.bases import task_basis
-    from grokinterp.fourier import basis_names
-    from grokinterp.runs import Run, load_run
+    from grokinterp.analysis import measures
+    from grokinterp.analysis.attention import attention_to_a_b, has_attention
+    from grokinterp.analysis.bases import task_basis
+    from grokinterp.analysis.fourier import basis_names
+    from grokinterp.io.runs import Run, load_run
 
     style = get_style(style, column)
     tex = tex and style.tex
@@ -1415,7 +1415,7 @@ def make_all_figures(
         with torch.no_grad():
             layers = measures.layer_clusters(model, dataset, threshold)
             if layer is None:
-                from grokinterp.clusters import best_layer
+                from grokinterp.analysis.clusters import best_layer
 
                 layer = best_layer(layers)
             clusters = layers[layer]
@@ -1605,11 +1605,11 @@ def write_all_figures(
     formats fall back to HTML (one warning). ``style="paper"``: print-ready figures (``PAPER``: no
     titles, column widths, 8-10 pt, PNG at 288 dpi) and their captions in ``out_dir/captions.md``;
     ``column`` forces "single" or "double" column width."""
-    from grokinterp.runs import load_run
+    from grokinterp.io.runs import load_run
 
     run = load_run(run_dir)
     if (reason := run.stale_reason) is not None:
-        from grokinterp.analysis import analyze_run
+        from grokinterp.analysis.run_analysis import analyze_run
 
         log.warning("%s: %s; analysing the run first", run.path, reason)
         analyze_run(run.path, progress=False)

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from grokinterp import checkpoints as ckpt
 from grokinterp import constants as C
 from grokinterp.config import RunConfig
+from grokinterp.io import checkpoints as ckpt
 from grokinterp.tasks import Dataset, make_dataset
 
 

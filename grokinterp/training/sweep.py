@@ -168,7 +168,7 @@ def expand_grid(base_cfg: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[s
 
 def _existing_state(run_dir: Path, cfg: RunConfig) -> str:
     """``new``, ``finished``, ``resume`` or ``restart`` for a run directory; mismatches are errors."""
-    from grokinterp import checkpoints as ckpt
+    from grokinterp.io import checkpoints as ckpt
 
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return "new"
@@ -203,7 +203,7 @@ def _row_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _skipped_row(run_dir: Path) -> dict[str, Any]:
-    from grokinterp import checkpoints as ckpt
+    from grokinterp.io import checkpoints as ckpt
 
     row = _row_from_summary(ckpt.read_summary(run_dir))
     if row["grokking_step"] is None and row["grokking_epoch"] is not None:  # summaries before grokking_step
@@ -225,7 +225,7 @@ def run_one(cfg_dict: dict[str, Any], run_dir: str, single_thread: bool = True) 
         state = _existing_state(path, cfg)
         if state == "finished":
             return _skipped_row(path)
-        from grokinterp.training import Trainer  # imports transformer_lens: only when training
+        from grokinterp.training.trainer import Trainer  # imports transformer_lens: only when training
 
         trainer = Trainer.resume(path) if state == "resume" else Trainer(cfg, path, force=state == "restart")
         result = trainer.run(progress=False)
@@ -276,8 +276,8 @@ def _run_local(jobs: list[Job], workers: int, done: Done) -> None:
 def _run_ensemble(jobs: list[Job], done: Done) -> None:
     """Grid points of one shape train together as a batched ensemble (``grokinterp.ensemble``);
     a point that cannot join one (Grokfast, dropout, another split size) trains on its own."""
-    from grokinterp.ensemble import SHARED_FIELDS, EnsembleTrainer, check_ensemble_configs
-    from grokinterp.training import Trainer
+    from grokinterp.training.ensemble import SHARED_FIELDS, EnsembleTrainer, check_ensemble_configs
+    from grokinterp.training.trainer import Trainer
 
     groups: dict[tuple, list[tuple[int, RunConfig, str]]] = {}
     for i, cfg_dict, run_dir in jobs:
@@ -369,7 +369,7 @@ def run_sweep(
     ``fit_on`` picks what the power law fits: the grokking epoch or optimizer step.
     ``progress(name, row)`` is called as each run ends.
     """
-    from grokinterp.checkpoints import atomic_write_text
+    from grokinterp.io.checkpoints import atomic_write_text
 
     if backend not in ("local", "ray", "ensemble"):
         raise ValueError(f"backend must be 'local', 'ray' or 'ensemble' (got {backend!r})")
@@ -419,7 +419,7 @@ def run_sweep(
 def _write_results(out: Path, grid: dict[str, list[Any]], rows: list[dict[str, Any] | None]):
     import pandas as pd
 
-    from grokinterp.checkpoints import atomic_write_text
+    from grokinterp.io.checkpoints import atomic_write_text
 
     columns = [*grid, *RESULT_METRICS, *RESULT_TAIL]
     df = pd.DataFrame([r for r in rows if r is not None], columns=columns)
@@ -553,7 +553,7 @@ def write_fit(
     """Fit the grokking epoch (or optimizer step, ``fit_on="step"``: minibatch studies count
     steps, and steps per epoch change with the train fraction) against train_frac over the sweep's
     results; write fit.json and the plot."""
-    from grokinterp.files import atomic_write_text, strict_json
+    from grokinterp.io.files import atomic_write_text, strict_json
 
     out = Path(out)
     y = f"grokking_{fit_on}"
@@ -620,7 +620,7 @@ def _export(fig, out: Path, name: str) -> list[Path]:
     """HTML always; PNG when kaleido and a Chromium work. Uses ``grokinterp.plots.export_figures``
     (offline HTML, quiet kaleido) when available, else plotly directly."""
     try:
-        from grokinterp.plots import export_figures
+        from grokinterp.viz.plots import export_figures
     except ImportError:
         export_figures = None
     html, png = out / f"{name}.html", out / f"{name}.png"

@@ -29,9 +29,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from grokinterp.bases import TaskGrid, task_grid
+from grokinterp.analysis.bases import TaskGrid, task_grid
+from grokinterp.analysis.fourier import apb_coefficients, fourier_basis, freq_rows, n_freqs
 from grokinterp.forward import apply_norm
-from grokinterp.fourier import apb_coefficients, fourier_basis, freq_rows, n_freqs
 from grokinterp.tasks import Dataset
 
 __all__ = [
@@ -86,7 +86,7 @@ def _as_grid_logits(source: nn.Module | Tensor | GridLogits, dataset: Dataset) -
     if isinstance(source, GridLogits):
         return source
     if isinstance(source, nn.Module):
-        from grokinterp.measures import all_logits
+        from grokinterp.analysis.measures import all_logits
 
         source = all_logits(source, dataset)
     return grid_logits(source, dataset)
@@ -264,7 +264,7 @@ def _per_frequency_excluded(G: GridLogits, freqs: list[int]) -> Tensor:
 
 def _neuron_logit_map(model: nn.Module, grid: TaskGrid) -> Tensor:
     """W_L (d_mlp, n_classes) float64 with the columns in the grid's class order."""
-    from grokinterp.spectra import W_L
+    from grokinterp.analysis.spectra import W_L
 
     return W_L(model)[:, grid.class_order.to(model.W_U.device)].to(torch.float64)
 

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from grokinterp import constants as C
-from grokinterp.files import RunDirError, atomic_write_text, load_tensors, save_tensors, strict_json
+from grokinterp.errors import RunDirError
+from grokinterp.io.files import atomic_write_text, load_tensors, save_tensors, strict_json
 
 if TYPE_CHECKING:
     from torch import Tensor

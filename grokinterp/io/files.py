@@ -18,13 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from grokinterp.constants import TMP_SUFFIX
+from grokinterp.errors import RunDirError
 
 if TYPE_CHECKING:
     from torch import Tensor
-
-
-class RunDirError(ValueError):
-    """A run directory, checkpoint or file that cannot be used, with a one-line explanation."""
 
 
 def _read_umask() -> int:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from grokinterp import constants as C
 from grokinterp.config import JsonConfig
-from grokinterp.files import atomic_write_text, strict_json
+from grokinterp.io.files import atomic_write_text, strict_json
 
 if TYPE_CHECKING:
     from torch import nn
@@ -430,9 +430,9 @@ def llc_over_run(
     import torch
     from tqdm.auto import tqdm
 
-    from grokinterp import checkpoints as ckpt
+    from grokinterp.io import checkpoints as ckpt
+    from grokinterp.io.runs import Run
     from grokinterp.models import build_model, load_weights
-    from grokinterp.runs import Run
 
     cfg = cfg or LLCConfig()
     run = Run(run_dir)

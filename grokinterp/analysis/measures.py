@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from grokinterp.ablations import (
+from grokinterp.analysis.ablations import (
     Split,
     _cos_coeffs_from,
     _excluded_from,
@@ -45,9 +45,9 @@ from grokinterp.ablations import (
     restricted_loss,
     restricted_loss_neuron,
 )
-from grokinterp.attention import attention_to_a_b
-from grokinterp.bases import TaskBasis, task_basis, task_grid
-from grokinterp.clusters import (
+from grokinterp.analysis.attention import attention_to_a_b
+from grokinterp.analysis.bases import TaskBasis, task_basis, task_grid
+from grokinterp.analysis.clusters import (
     DEFAULT_THRESHOLD,
     KeyFrequencies,
     KeyRule,
@@ -60,8 +60,7 @@ from grokinterp.clusters import (
     logit_key_frequencies,
     neuron_frequency_clusters,
 )
-from grokinterp.forward import FinalCache, final_position_cache, last_position_logits
-from grokinterp.spectra import (
+from grokinterp.analysis.spectra import (
     W_L,
     embedding_freq_norms,
     embedding_spectrum,
@@ -72,6 +71,7 @@ from grokinterp.spectra import (
     wl_freq_norms,
     wl_spectrum,
 )
+from grokinterp.forward import FinalCache, final_position_cache, last_position_logits, split_metrics
 from grokinterp.tasks import Dataset
 
 __all__ = [
@@ -155,16 +155,8 @@ def loss_and_accuracy(logits: Float[Tensor, "n p"], dataset: Dataset) -> dict[st
     """float64 cross-entropy and accuracy on the train split, the test split and all rows (the
     paper's loss curves): keys ``{train,test,all}_{loss,acc}``. Every row of the dataset counts."""
     logits = logits.reshape(len(dataset.labels), -1)[:, : dataset.p]
-    logp = logits.to(torch.float64).log_softmax(-1)
-    labels = dataset.labels.to(logits.device)
-    nll = -logp.gather(-1, labels[:, None])[:, 0]
-    correct = (logits.argmax(-1) == labels).to(torch.float64)
-    out = {}
-    for split, idx in (("train", dataset.train_indices), ("test", dataset.test_indices), ("all", None)):
-        sel = slice(None) if idx is None else idx.to(logits.device)
-        out[f"{split}_loss"] = nll[sel].mean().item()
-        out[f"{split}_acc"] = correct[sel].mean().item()
-    return out
+    splits = {"train": dataset.train_indices, "test": dataset.test_indices, "all": None}
+    return split_metrics(logits, dataset.labels.to(logits.device), splits)
 
 
 def layer_clusters(

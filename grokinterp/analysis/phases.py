@@ -29,11 +29,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from grokinterp.constants import GROKKING_THRESHOLD
+
 PAPER_PHASES = (1400, 9400, 14000)
 DEMO_PHASES = (1500, 13300, 16600)
 PHASE_NAMES = ("memorisation", "circuit formation", "cleanup")
 
-GROKKED_ACC = 0.99
 COLLAPSE_ACC = 0.99
 COLLAPSE_FRACTION = 0.01  # train loss <= this * log p
 FALL = 0.75  # a peak is confirmed once the curve is at or below FALL * peak
@@ -44,7 +45,7 @@ PLATEAU_EXCLUDED = 0.05
 RULE = (
     f"1: largest test loss after train loss collapsed (train acc >= {COLLAPSE_ACC}, train loss <= "
     f"{COLLAPSE_FRACTION:g} log p), confirmed when test loss <= {FALL:g} x that peak; "
-    f"2: largest excluded loss (logit, train) at or after 1, confirmed when test acc reached {GROKKED_ACC} "
+    f"2: largest excluded loss (logit, train) at or after 1, confirmed when test acc reached {GROKKING_THRESHOLD} "
     f"and excluded loss <= {FALL:g} x that peak; 3: first checkpoint after 2 followed by a seen plateau "
     f"(checkpoints up to 1.1 x its epoch, at least two: sum of squared weights within {PLATEAU_SSW:.0%}, "
     f"excluded loss within {PLATEAU_EXCLUDED:.0%})"
@@ -85,10 +86,12 @@ def _memorisation_end(rows: list[dict], log_p: float) -> tuple[int | None, int |
 
 
 def _first_grokked(rows: list[dict], table) -> int | None:
-    hits = [int(r["epoch"]) for r in rows if _finite(r.get("test_acc")) and r["test_acc"] >= GROKKED_ACC]
+    hits = [int(r["epoch"]) for r in rows if _finite(r.get("test_acc")) and r["test_acc"] >= GROKKING_THRESHOLD]
     if "test_acc" in table:
         hits += [
-            int(e) for e, a in zip(table["epoch"], table["test_acc"], strict=True) if _finite(a) and a >= GROKKED_ACC
+            int(e)
+            for e, a in zip(table["epoch"], table["test_acc"], strict=True)
+            if _finite(a) and a >= GROKKING_THRESHOLD
         ]
     return min(hits) if hits else None
 
@@ -119,7 +122,7 @@ def detect_phases(metrics_rows: Sequence[dict[str, Any]], table, p: int | None =
     if b[0] is None:
         why[1] = why[2] = "memorisation has not ended"
     elif grokked is None:
-        why[1] = why[2] = f"test accuracy never reached {GROKKED_ACC}: the run has not generalised"
+        why[1] = why[2] = f"test accuracy never reached {GROKKING_THRESHOLD}: the run has not generalised"
     elif not any(math.isfinite(x) for x in excluded):
         why[1] = why[2] = "excluded loss is not defined for this run (see not_defined)"
     else:

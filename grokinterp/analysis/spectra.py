@@ -21,8 +21,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from grokinterp.bases import TaskBasis, task_basis
-from grokinterp.fourier import fourier_basis, frequency_norms
+from grokinterp.analysis.bases import TaskBasis, task_basis
+from grokinterp.analysis.fourier import fourier_basis, frequency_norms
 
 __all__ = [
     "W_L",

@@ -1,0 +1,14 @@
+"""Analysis of checkpoints: task bases (``bases``), the Fourier basis (``fourier``), spectra,
+neuron clusters and key frequencies (``clusters``), restricted and excluded losses (``ablations``),
+attention, every measure of one model (``measures``), the three phases (``phases``), clock/pizza
+(``clock_pizza``), the LLC (``llc``), power-law statistics (``powerlaw``) and the run-level
+``analyze_run`` (``run_analysis``).
+
+``from grokinterp.analysis import analyze_run, Analysis`` works as before the package was split.
+"""
+
+from __future__ import annotations
+
+from grokinterp.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), ["grokinterp.analysis.run_analysis"])
