@@ -27,9 +27,9 @@ import time
 
 import torch
 
+from grokinterp.losses import cross_entropy
 from grokinterp.models import build_model
 from grokinterp.presets import get_preset
-from grokinterp.training.methods import cross_entropy
 from grokinterp.training.trainer import Trainer
 
 
@@ -59,7 +59,7 @@ def grokinterp_epoch_fn(cfg):
         trainer.train_step(trainer.train_tokens, trainer.train_labels)
         state["epoch"] += 1
         if state["epoch"] % cfg.eval_every == 0:
-            trainer._evaluate_and_log()
+            trainer.evaluate_and_record()
 
     return epoch
 

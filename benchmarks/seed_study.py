@@ -72,7 +72,7 @@ def main() -> None:
               f"min {min(epochs)}, max {max(epochs)}")  # fmt: skip
         import plotly.graph_objects as go
 
-        from grokinterp.viz.plots import export_figures
+        from grokinterp.viz.export import export_figures
 
         fig = go.Figure(go.Histogram(x=epochs, nbinsx=20))
         fig.update_layout(

@@ -1,7 +1,7 @@
 """Names of the files in a run directory, the format tags written into them, and the grokking threshold.
 
 One place for every name, as SAELens keeps its ``constants.py``: the run directory's owner
-(``grokinterp.rundir``) and everything that reads a run refer to these, never to string literals.
+(``grokinterp.io.rundir``) and everything that reads a run refer to these, never to string literals.
 """
 
 from __future__ import annotations

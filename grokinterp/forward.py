@@ -14,8 +14,13 @@ the fused path does not apply: the hooked ``GrokMLP``, a model with hooks attach
 ``fast=False``) and returns a ``FinalCache``: the logits, the post-activation neurons of every MLP
 layer at the final position, and the last layer's ``resid_mid`` / ``resid_post``.
 
-``models.py`` re-exports ``last_position_logits`` and ``supports_fused``. Tests check both paths
-against the HookedTransformer forward to float32 tolerance for every preset.
+``all_logits(model, dataset)`` is the plain forward over every row of a dataset (chunked
+``last_position_logits`` on the p answer classes); ``evaluate`` / ``split_metrics`` are the one
+evaluator of the trainer, the ensemble and the measures.
+
+``grokinterp.models`` re-exports ``last_position_logits`` and ``supports_fused`` for users; code
+inside the package imports them from here. Tests check both paths against the HookedTransformer
+forward to float32 tolerance for every preset.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FinalCache",
+    "all_logits",
     "apply_norm",
     "evaluate",
     "final_position_cache",
@@ -77,7 +83,9 @@ def _norm(x: Tensor, ln: nn.Module, kind: str | None, eps: float) -> Tensor:
     return F.layer_norm(x, x.shape[-1:], ln.w, ln.b, eps=eps)
 
 
-def apply_norm(x: Tensor, ln: nn.Module | None, kind: str | None, eps: float) -> Tensor:
+def apply_norm(
+    x: Float[Tensor, "... d_model"], ln: nn.Module | None, kind: str | None, eps: float
+) -> Float[Tensor, "... d_model"]:
     """The model's layer norm of ``x`` (``kind``: None, "LN" or "LNPre"), as in its forward."""
     return _norm(x, ln, kind, eps)
 
@@ -317,12 +325,21 @@ def final_position_cache(
     )
 
 
+@torch.no_grad()
+def all_logits(model: nn.Module, dataset: Dataset, chunk: int = _CHUNK) -> Float[Tensor, "n p"]:
+    """Final-position logits for every row of ``dataset`` on the p answer classes (the demo's
+    ``model(dataset)[:, -1]``), from ``last_position_logits`` in chunks of ``chunk`` rows."""
+    tokens = dataset.tokens.to(next(model.parameters()).device)
+    out = torch.cat([last_position_logits(model, t) for t in tokens.split(chunk)])
+    return out[:, : dataset.p]
+
+
 # ---------------------------------------------------------------------------- the one evaluator
 @torch.no_grad()
 def split_metrics(
     logits: Float[Tensor, "n classes"],
     labels: Int[Tensor, " n"],
-    splits: dict[str, Tensor | None],
+    splits: dict[str, Int[Tensor, " k"] | None],
     loss_fn: str = "cross_entropy",
 ) -> dict[str, float]:
     """Loss (float64) and accuracy of ``logits`` on each named split of the rows: keys

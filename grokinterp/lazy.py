@@ -9,6 +9,7 @@ and ``dir()`` in Jupyter show the whole API.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +31,10 @@ def lazy_exports(
     def __getattr__(name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
+        # A submodule (``from grokinterp.io import rundir``) is imported as itself: looking for it
+        # among the exports first would import every submodule before it (and torch with them).
+        if importlib.util.find_spec(f"{package}.{name}") is not None:
+            return importlib.import_module(f"{package}.{name}")
         value = _find(name)
         namespace[name] = value  # found once: later lookups are plain attribute reads
         return value

@@ -7,22 +7,25 @@ expose the same interface to the analysis: ``model.cfg`` with ``n_layers``, ``d_
 ``W_in`` and the hook ``blocks.{i}.mlp.hook_post``; ``model.W_E`` and ``model.W_U``.
 
 The forward passes (the trainer's fused last-position forward and the analysis forward) live in
-``grokinterp.forward``; ``last_position_logits`` and ``supports_fused`` are re-exported here.
+``grokinterp.forward``; ``last_position_logits`` and ``supports_fused`` are re-exported here for
+users (code inside the package imports them from ``grokinterp.forward``).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from transformer_lens import HookedRootModule
+from transformer_lens import HookedRootModule, HookedTransformer, HookedTransformerConfig
 from transformer_lens.hook_points import HookPoint
 
 from grokinterp.config import RunConfig
+from grokinterp.errors import RunDirError
 from grokinterp.forward import last_position_logits, supports_fused
 
 __all__ = [
@@ -37,10 +40,8 @@ __all__ = [
 ]
 
 
-def hooked_transformer_config(cfg: RunConfig, device: str | torch.device = "cpu"):
+def hooked_transformer_config(cfg: RunConfig, device: str | torch.device = "cpu") -> HookedTransformerConfig:
     """The ``HookedTransformerConfig`` of a transformer run."""
-    from transformer_lens import HookedTransformerConfig
-
     return HookedTransformerConfig(
         n_layers=cfg.n_layers,
         d_model=cfg.d_model,
@@ -96,6 +97,7 @@ class GrokMLP(HookedRootModule):
         self.setup()
 
     def forward(self, tokens: Int[Tensor, "batch ctx"]) -> Float[Tensor, "batch 1 p"]:
+        """Logits (batch, 1, p) of ``[a, b, =]`` token rows (the "=" token is not read)."""
         x = self.hook_embed(self.W_E[tokens[:, :2]])  # (batch, 2, d_model)
         x = x.flatten(1)
         for block in self.blocks:
@@ -140,8 +142,6 @@ def build_model(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.Module
     if cfg.arch == "mlp":
         model = GrokMLP(cfg).to(device)
     else:
-        from transformer_lens import HookedTransformer
-
         # HookedTransformer seeds the global RNG from cfg.seed; keep the caller's RNG untouched.
         with torch.random.fork_rng(devices=[]):
             model = HookedTransformer(hooked_transformer_config(cfg, device))
@@ -158,7 +158,9 @@ def build_model(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.Module
     return model
 
 
-def model_from_state_dict(cfg: RunConfig, state: dict[str, Tensor], device="cpu", source=None) -> nn.Module:
+def model_from_state_dict(
+    cfg: RunConfig, state: dict[str, Tensor], device: str | torch.device = "cpu", source: str | Path | None = None
+) -> nn.Module:
     """Rebuild a model from its config and weights (the checkpoint format). Weights that do not
     fit the config (an edited config.json, a checkpoint of another run) raise ``RunDirError``."""
     model = build_model(cfg, device)
@@ -166,11 +168,10 @@ def model_from_state_dict(cfg: RunConfig, state: dict[str, Tensor], device="cpu"
     return model
 
 
-def load_weights(model: nn.Module, state: dict[str, Tensor], source=None) -> None:
+def load_weights(model: nn.Module, state: dict[str, Tensor], source: str | Path | None = None) -> None:
     """``model.load_state_dict(state)``, with one line naming the first mismatch instead of
-    PyTorch's multi-line error."""
-    from grokinterp.errors import RunDirError
-
+    PyTorch's multi-line error (``RunDirError``, prefixed with ``source``, the file the weights
+    came from)."""
     own = model.state_dict()
     where = f"{source}: " if source is not None else ""
     missing = sorted(set(own) - set(state))

@@ -19,71 +19,40 @@ from __future__ import annotations
 
 from grokinterp.config import RunConfig
 
+# One line per topic: the task, the model, the optimiser, the schedule (evaluation, checkpoints, stopping).
 PRESETS: dict[str, RunConfig] = {
     "nanda-p113": RunConfig(preset="nanda-p113"),
     "power-p97": RunConfig(
         preset="power-p97",
-        p=97,
-        layout="a op b =",
-        train_frac=0.5,
-        data_seed=0,
-        n_layers=2,
-        d_model=128,
-        n_heads=4,
-        d_head=32,
-        d_mlp=512,
-        act_fn="gelu",
-        normalization_type="LN",
-        freeze_biases=False,
-        model_seed=0,
-        batch_size=512,
-        warmup_steps=10,
-        epochs=3_000,
-        eval_every=10,
-        checkpoint_every=100,
+        p=97, layout="a op b =", train_frac=0.5, data_seed=0,
+        n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="gelu", normalization_type="LN",
+        freeze_biases=False, model_seed=0,
+        batch_size=512, warmup_steps=10,
+        epochs=3_000, eval_every=10, checkpoint_every=100,
     ),
     "nanda-p113-fast": RunConfig(
         preset="nanda-p113-fast",
         # Chosen by measurement on tuning seeds 0-2 (benchmarks/bench_fast.py evaluates seeds 10-14):
         # lr 3e-3/wd 3 took 450-570 epochs to test acc 0.99, lr 5e-3/wd 3 with a 10-step warm-up
         # 270-470; wd 5 or lr 7e-3 are faster but test accuracy then oscillates around 0.9.
-        lr=5e-3,
-        wd=3.0,
-        warmup_steps=10,
-        epochs=3_000,
-        eval_every=10,
-        checkpoint_every=50,
-        stop_acc=0.99,
+        lr=5e-3, wd=3.0, warmup_steps=10,
+        epochs=3_000, eval_every=10, checkpoint_every=50,
         # Stop 100 epochs after test acc first reaches 0.99: at that moment only 30-50% of neurons
         # are explained by one frequency; 100 epochs of cleanup bring it to 70-80% (seeds 0-2).
-        stop_patience=11,
+        stop_acc=0.99, stop_patience=11,
     ),
     "mlp-p97": RunConfig(
         preset="mlp-p97",
-        arch="mlp",
-        p=97,
-        train_frac=0.4,
-        data_seed=0,
-        n_layers=2,
-        d_model=128,
-        d_mlp=256,
-        freeze_biases=False,
-        model_seed=0,
-        lr=1e-3,
-        wd=1e-2,
-        beta2=0.999,
-        batch_size=256,
-        sample_with_replacement=True,
-        epochs=50_000,
-        eval_every=10,
-        checkpoint_every=1_000,
-        stop_acc=0.99,
-        stop_patience=1,
+        p=97, train_frac=0.4, data_seed=0,
+        arch="mlp", n_layers=2, d_model=128, d_mlp=256, freeze_biases=False, model_seed=0,
+        lr=1e-3, wd=1e-2, beta2=0.999, batch_size=256, sample_with_replacement=True,
+        epochs=50_000, eval_every=10, checkpoint_every=1_000, stop_acc=0.99, stop_patience=1,
     ),
-}
+}  # fmt: skip
 
 
 def get_preset(name: str) -> RunConfig:
+    """The ``RunConfig`` of the preset ``name`` (``ValueError`` listing the presets if there is none)."""
     try:
         return PRESETS[name]
     except KeyError:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `grokinterp --help` stays light
-    from jaxtyping import Int
+    from jaxtyping import Bool, Int
     from torch import Tensor
 
 Layout = Literal["a b =", "a op b ="]
@@ -25,6 +25,7 @@ LAYOUTS: tuple[str, ...] = ("a b =", "a op b =")
 
 
 def is_prime(n: int) -> bool:
+    """Whether ``n`` is a prime (trial division; p is small here)."""
     if n < 2:
         return False
     return all(n % d for d in range(2, int(n**0.5) + 1))
@@ -69,6 +70,7 @@ OPERATIONS: dict[str, Operation] = {
 
 
 def get_operation(name: str) -> Operation:
+    """The ``Operation`` named ``name`` (``ValueError`` listing the choices if there is none)."""
     try:
         return OPERATIONS[name]
     except KeyError:
@@ -92,6 +94,7 @@ def d_vocab(p: int, layout: str) -> int:
 
 
 def n_ctx(layout: str) -> int:
+    """Sequence length of a layout: 3 for ``a b =``, 4 for ``a op b =``."""
     return 3 if layout == "a b =" else 4
 
 
@@ -105,6 +108,8 @@ def all_pairs(p: int) -> tuple[Int[Tensor, " p*p"], Int[Tensor, " p*p"]]:
 
 
 def make_tokens(a: Int[Tensor, " n"], b: Int[Tensor, " n"], p: int, layout: str) -> Int[Tensor, "n ctx"]:
+    """The token rows of the pairs (a, b) in ``layout`` (module docstring): ``[a, b, p]`` or
+    ``[a, p, b, p + 1]``."""
     import torch
 
     eq = torch.full_like(a, p if layout == "a b =" else p + 1)
@@ -133,19 +138,23 @@ class Dataset:
     test_indices: Int[Tensor, " n_test"]
 
     @property
-    def train_tokens(self) -> Tensor:
+    def train_tokens(self) -> Int[Tensor, "n_train ctx"]:
+        """The token rows of the train split."""
         return self.tokens[self.train_indices]
 
     @property
-    def train_labels(self) -> Tensor:
+    def train_labels(self) -> Int[Tensor, " n_train"]:
+        """The answers of the train split."""
         return self.labels[self.train_indices]
 
     @property
-    def test_tokens(self) -> Tensor:
+    def test_tokens(self) -> Int[Tensor, "n_test ctx"]:
+        """The token rows of the test split."""
         return self.tokens[self.test_indices]
 
     @property
-    def test_labels(self) -> Tensor:
+    def test_labels(self) -> Int[Tensor, " n_test"]:
+        """The answers of the test split."""
         return self.labels[self.test_indices]
 
     @property
@@ -153,7 +162,7 @@ class Dataset:
         """True when every (a, b) pair is present (needed by the Fourier measures)."""
         return len(self.labels) == self.p * self.p
 
-    def train_mask_grid(self) -> Tensor:
+    def train_mask_grid(self) -> Bool[Tensor, " n"]:
         """(p*p,) bool mask of the rows in the train split (full-grid tasks only)."""
         import torch
 
@@ -162,7 +171,7 @@ class Dataset:
         return mask
 
 
-def random_split(n: int, train_frac: float, seed: int) -> tuple[Tensor, Tensor]:
+def random_split(n: int, train_frac: float, seed: int) -> tuple[Int[Tensor, " n_train"], Int[Tensor, " n_test"]]:
     """Random permutation split, as in the TransformerLens Grokking demo.
 
     ``torch.randperm`` through a ``torch.Generator`` seeded with ``seed`` gives the same
@@ -186,7 +195,7 @@ def make_dataset(
     layout: str = "a b =",
     train_frac: float = 0.3,
     data_seed: int = 598,
-    split: tuple[Tensor, Tensor] | None = None,
+    split: tuple[Int[Tensor, " n_train"], Int[Tensor, " n_test"]] | None = None,
 ) -> Dataset:
     """Build the full task table and split it (or reuse a saved ``split``)."""
     import torch

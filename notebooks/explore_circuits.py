@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 
 import grokinterp
+from grokinterp import viz as plots
 from grokinterp.analysis import fourier, measures
-from grokinterp.viz import plots
 from grokinterp.viz.explorer import use_static_images
 
 use_static_images()  # each figure is stored with a PNG beside it: the notebook renders without JavaScript

@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 import grokinterp
+from grokinterp import viz as plots
 from grokinterp.analysis.bases import task_basis
 from grokinterp.training.trainer import Trainer
-from grokinterp.viz import plots
 from grokinterp.viz.explorer import use_static_images
 
 use_static_images()  # each figure is stored with a PNG beside it: the notebook renders without JavaScript

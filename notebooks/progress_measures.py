@@ -29,8 +29,8 @@ import tempfile
 from pathlib import Path
 
 import grokinterp
+from grokinterp import viz as plots
 from grokinterp.analysis.phases import PAPER_PHASES
-from grokinterp.viz import plots
 from grokinterp.viz.explorer import use_static_images
 
 use_static_images()  # each figure is stored with a PNG beside it: the notebook renders without JavaScript

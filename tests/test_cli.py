@@ -20,7 +20,8 @@ def _run(argv, capsys):
         (["train", "--op", "pow", "--out", "X"], "invalid choice: 'pow'"),
         (["train", "--preset", "nope", "--out", "X"], "invalid choice"),
         (["train", "--lr", "abc", "--out", "X"], "invalid float value"),
-        (["train", "--betas", "0.9", "--out", "X"], "--betas must be two numbers"),
+        # argparse parses --betas with RunConfig.parse_field("betas", ...) and names the flag
+        (["train", "--betas", "0.9", "--out", "X"], "argument --betas: betas must be two numbers like 0.9,0.98"),
         (["train"], "needs --out"),
         (["train", "--resume", "does/not/exist"], "no such run directory"),
         (["analyze", "does/not/exist"], "no such run directory"),

@@ -113,3 +113,29 @@ def test_int_for_float_field_is_stored_as_float_and_every_field_is_documented():
     assert isinstance(cfg.lr, float) and RunConfig.from_json(cfg.to_json()) == cfg
     for name in RunConfig.__dataclass_fields__:
         assert RunConfig.doc(name), f"{name} has no doc"
+
+
+def test_parse_field_is_the_one_text_parser():
+    from grokinterp.analysis.llc import LLCConfig
+
+    parse = RunConfig.parse_field
+    assert parse("model_seed", " 3 ") == 3 and type(parse("lr", "1")) is float
+    assert parse("orthograd", "yes") is True and parse("freeze_biases", "off") is False
+    assert parse("batch_size", "none") is None and parse("batch_size", "full") is None  # an alias
+    assert parse("stop_acc", "null") is None and parse("grokfast", "ema") == "ema"
+    assert parse("betas", "0.9,0.95") == (0.9, 0.95) and RunConfig.doc("betas")
+    assert LLCConfig.parse_field("nbeta", "none") is None and LLCConfig.parse_field("num_chains", "4") == 4
+    for name, text, needle in [
+        ("lr", "abc", "lr takes float values (got 'abc')"),
+        ("model_seed", "0.5", "model_seed takes int values"),
+        ("grokfast", "fast", "grokfast must be one of 'none', 'ema', 'ma' (got 'fast')"),
+        ("betas", "0.9", "betas must be two numbers like 0.9,0.98 (got '0.9')"),
+        ("epochs", "none", "epochs takes int values"),  # not optional
+    ]:
+        with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+            parse(name, text)
+    assert RunConfig.field_name(" model-seed") == "model_seed"
+    with pytest.raises(ValueError, match="unknown config field 'preset'"):  # a label, not a setting
+        RunConfig.field_name("preset")
+    with pytest.raises(ValueError, match="unknown LLC config field 'chains'; did you mean 'num_chains'"):
+        LLCConfig.field_name("chains")

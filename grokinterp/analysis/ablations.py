@@ -2,7 +2,7 @@
 TransformerLens Grokking demo), per frequency, and the cos(w_k(u+v-j)) structure of the logits
 (paper Fig. 11); docs/measures.md.
 
-Everything is computed on the task's grid (``grokinterp.bases.TaskGrid``): logits per cell of
+Everything is computed on the task's grid (``grokinterp.analysis.bases.TaskGrid``): logits per cell of
 Z_m x Z_m with their columns re-ordered by phi_c, so that the additive math applies unchanged
 (directions cos/sin(w_k(u+v)) with u = phi_a(a), v = phi_b(b)). Consequences, stated plainly:
 
@@ -15,6 +15,13 @@ Z_m x Z_m with their columns re-ordered by phi_c, so that the additive math appl
   rows as it holds (``bases`` module docstring).
 
 For addition all of this is exactly the paper's definition over the p*p pairs.
+
+Every loss takes its input in one of three forms: a model (one forward pass over the dataset), its
+dataset-row logits, or the logits already on the grid (``GridLogits``, from ``grid_logits``); the
+neuron-level losses also take the last MLP layer already on the grid (``GridNeurons``). The
+precomputed forms let ``measures.compute_all_measures`` run one forward pass per checkpoint and
+give every measure from it (its ``GridNeurons`` reuse the neuron clustering's (u+v) coefficients,
+which agree with those of ``GridNeurons.from_cache`` to float32 rounding).
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ from torch import Tensor, nn
 
 from grokinterp.analysis.bases import TaskGrid, task_grid
 from grokinterp.analysis.fourier import apb_coefficients, fourier_basis, freq_rows, n_freqs
-from grokinterp.forward import apply_norm
+from grokinterp.analysis.spectra import W_L
+from grokinterp.forward import FinalCache, all_logits, apply_norm, final_position_cache
 from grokinterp.tasks import Dataset
 
 __all__ = [
     "GridLogits",
+    "GridNeurons",
     "Split",
     "cos_apb_minus_c_coefficients",
     "cosine_similarity_to_cos_apb_minus_c",
@@ -47,6 +56,7 @@ __all__ = [
     "restricted_loss_neuron",
 ]
 
+#: Rows of the grid a loss is taken over: the train split, the test split, or all of them.
 Split = Literal["train", "test", "all"]
 
 
@@ -69,6 +79,7 @@ class GridLogits:
 
 
 def _coeffs(L: Tensor, m: int) -> Tensor:
+    """The (u+v) coefficients ``GridLogits.C`` of grid logits L (m*m, n)."""
     C = L.new_zeros(m, L.shape[1])
     C[:, :m] = apb_coefficients(L[:, :m].reshape(m, m, m))
     return C
@@ -83,16 +94,16 @@ def grid_logits(logits: Float[Tensor, "n p"], dataset: Dataset) -> GridLogits:
 
 
 def _as_grid_logits(source: nn.Module | Tensor | GridLogits, dataset: Dataset) -> GridLogits:
+    """The grid logits of a model, of its dataset-row logits, or ``source`` itself."""
     if isinstance(source, GridLogits):
         return source
     if isinstance(source, nn.Module):
-        from grokinterp.analysis.measures import all_logits
-
         source = all_logits(source, dataset)
     return grid_logits(source, dataset)
 
 
 def _check_keys(m: int, keys: Sequence[int]) -> list[int]:
+    """The distinct keys, sorted; ``ValueError`` if one is not a frequency of Z_m."""
     keys = sorted({int(k) for k in keys})
     for k in keys:
         if not 1 <= k <= n_freqs(m):
@@ -138,6 +149,7 @@ def _wce(logits: Tensor, labels: Tensor, weight: Tensor) -> float:
 
 
 def _restricted_logits(G: GridLogits, keys: list[int]) -> Tensor:
+    """The restricted logits (m*m, n): the (u+v) part of the keys, bias-corrected."""
     U = _apb_rows(G.m, keys, None, G.L.device, G.L.dtype)
     R = U @ G.C[_rows(G.m, keys)]
     return R.add_(G.L.mean(0) - R.mean(0))  # R += mean over cells of (L - R)
@@ -157,7 +169,7 @@ def restricted_loss(
     """Restricted loss (paper Sec. 5.1): ``R = P L`` with P the projector onto u_cos(k), u_sin(k)
     of the key frequencies, plus the bias correction ``R += mean over cells of (L - R)``; float64
     cross-entropy on ``split`` ("all" as in the paper's figure; "train" is the other variant), on
-    the rows of the grid. ``logits`` may be a model."""
+    the rows of the grid. ``logits``: a model, its dataset-row logits or ``GridLogits``."""
     G = _as_grid_logits(logits, dataset)
     keys = _check_keys(G.m, key_freqs)
     R = _restricted_logits(G, keys)
@@ -171,7 +183,7 @@ def excluded_loss(
     key_freqs: Sequence[int],
 ) -> float:
     """Excluded loss (paper Sec. 5.1): ``L - P L`` (no bias correction), float64 cross-entropy on
-    the train rows of the grid. ``logits`` may be a model."""
+    the train rows of the grid. ``logits`` as in ``restricted_loss``."""
     G = _as_grid_logits(logits, dataset)
     return _excluded_from(G, _check_keys(G.m, key_freqs))
 
@@ -189,7 +201,8 @@ def per_frequency_excluded_loss(
     freqs: Sequence[int] | None = None,
 ) -> Float[Tensor, " k"]:
     """Excluded loss (train) with P built from one frequency at a time, for every k = 1..m//2
-    (default) or ``freqs``: float64, aligned with the frequencies (entry k-1 for the default)."""
+    (default) or ``freqs``: float64, aligned with the frequencies (entry k-1 for the default).
+    ``logits`` as in ``restricted_loss``."""
     G = _as_grid_logits(logits, dataset)
     freqs = list(range(1, n_freqs(G.m) + 1)) if freqs is None else [int(k) for k in freqs]
     _check_keys(G.m, freqs)
@@ -262,17 +275,39 @@ def _per_frequency_excluded(G: GridLogits, freqs: list[int]) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class GridNeurons:
+    """The last MLP layer on the task grid, what the neuron-level losses read: ``logits`` the
+    model's ``GridLogits``, ``post_mean`` the float64 mean of each neuron over the grid, ``coef``
+    the float64 coefficients of the neurons on the (u+v) directions (rows as in
+    ``fourier_basis(m)``), ``resid_post`` the last block's residual stream on the grid (None for
+    the GrokMLP, whose last hidden layer feeds the unembedding directly)."""
+
+    logits: GridLogits
+    post_mean: Float[Tensor, " d_mlp"]
+    coef: Float[Tensor, "m d_mlp"]
+    resid_post: Float[Tensor, "mm d_model"] | None
+
+    @classmethod
+    def from_cache(cls, cache: FinalCache, dataset: Dataset) -> GridNeurons:
+        """The last MLP layer of a ``FinalCache`` of the model on ``dataset``, put on its grid in
+        float64 (``ValueError`` with the reason if the task has no basis)."""
+        G = grid_logits(cache.logits, dataset)
+        post = G.grid.values(cache.post.to(torch.float64))
+        m = G.m
+        coef = apb_coefficients(post.reshape(m, m, -1))
+        resid = None if cache.resid_post is None else G.grid.values(cache.resid_post)
+        return cls(G, post.mean(0), coef, resid)
+
+
 def _neuron_logit_map(model: nn.Module, grid: TaskGrid) -> Tensor:
     """W_L (d_mlp, n_classes) float64 with the columns in the grid's class order."""
-    from grokinterp.analysis.spectra import W_L
-
     return W_L(model)[:, grid.class_order.to(model.W_U.device)].to(torch.float64)
 
 
-def _restricted_neuron_from(
-    model: nn.Module, G: GridLogits, post_mean: Tensor, coef: Tensor, keys: list[int], split: str
-) -> float:
-    """post_mean (d_mlp,) float64; coef (m, d_mlp) float64 (u+v) coefficients of the neurons."""
+def _restricted_neuron(model: nn.Module, neurons: GridNeurons, keys: list[int], split: str) -> float:
+    """Neuron-level restricted loss of checked ``keys`` (``restricted_loss_neuron``)."""
+    G, post_mean, coef = neurons.logits, neurons.post_mean, neurons.coef
     dev = G.L.device
     idx, w = _split_cells(G.grid, split, dev)
     WL = _neuron_logit_map(model, G.grid).to(dev)
@@ -283,10 +318,9 @@ def _restricted_neuron_from(
     return _wce(R, G.grid.labels.to(dev)[idx], w)
 
 
-def _excluded_neuron_from(
-    model: nn.Module, G: GridLogits, resid_post: Tensor | None, coef: Tensor, keys: list[int], split: str
-) -> float:
-    """resid_post: (m*m, d_model) the last block's residual stream on the grid (None: no norm)."""
+def _excluded_neuron(model: nn.Module, neurons: GridNeurons, keys: list[int], split: str) -> float:
+    """Neuron-level excluded loss of checked ``keys`` (``excluded_loss_neuron``)."""
+    G, resid_post, coef = neurons.logits, neurons.resid_post, neurons.coef
     dev = G.L.device
     idx, w = _split_cells(G.grid, split, dev)
     U = _apb_rows(G.m, keys, idx, dev, torch.float64)
@@ -304,38 +338,52 @@ def _excluded_neuron_from(
     return _wce(E, G.grid.labels.to(dev)[idx], w)
 
 
-def _neuron_inputs(model: nn.Module, dataset: Dataset, cache) -> tuple[GridLogits, Tensor, Tensor, Tensor | None]:
-    from grokinterp.forward import final_position_cache
-
-    cache = cache or final_position_cache(model, dataset.tokens)
-    G = grid_logits(cache.logits, dataset)
-    post = G.grid.values(cache.post.to(torch.float64))
-    m = G.m
-    coef = apb_coefficients(post.reshape(m, m, -1))
-    resid = None if cache.resid_post is None else G.grid.values(cache.resid_post)
-    return G, post.mean(0), coef, resid
+def _as_grid_neurons(
+    model: nn.Module, dataset: Dataset, cache: FinalCache | None, neurons: GridNeurons | None
+) -> GridNeurons:
+    """``neurons``, or the last MLP layer of ``cache`` (default: a forward pass) on the grid."""
+    if neurons is not None:
+        if cache is not None:
+            raise ValueError("pass cache or neurons, not both")
+        return neurons
+    return GridNeurons.from_cache(cache or final_position_cache(model, dataset.tokens), dataset)
 
 
 def restricted_loss_neuron(
-    model: nn.Module, dataset: Dataset, key_freqs: Sequence[int], *, cache=None, split: Split = "test"
+    model: nn.Module,
+    dataset: Dataset,
+    key_freqs: Sequence[int],
+    *,
+    cache: FinalCache | None = None,
+    split: Split = "test",
+    neurons: GridNeurons | None = None,
 ) -> float:
     """Neuron-level restricted loss, as in the TransformerLens demo's ``get_restricted_loss``: the
     centred neurons of the last MLP layer projected onto cos/sin(w_k(u+v)) of the key frequencies,
     the means added back, mapped through W_L and bias-corrected; float64 cross-entropy on the test
-    rows of the grid (the demo's choice). Layer norms are ignored, as in the demo's formula."""
-    G, post_mean, coef, _ = _neuron_inputs(model, dataset, cache)
-    return _restricted_neuron_from(model, G, post_mean, coef, _check_keys(G.m, key_freqs), split)
+    rows of the grid (the demo's choice). Layer norms are ignored, as in the demo's formula.
+    ``cache``: the model's ``FinalCache`` on ``dataset`` (default: one forward pass); ``neurons``:
+    the layer already on the grid, instead of ``cache``."""
+    N = _as_grid_neurons(model, dataset, cache, neurons)
+    return _restricted_neuron(model, N, _check_keys(N.logits.m, key_freqs), split)
 
 
 def excluded_loss_neuron(
-    model: nn.Module, dataset: Dataset, key_freqs: Sequence[int], *, cache=None, split: Split = "train"
+    model: nn.Module,
+    dataset: Dataset,
+    key_freqs: Sequence[int],
+    *,
+    cache: FinalCache | None = None,
+    split: Split = "train",
+    neurons: GridNeurons | None = None,
 ) -> float:
     """Neuron-level excluded loss, as in the demo's ``get_excluded_loss``: the projection of the
     last MLP layer's neurons onto cos/sin(w_k(u+v)) of the keys is removed (means kept), mapped
     through W_out and added to the rest of the residual stream, then unembedded (through
-    ``ln_final`` if there is one); float64 cross-entropy on the train rows of the grid."""
-    G, _, coef, resid = _neuron_inputs(model, dataset, cache)
-    return _excluded_neuron_from(model, G, resid, coef, _check_keys(G.m, key_freqs), split)
+    ``ln_final`` if there is one); float64 cross-entropy on the train rows of the grid.
+    ``cache`` and ``neurons`` as in ``restricted_loss_neuron``."""
+    N = _as_grid_neurons(model, dataset, cache, neurons)
+    return _excluded_neuron(model, N, _check_keys(N.logits.m, key_freqs), split)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -354,7 +402,10 @@ def _cos_coeffs_from(C: Tensor, m: int, freqs: list[int]) -> Tensor:
     return torch.stack(out) if out else C.new_zeros(0)
 
 
-def _grid_logits_of(logits: Tensor, p: int | Dataset) -> GridLogits:
+def _grid_logits_of(logits: Tensor | GridLogits, p: int | Dataset) -> GridLogits:
+    """``logits`` on the grid: of the dataset ``p``, or as (p*p, p) addition logits for an int."""
+    if isinstance(logits, GridLogits):
+        return logits
     if isinstance(p, Dataset):
         return grid_logits(logits, p)
     L = logits.reshape(p * p, -1)[:, :p].to(torch.float64)
@@ -362,13 +413,14 @@ def _grid_logits_of(logits: Tensor, p: int | Dataset) -> GridLogits:
 
 
 def cos_apb_minus_c_coefficients(
-    logits: Float[Tensor, "pp p"] | Float[Tensor, "p p p"] | Float[Tensor, "n p"],
+    logits: Float[Tensor, "pp p"] | Float[Tensor, "p p p"] | Float[Tensor, "n p"] | GridLogits,
     p: int | Dataset,
     keys: Sequence[int] | None = None,
 ) -> Float[Tensor, " k"]:
     """Coefficient of the logits on the unit-norm cos(w_k(u+v-j)) direction for each k in ``keys``
     (default all k), float64: paper Fig. 11, demo ``get_cos_coeffs``. ``p`` an int: (p*p, p)
-    addition logits; a Dataset: dataset-row logits, put on the task's grid."""
+    addition logits; a Dataset: dataset-row logits, put on the task's grid. ``logits`` may also be
+    ``GridLogits`` (then ``p`` is not read)."""
     G = _grid_logits_of(logits, p)
     freqs = list(range(1, n_freqs(G.m) + 1)) if keys is None else [int(k) for k in keys]
     _check_keys(G.m, freqs)
@@ -376,12 +428,13 @@ def cos_apb_minus_c_coefficients(
 
 
 def cosine_similarity_to_cos_apb_minus_c(
-    logits: Float[Tensor, "pp p"] | Float[Tensor, "p p p"] | Float[Tensor, "n p"],
+    logits: Float[Tensor, "pp p"] | Float[Tensor, "p p p"] | Float[Tensor, "n p"] | GridLogits,
     p: int | Dataset,
     keys: Sequence[int],
 ) -> float:
     """Cosine similarity of the logits (the columns with a phi_c) with their projection onto the
-    cos(w_k(u+v-j)) directions of the keys: ``||coefficients|| / ||L||`` (paper Fig. 11)."""
+    cos(w_k(u+v-j)) directions of the keys: ``||coefficients|| / ||L||`` (paper Fig. 11).
+    ``logits`` and ``p`` as in ``cos_apb_minus_c_coefficients``."""
     G = _grid_logits_of(logits, p)
     coef = _cos_coeffs_from(G.C, G.m, _check_keys(G.m, keys))
     return float(coef.norm() / G.L[:, : G.m].norm())

@@ -38,7 +38,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from grokinterp.tasks import Dataset, is_prime
+from grokinterp.tasks import Dataset, get_operation, is_prime
 
 __all__ = ["Family", "TaskBasis", "TaskGrid", "discrete_log_table", "primitive_root", "task_basis", "task_grid"]
 
@@ -99,6 +99,7 @@ class TaskBasis:
         return 0 if self.m is None else self.m // 2
 
     def to_dict(self) -> dict:
+        """The JSON form of analysis.json's ``basis`` entry (no tensors)."""
         return {
             "op": self.op,
             "p": self.p,
@@ -112,6 +113,7 @@ class TaskBasis:
 
 
 def _none(op: str, p: int, reason: str) -> TaskBasis:
+    """The basis of a task that has none, with the reason."""
     return TaskBasis(op, p, "none", None, None, None, None, "none", reason=reason)
 
 
@@ -139,8 +141,6 @@ def task_basis(op: str, p: int) -> TaskBasis:
         phi_b = x if op == "x2_y" else sq
         name = f"Z_{p} with phi_a = a^2, phi_b = {'b' if op == 'x2_y' else 'b^2'} (experimental)"
         return TaskBasis(op, p, "sum_decomposable", p, sq, phi_b, x, name, experimental=True)
-    from grokinterp.tasks import get_operation
-
     formula = get_operation(op).formula
     return _none(op, p, f"{op} ({formula}) is not of the form psi(phi_a(a) + phi_b(b)) in a cyclic group")
 
@@ -204,6 +204,7 @@ class TaskGrid:
 
 @functools.lru_cache(maxsize=16)
 def _cached_grid(op: str, p: int, a: tuple, b: tuple, labels: tuple, train: tuple) -> TaskGrid:
+    """The ``TaskGrid`` of a dataset given as hashable tuples (``task_grid``)."""
     basis = task_basis(op, p)
     m = basis.m
     a_t, b_t = torch.tensor(a), torch.tensor(b)

@@ -32,7 +32,7 @@ Generalisation to a cyclic group Z_m. A task gives each row the group elements p
 of Z_m with answer phi_a(a) + phi_b(b): addition phi_a = a, phi_b = b, m = p; subtraction
 phi_b = -b mod p; multiplication phi = discrete log to a primitive root, m = p - 1, rows with a = 0
 or b = 0 excluded; division additionally phi_b = -log(b). The distance becomes
-d = (phi_a - phi_b) mod m (``group_coordinates`` reads these maps from ``grokinterp.bases.task_basis``,
+d = (phi_a - phi_b) mod m (``group_coordinates`` reads these maps from ``grokinterp.analysis.bases.task_basis``,
 the project's one home of the discrete log). Grouping by a - b instead of the paper's b - a gives
 the same partition (d -> -d), so the same q. For odd m the sum and the distance
 are independent coordinates of Z_m^2, so a logit depending on the answer alone gives q = 1 exactly;
@@ -65,7 +65,7 @@ filters its runs by the circularity of the embeddings: at initialisation a trans
 is near uniform (s_g ~ 1, q ~ 1: "unclear") and the GrokMLP reads a and b through separate weights
 (s_g ~ 0, q ~ 1: "clock").
 
-Reference values (this module, p = 23, three key frequencies; see tests/test_clock_pizza.py):
+Reference values (this module, p = 23, three key frequencies; see tests/analysis/test_clock_pizza.py):
 planted Clock s_g = 0 over all triples (-0.033 with 100 random triples, seed 0), q = 1; planted Pizza
 s_g = 1, q = 0; a one-layer transformer grokked on p = 23 addition (the tests' GROK_P23 recipe,
 1200 full-batch epochs, test accuracy 1): s_g 0.02-0.09 over three 100-triple samples (seeds 0-2), q = 0.87 (Clock).
@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as TF
@@ -132,7 +132,7 @@ class GroupCoordinates:
 
 
 def group_coordinates(a: Int[Tensor, " n"], b: Int[Tensor, " n"], p: int, op: str) -> GroupCoordinates:
-    """Group elements of each row in the task's cyclic group, from ``grokinterp.bases.task_basis``
+    """Group elements of each row in the task's cyclic group, from ``grokinterp.analysis.bases.task_basis``
     (the one home of the maps): add, sub (Z_p) and mul, div at prime p (Z_{p-1} through the discrete
     log to the smallest primitive root). Raises ``ValueError`` for any other task (including the
     experimental sum-decomposable ones, whose maps are not injective) with the basis's reason."""
@@ -261,37 +261,22 @@ def gradient_cosines(
 
 
 def gradient_symmetricity(
-    model: nn.Module,
-    tokens: Int[Tensor, "n ctx"],
-    labels: Int[Tensor, " n"] | None = None,
-    *,
-    a_pos: int,
-    b_pos: int,
-    n_samples: int | None = 100,
-    generator: torch.Generator | None = None,
-    logit: LogitChoice = "random",
-    n_classes: int | None = None,
+    model: nn.Module, tokens: Int[Tensor, "n ctx"], labels: Int[Tensor, " n"] | None = None, **options: Any
 ) -> float:
     """Gradient symmetricity s_g (Zhong et al. 2023, Sec. 4, Definition 4.1): the mean over sampled
     triples (a, b, c) of the cosine similarity between the gradients of the logit Q_abc with respect
     to the input embeddings E_a and E_b (outputs of ``hook_embed`` at ``a_pos`` and ``b_pos``).
+
+    ``options`` are the keyword arguments of ``gradient_cosines``, which draws the triples and
+    computes the cosines: ``a_pos`` and ``b_pos`` (required), ``n_samples`` (100), ``generator``,
+    ``logit`` ("random"), ``n_classes``, ``batch_size``.
 
     ``tokens`` are the valid inputs of the task (mask out rows outside the group before calling);
     logits are ``model(tokens)[:, -1, :]`` and c ranges over the first ``n_classes`` classes
     (default: the model's output size, p). Default: 100 triples with c uniformly random, as in the
     paper; deterministic given ``generator``. Near 1 for Pizza, clearly lower for Clock.
     """
-    cos, _, _ = gradient_cosines(
-        model,
-        tokens,
-        labels,
-        a_pos=a_pos,
-        b_pos=b_pos,
-        n_samples=n_samples,
-        generator=generator,
-        logit=logit,
-        n_classes=n_classes,
-    )
+    cos, _, _ = gradient_cosines(model, tokens, labels, **options)
     value = float(cos.mean())
     logger.debug("gradient symmetricity %.4f over %d samples", value, len(cos))
     return value
@@ -402,6 +387,51 @@ def classify(gradient_symmetricity: float, distance_irrelevance: float) -> Verdi
 
 
 @dataclass(frozen=True)
+class _GroupInputs:
+    """The inputs of a cyclic-group dataset that both measures read: the rows inside the group,
+    their distances, and the positions of a and b."""
+
+    tokens: Int[Tensor, "n ctx"]
+    labels: Int[Tensor, " n"]
+    distance: Int[Tensor, " n"]
+    m: int
+    a_pos: int
+    b_pos: int
+    p: int
+
+    @classmethod
+    def of(cls, dataset: tasks.Dataset, device: torch.device | None = None) -> _GroupInputs:
+        """The rows of ``dataset`` inside its group (``group_coordinates``), tokens on ``device``
+        (default: where they are)."""
+        a_pos, b_pos = embed_positions(dataset.layout)
+        coords = group_coordinates(dataset.a, dataset.b, dataset.p, dataset.op)
+        keep = coords.mask
+        tokens = dataset.tokens[keep]
+        tokens = tokens if device is None else tokens.to(device)
+        return cls(tokens, dataset.labels[keep], coords.distance[keep], coords.m, a_pos, b_pos, dataset.p)
+
+    def gradient_symmetricity(
+        self, model: nn.Module, *, n_samples: int | None, generator: torch.Generator | None, logit: LogitChoice
+    ) -> float:
+        """``gradient_symmetricity`` over the rows, c over the p classes."""
+        return gradient_symmetricity(
+            model,
+            self.tokens,
+            self.labels,
+            a_pos=self.a_pos,
+            b_pos=self.b_pos,
+            n_samples=n_samples,
+            generator=generator,
+            logit=logit,
+            n_classes=self.p,
+        )
+
+    def distance_irrelevance(self, model: nn.Module) -> float:
+        """``distance_irrelevance`` of the model's correct logits on the rows."""
+        return distance_irrelevance(correct_logits(model, self.tokens, self.labels), self.distance, m=self.m)
+
+
+@dataclass(frozen=True)
 class ClockPizza:
     """The two measures of Zhong et al. 2023 (Definitions 4.1 and 4.2) and the ``classify`` verdict."""
 
@@ -411,6 +441,7 @@ class ClockPizza:
 
     @classmethod
     def from_values(cls, gradient_symmetricity: float, distance_irrelevance: float) -> ClockPizza:
+        """The two measures with their ``classify`` verdict."""
         return cls(gradient_symmetricity, distance_irrelevance, classify(gradient_symmetricity, distance_irrelevance))
 
 
@@ -427,29 +458,16 @@ def clock_pizza(
     Positions come from the layout (``embed_positions``), group elements and distances from
     ``group_coordinates``; rows outside the group (a or b = 0 for mul/div) are dropped.
     """
-    a_pos, b_pos = embed_positions(dataset.layout)
-    coords = group_coordinates(dataset.a, dataset.b, dataset.p, dataset.op)
-    keep = coords.mask
-    tokens, labels = dataset.tokens[keep], dataset.labels[keep]
-    s_g = gradient_symmetricity(
-        model,
-        tokens,
-        labels,
-        a_pos=a_pos,
-        b_pos=b_pos,
-        n_samples=n_samples,
-        generator=generator,
-        logit=logit,
-        n_classes=dataset.p,
-    )
-    q = distance_irrelevance_of_model(model, tokens, labels, coords.distance[keep], m=coords.m)
+    group = _GroupInputs.of(dataset)
+    s_g = group.gradient_symmetricity(model, n_samples=n_samples, generator=generator, logit=logit)
+    q = group.distance_irrelevance(model)
     result = ClockPizza.from_values(s_g, q)
     logger.info("clock/pizza: symmetricity %.4f, irrelevance %.4f -> %s", s_g, q, result.verdict)
     return result
 
 
 # --------------------------------------------------------------------------------------------
-# Over training (``grokinterp.analysis``)
+# Over training (``grokinterp.analysis.run_analysis``)
 # --------------------------------------------------------------------------------------------
 
 #: Triples per checkpoint for gradient symmetricity in ``analyze_run`` (the paper's 100) and the
@@ -479,7 +497,7 @@ THRESHOLDS = {
 
 def not_defined_reason(op: str, p: int) -> str | None:
     """None when the clock/pizza measures are defined for the task (a cyclic group in
-    ``grokinterp.bases``), else why not."""
+    ``grokinterp.analysis.bases``), else why not."""
     basis = task_basis(op, p)
     if basis.family == "cyclic":
         return None
@@ -500,24 +518,11 @@ def measure_columns(model: nn.Module, dataset: tasks.Dataset) -> dict[str, float
     nan = float("nan")
     if not_defined_reason(dataset.op, dataset.p) is not None:
         return dict.fromkeys(COLUMNS, nan)
-    a_pos, b_pos = embed_positions(dataset.layout)
-    coords = group_coordinates(dataset.a, dataset.b, dataset.p, dataset.op)
-    keep = coords.mask
-    tokens, labels = dataset.tokens[keep], dataset.labels[keep]
-    device = next(model.parameters()).device
-    tokens = tokens.to(device)
-    s_g = gradient_symmetricity(
-        model,
-        tokens,
-        labels,
-        a_pos=a_pos,
-        b_pos=b_pos,
-        n_samples=ANALYSIS_SAMPLES,
-        generator=torch.Generator().manual_seed(ANALYSIS_SEED),
-        n_classes=dataset.p,
-    )
+    group = _GroupInputs.of(dataset, next(model.parameters()).device)
+    generator = torch.Generator().manual_seed(ANALYSIS_SEED)
+    s_g = group.gradient_symmetricity(model, n_samples=ANALYSIS_SAMPLES, generator=generator, logit="random")
     try:
-        q = distance_irrelevance(correct_logits(model, tokens, labels), coords.distance[keep], m=coords.m)
+        q = group.distance_irrelevance(model)
     except ValueError as err:
         logger.debug("distance irrelevance not defined: %s", err)
         q = nan

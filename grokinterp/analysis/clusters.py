@@ -1,7 +1,7 @@
 """Neuron-frequency clustering of every MLP layer, and the named rules for key frequencies
 (Nanda et al. 2023, Sec. 4.2; docs/measures.md).
 
-Neurons are clustered on the task's grid (``grokinterp.bases.TaskGrid``): a neuron's activations
+Neurons are clustered on the task's grid (``grokinterp.analysis.bases.TaskGrid``): a neuron's activations
 over the (phi_a, phi_b) cells of Z_m x Z_m, centred; its energy at frequency k is the sum of squares
 of its 2D Fourier coefficients (0,cos k), (0,sin k), (cos k,0), (sin k,0) and the (cos/sin k,
 cos/sin k) block (3 coefficients for the Nyquist frequency of an even m), divided by its total.
@@ -74,14 +74,17 @@ class NeuronClusters:
 
     @property
     def d_mlp(self) -> int:
+        """Number of neurons of the layer."""
         return int(self.labels.numel())
 
     @property
     def n_explained(self) -> int:
+        """Number of neurons with a label (best fraction at least the threshold)."""
         return int((self.labels >= 0).sum())
 
     @property
     def frac_explained(self) -> float:
+        """Fraction of the layer's neurons with a label."""
         return (self.labels >= 0).double().mean().item()
 
     @property
@@ -127,6 +130,7 @@ class KeyFrequencies:
         return None
 
     def to_dict(self) -> dict:
+        """The JSON form of analysis.json (with the ``warning``)."""
         return {
             "freqs": list(self.freqs),
             "rule": self.rule,
@@ -140,6 +144,7 @@ class KeyFrequencies:
 
     @classmethod
     def from_dict(cls, d: dict) -> KeyFrequencies:
+        """The inverse of ``to_dict`` (the warning is derived, not read)."""
         return cls(
             tuple(int(k) for k in d["freqs"]),
             d["rule"],
@@ -168,6 +173,7 @@ def _sum_sq(g: Tensor) -> Tensor:
 
 
 def _centred_grid(acts: Tensor, m: int | None) -> Tensor:
+    """Activations (m, m, n) or (m*m, n) as a (m, m, n) grid minus each neuron's mean."""
     if acts.ndim == 2:
         if m is None:
             m = math.isqrt(acts.shape[0])
@@ -201,7 +207,7 @@ def neuron_frequency_clusters(
 
 
 def key_frequencies(
-    source: NeuronClusters | Tensor,
+    source: NeuronClusters | Float[Tensor, "m m d_mlp"],
     p: int | None = None,
     *,
     rule: Literal["clustered", "paper_code"] = "clustered",

@@ -1,7 +1,7 @@
 """The real Fourier basis on Z_m and the Fourier directions used by the progress measures.
 
 Conventions (docs/measures.md, Nanda et al. 2023, arXiv 2301.05217). The group is Z_m; for
-addition m = p, for the other cyclic-group tasks see ``grokinterp.bases`` (e.g. m = p - 1 for
+addition m = p, for the other cyclic-group tasks see ``grokinterp.analysis.bases`` (e.g. m = p - 1 for
 multiplication through the discrete log). Below "p" names the size of the group, whatever it is.
 
 - ``F`` is m x m and orthonormal. Row 0 is the constant ``1/sqrt(m)``; for k = 1..floor((m-1)/2),
@@ -292,6 +292,3 @@ def frequency_energy_and_apb(g: Float[Tensor, "p p n"]) -> tuple[Float[Tensor, "
         # Nyquist: cos(pi(a-b)) = cos(pi(a+b)) = the (cos, cos) direction: count it once.
         per_row[-1] -= sq[-1, 3 * m :]
     return _per_freq(per_row, p), coeffs[:, 2 * m : 3 * m]
-
-
-_energy_and_apb = frequency_energy_and_apb  # the former private name

@@ -25,20 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
-import re
 import time
-import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from grokinterp import constants as C
-from grokinterp.config import JsonConfig
-from grokinterp.io.files import atomic_write_text, strict_json
+from grokinterp.config import JsonConfig, documented
+from grokinterp.errors import RunDirError
+from grokinterp.io import rundir
+from grokinterp.io.files import strict_json
+from grokinterp.progress import progress_enabled
 
 if TYPE_CHECKING:
     from torch import nn
@@ -59,10 +58,6 @@ _INSTALL = "the LLC needs devinterp: pip install 'grokinterp[llc]'"
 DRIFT_TOLERANCE = 0.25
 
 
-def _f(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"doc": doc})
-
-
 @dataclass(frozen=True)
 class LLCConfig(JsonConfig):
     """Hyperparameters of the SGLD estimate of the LLC (``LLCConfig.doc(name)`` documents each).
@@ -74,26 +69,27 @@ class LLCConfig(JsonConfig):
 
     _label = "LLC config"
 
-    sampler: Sampler = _f("sgld", "devinterp sampler: sgld (Lau et al. 2023) or rmsprop_sgld (preconditioned)")
-    epsilon: float = _f(3e-5, "SGLD step size (devinterp's lr)")
-    gamma: float = _f(1000.0, "localization: strength of the pull back to the checkpoint's weights")
-    nbeta: float | None = _f(
+    sampler: Sampler = documented("sgld", "devinterp sampler: sgld (Lau et al. 2023) or rmsprop_sgld (preconditioned)")
+    epsilon: float = documented(3e-5, "SGLD step size (devinterp's lr)")
+    gamma: float = documented(1000.0, "localization: strength of the pull back to the checkpoint's weights")
+    nbeta: float | None = documented(
         None, "inverse temperature n*beta; none = devinterp's default_nbeta(n) = n/log(n) for the n train examples"
     )
-    num_chains: int = _f(2, "independent SGLD chains (llc_std is their spread)")
-    num_draws: int = _f(150, "draws per chain that enter the estimate")
-    num_burnin_steps: int = _f(100, "SGLD steps per chain before the first draw (kept in the traces)")
-    num_steps_bw_draws: int = _f(1, "SGLD steps per draw")
-    batch_size: int = _f(128, "minibatch size of the SGLD gradient (train examples per step)")
-    seed: int = _f(
+    num_chains: int = documented(2, "independent SGLD chains (llc_std is their spread)")
+    num_draws: int = documented(150, "draws per chain that enter the estimate")
+    num_burnin_steps: int = documented(100, "SGLD steps per chain before the first draw (kept in the traces)")
+    num_steps_bw_draws: int = documented(1, "SGLD steps per draw")
+    batch_size: int = documented(128, "minibatch size of the SGLD gradient (train examples per step)")
+    seed: int = documented(
         0, "seed of the chains: chain c uses seed + c (noise and minibatch order); the same seed, the same estimate"
     )
-    save_metrics: bool = _f(False, "also save devinterp's per-step SGLD metrics (distance from w*, norms); slower")
+    save_metrics: bool = documented(
+        False, "also save devinterp's per-step SGLD metrics (distance from w*, norms); slower"
+    )
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(LLCConfig)
-        for f in fields(self):
-            _check_field(self, f.name, hints[f.name])
+        """Check every field's type (``JsonConfig``), then the ranges."""
+        super().__post_init__()
         if self.epsilon <= 0:
             raise ValueError(f"epsilon must be positive (got {self.epsilon})")
         if self.gamma < 0:
@@ -105,10 +101,6 @@ class LLCConfig(JsonConfig):
                 raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.num_burnin_steps < 0:
             raise ValueError(f"num_burnin_steps must be non-negative (got {self.num_burnin_steps})")
-
-    @classmethod
-    def doc(cls, name: str) -> str:
-        return cls.__dataclass_fields__[name].metadata.get("doc", "")
 
     @property
     def num_steps(self) -> int:
@@ -125,34 +117,8 @@ class LLCConfig(JsonConfig):
 
     @classmethod
     def load(cls, path: str | Path) -> LLCConfig:
+        """The config in a JSON file (``to_json``)."""
         return cls.from_json(Path(path).read_text())
-
-    def replace(self, **changes: Any) -> LLCConfig:
-        return dataclasses.replace(self, **changes)
-
-
-def _check_field(cfg: LLCConfig, name: str, hint: Any) -> None:
-    value = getattr(cfg, name)
-    args = typing.get_args(hint)
-    if type(None) in args:
-        if value is None:
-            return
-        hint = next(a for a in args if a is not type(None))
-    if typing.get_origin(hint) is Literal:
-        if value not in typing.get_args(hint):
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, typing.get_args(hint)))} (got {value!r})")
-        return
-    if hint is bool:
-        ok, want = isinstance(value, bool), "true or false"
-    elif hint is int:
-        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
-    else:  # float
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        want = "a finite number"
-        if ok and isinstance(value, int):  # 1 -> 1.0, so JSON round trips keep the type
-            object.__setattr__(cfg, name, float(value))
-    if not ok:
-        raise ValueError(f"{name} must be {want} (got {value!r})")
 
 
 @dataclass(frozen=True)
@@ -191,13 +157,16 @@ class LLCEstimate:
     epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain Python values (the JSON document of ``llc/epoch_*.json``)."""
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
+        """Strict JSON (NaN written as null)."""
         return strict_json(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LLCEstimate:
+        """The estimate of a JSON document (unknown keys ignored; null read back as NaN)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
         for k in ("llc_mean", "llc_std", "llc_mean_all_steps", "init_loss"):  # JSON null = NaN
@@ -409,10 +378,6 @@ def _drift(draws: Sequence[float], init_loss: float) -> float | None:
 # ----------------------------------------------------------------------------------------------
 
 
-def llc_path(run_dir: str | Path, epoch: int) -> Path:
-    return Path(run_dir) / C.LLC_DIR / f"epoch_{epoch:06d}.json"
-
-
 def llc_over_run(
     run_dir: str | Path,
     cfg: LLCConfig | None = None,
@@ -430,7 +395,7 @@ def llc_over_run(
     import torch
     from tqdm.auto import tqdm
 
-    from grokinterp.io import checkpoints as ckpt
+    from grokinterp.io.files import load_tensors
     from grokinterp.io.runs import Run
     from grokinterp.models import build_model, load_weights
 
@@ -438,52 +403,44 @@ def llc_over_run(
     run = Run(run_dir)
     all_epochs = run.checkpoint_epochs
     if not all_epochs:
-        raise ckpt.RunDirError(f"{run.path}: no checkpoints to estimate the LLC of")
-    epochs = all_epochs if epochs is None else [run._resolve_epoch(e) for e in epochs]
-    out_dir = run.path / C.LLC_DIR
-    config_path = out_dir / C.LLC_CONFIG_FILE
-    previous = _read_config(config_path)
+        raise RunDirError(f"{run.path}: no checkpoints to estimate the LLC of")
+    epochs = all_epochs if epochs is None else [run.resolve_epoch(e) for e in epochs]
+    previous = _read_config(run.path)
     if write:
         if previous is not None and previous != cfg:
-            stale = sorted(out_dir.glob("epoch_*.json"))
-            logger.info("%s: LLC config changed; removing %d earlier estimates", run.path, len(stale))
-            for path in stale:
-                path.unlink()
-        atomic_write_text(config_path, cfg.to_json())
+            removed = rundir.remove_llc_estimates(run.path)
+            logger.info("%s: LLC config changed; removed %d earlier estimates", run.path, removed)
+        rundir.write_llc_config(run.path, cfg)
     model = build_model(run.config)
     results: dict[int, LLCEstimate] = {}
-    for epoch in tqdm(epochs, desc="LLC", unit="ckpt", disable=not progress):
-        path = llc_path(run.path, epoch)
-        if reuse and previous == cfg and path.is_file():
-            est = LLCEstimate.from_dict(json.loads(path.read_text()))
+    for epoch in tqdm(epochs, desc="LLC", unit="ckpt", disable=not progress_enabled(progress)):
+        saved = rundir.read_llc_estimate(run.path, epoch) if reuse and previous == cfg else None
+        if saved is not None:
+            est = LLCEstimate.from_dict(saved)
             if est.config == cfg.to_dict():
                 results[epoch] = est
                 continue
-        cpath = ckpt.checkpoint_path(run.path, epoch)
-        tensors, _ = ckpt.load_tensors(cpath)
+        cpath = rundir.checkpoint_path(run.path, epoch)
+        tensors, _ = load_tensors(cpath)
         with torch.no_grad():
             load_weights(model, tensors, cpath)
         est = dataclasses.replace(estimate_llc(model, run.dataset, cfg), epoch=epoch)
         for w in est.warnings:
             logger.info("%s epoch %d: %s", run.path, epoch, w)
         if write:
-            atomic_write_text(path, est.to_json())
+            rundir.write_llc_estimate(run.path, epoch, est)
         results[epoch] = est
     return results
 
 
-def _read_config(path: Path) -> LLCConfig | None:
+def _read_config(run_dir: Path) -> LLCConfig | None:
+    """The config of the estimates in ``RUN/llc/`` (None when there is none or it is unreadable)."""
     try:
-        return LLCConfig.load(path)
+        return LLCConfig.load(rundir.llc_config_path(run_dir))
     except (OSError, ValueError):
         return None
 
 
 def load_llc(run_dir: str | Path) -> dict[int, LLCEstimate]:
     """The LLC estimates written by ``llc_over_run`` (or ``grokinterp analyze --llc``), by epoch."""
-    out_dir = Path(run_dir) / C.LLC_DIR
-    found = {}
-    for path in sorted(out_dir.glob("epoch_*.json")):
-        if m := re.fullmatch(r"epoch_(\d+)\.json", path.name):
-            found[int(m.group(1))] = LLCEstimate.from_dict(json.loads(path.read_text()))
-    return found
+    return {e: LLCEstimate.from_dict(rundir.read_llc_estimate(run_dir, e)) for e in rundir.llc_epochs(run_dir)}

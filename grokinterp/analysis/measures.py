@@ -5,14 +5,15 @@ The measures are those of Nanda et al. 2023 ("Progress measures for grokking via
 interpretability", arXiv 2301.05217) and of the TransformerLens Grokking demo, defined in
 docs/measures.md, and live in one module per concept:
 
-- ``grokinterp.bases``: the Fourier basis of each task (Z_p, Z_{p-1} through the discrete log, ...)
-  and the (phi_a, phi_b) grid; a task without one gets no Fourier measure, with the reason;
-- ``grokinterp.forward``: the forward passes (``final_position_cache``);
-- ``grokinterp.spectra``: W_E and W_L spectra, Gini coefficients, weight norms;
-- ``grokinterp.clusters``: neuron-frequency clustering of every MLP layer, key-frequency rules;
-- ``grokinterp.ablations``: restricted / excluded loss (logit and neuron level, per frequency)
-  and the cos(w(phi_a + phi_b - phi_c)) coefficients;
-- ``grokinterp.attention``: attention from "=" to a and b.
+- ``grokinterp.analysis.bases``: the Fourier basis of each task (Z_p, Z_{p-1} through the discrete
+  log, ...) and the (phi_a, phi_b) grid; a task without one gets no Fourier measure, with the reason;
+- ``grokinterp.forward``: the forward passes (``final_position_cache``, ``all_logits``);
+- ``grokinterp.analysis.spectra``: W_E and W_L spectra, Gini coefficients, weight norms;
+- ``grokinterp.analysis.clusters``: neuron-frequency clustering of every MLP layer, key-frequency
+  rules;
+- ``grokinterp.analysis.ablations``: restricted / excluded loss (logit and neuron level, per
+  frequency) and the cos(w(phi_a + phi_b - phi_c)) coefficients;
+- ``grokinterp.analysis.attention``: attention from "=" to a and b.
 
 Every Fourier measure is computed in the task's own basis or is NaN (not defined); the reason is
 ``task_basis(op, p).reason``. Plain losses and accuracies always use every row of the dataset.
@@ -27,15 +28,9 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from grokinterp.analysis.ablations import (
+    GridLogits,
+    GridNeurons,
     Split,
-    _cos_coeffs_from,
-    _excluded_from,
-    _excluded_neuron_from,
-    _per_frequency_excluded,
-    _restricted_logits,
-    _restricted_neuron_from,
-    _split_cells,
-    _wce,
     cos_apb_minus_c_coefficients,
     cosine_similarity_to_cos_apb_minus_c,
     excluded_loss,
@@ -46,7 +41,7 @@ from grokinterp.analysis.ablations import (
     restricted_loss_neuron,
 )
 from grokinterp.analysis.attention import attention_to_a_b
-from grokinterp.analysis.bases import TaskBasis, task_basis, task_grid
+from grokinterp.analysis.bases import task_basis, task_grid
 from grokinterp.analysis.clusters import (
     DEFAULT_THRESHOLD,
     KeyFrequencies,
@@ -71,7 +66,7 @@ from grokinterp.analysis.spectra import (
     wl_freq_norms,
     wl_spectrum,
 )
-from grokinterp.forward import FinalCache, final_position_cache, last_position_logits, split_metrics
+from grokinterp.forward import FinalCache, all_logits, final_position_cache, split_metrics
 from grokinterp.tasks import Dataset
 
 __all__ = [
@@ -79,6 +74,8 @@ __all__ = [
     "FOURIER_MEASURES",
     "W_L",
     "FinalCache",
+    "GridLogits",
+    "GridNeurons",
     "KeyFrequencies",
     "NeuronClusters",
     "Split",
@@ -96,6 +93,7 @@ __all__ = [
     "gini",
     "gini_W_E",
     "gini_W_L",
+    "grid_logits",
     "key_frequencies",
     "layer_clusters",
     "loss_and_accuracy",
@@ -123,21 +121,6 @@ FOURIER_MEASURES = (
     "cos_sim_cos_apb_c",
     "n_key_freqs",
 )
-
-_CHUNK = 16_384
-
-
-def _dataset_or_tokens(x: Dataset | Tensor) -> Tensor:
-    return x.tokens if isinstance(x, Dataset) else x
-
-
-@torch.no_grad()
-def all_logits(model: nn.Module, dataset: Dataset, chunk: int = _CHUNK) -> Float[Tensor, "n p"]:
-    """Final-position logits for every row of ``dataset`` on the p answer classes (the demo's
-    ``model(dataset)[:, -1]``), from ``forward.last_position_logits`` in chunks."""
-    tokens = dataset.tokens.to(next(model.parameters()).device)
-    out = torch.cat([last_position_logits(model, t) for t in tokens.split(chunk)])
-    return out[:, : dataset.p]
 
 
 @torch.no_grad()
@@ -226,7 +209,7 @@ def select_key_frequencies(
 
 
 @torch.no_grad()
-def logit_frequency_energy(source: nn.Module | Tensor, dataset: Dataset) -> Float[Tensor, " k"]:
+def logit_frequency_energy(source: nn.Module | Float[Tensor, "n p"], dataset: Dataset) -> Float[Tensor, " k"]:
     """Energy of each frequency k = 1..m//2 in the logits' (u+v) coefficients, summed over answer
     classes (the input of the ``logits`` key rule). ``source``: a model or its (n, p) logits."""
     logits = final_position_cache(source, dataset.tokens).logits if isinstance(source, nn.Module) else source
@@ -237,7 +220,8 @@ def logit_frequency_energy(source: nn.Module | Tensor, dataset: Dataset) -> Floa
     return torch.stack([rows[2 * k - 1] + (rows[2 * k] if 2 * k < m else 0.0) for k in range(1, m // 2 + 1)])
 
 
-def _not_defined(out: dict, basis: TaskBasis) -> dict:
+def _not_defined(out: dict) -> dict:
+    """``out`` with every Fourier measure NaN and the key lists empty (a task without a basis)."""
     nan = float("nan")
     out.update(dict.fromkeys(FOURIER_MEASURES, nan))
     out.update(key_freqs=[], key_freqs_clustered=[], key_freqs_paper_code=[], cos_apb_c_coeffs=[])
@@ -275,7 +259,7 @@ def compute_all_measures(
     out["sum_sq_weights"] = sum_squared_weights(model)[0]
     basis = task_basis(dataset.op, dataset.p)
     if not basis.defined:
-        return _not_defined(out, basis)
+        return _not_defined(out)
     grid = task_grid(dataset)
     m, K = grid.m, basis.n_freqs
     out["gini_W_E"] = gini_W_E(model, basis)
@@ -302,29 +286,25 @@ def compute_all_measures(
     out["n_key_freqs"] = float(len(keys))
 
     per_k_only = not keys  # with no key frequencies there is nothing to restrict to or exclude
-    # Logit level (paper).
+    # Logit level (paper), from the logits on the grid.
     G = grid_logits(cache.logits, dataset)
-    R = _restricted_logits(G, keys)
-    labels = grid.labels.to(R.device)
-    idx, w = _split_cells(grid, "all", R.device)
-    out["restricted_loss"] = _wce(R[idx], labels[idx], w)
-    idx, w = _split_cells(grid, "train", R.device)
-    out["restricted_loss_train"] = _wce(R[idx], labels[idx], w)
-    out["excluded_loss"] = _excluded_from(G, keys)
-    per_k = _per_frequency_excluded(G, list(range(1, K + 1)))
+    out["restricted_loss"] = restricted_loss(G, dataset, keys, split="all")
+    out["restricted_loss_train"] = restricted_loss(G, dataset, keys, split="train")
+    out["excluded_loss"] = excluded_loss(G, dataset, keys)
+    per_k = per_frequency_excluded_loss(G, dataset)
     out.update({f"excluded_loss_k{k}": float(per_k[k - 1]) for k in range(1, K + 1)})
 
-    # Neuron level (demo), last MLP layer. Centring does not change the (u+v) coefficients of k >= 1.
+    # Neuron level (demo), last MLP layer, from the clustering's (u+v) coefficients: centring does
+    # not change the (u+v) coefficients of k >= 1.
     post = grid.values(cache.post).to(torch.float64)
-    coef = coefs[-1].to(torch.float64)
-    out["restricted_loss_neuron"] = _restricted_neuron_from(model, G, post.mean(0), coef, keys, "test")
     resid = None if cache.resid_post is None else grid.values(cache.resid_post)
-    out["excluded_loss_neuron"] = _excluded_neuron_from(model, G, resid, coef, keys, "train")
+    neurons = GridNeurons(G, post.mean(0), coefs[-1].to(torch.float64), resid)
+    out["restricted_loss_neuron"] = restricted_loss_neuron(model, dataset, keys, split="test", neurons=neurons)
+    out["excluded_loss_neuron"] = excluded_loss_neuron(model, dataset, keys, split="train", neurons=neurons)
 
     # Fig. 11.
-    cos_coef = _cos_coeffs_from(G.C, m, keys)
-    out["cos_sim_cos_apb_c"] = float(cos_coef.norm() / G.L[:, :m].norm())
-    out["cos_apb_c_coeffs"] = [float(c) for c in cos_coef]
+    out["cos_sim_cos_apb_c"] = cosine_similarity_to_cos_apb_minus_c(G, dataset, keys)
+    out["cos_apb_c_coeffs"] = [float(c) for c in cos_apb_minus_c_coefficients(G, dataset, keys)]
     if per_k_only:
         out.update(dict.fromkeys(KEY_MEASURES, float("nan")))
     return out

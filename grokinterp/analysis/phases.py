@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grokinterp.constants import GROKKING_THRESHOLD
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAPER_PHASES = (1400, 9400, 14000)
 DEMO_PHASES = (1500, 13300, 16600)
@@ -85,7 +88,7 @@ def _memorisation_end(rows: list[dict], log_p: float) -> tuple[int | None, int |
     return None, None, "test loss has not yet fallen from its peak after train loss collapsed"
 
 
-def _first_grokked(rows: list[dict], table) -> int | None:
+def _first_grokked(rows: list[dict], table: pd.DataFrame) -> int | None:
     hits = [int(r["epoch"]) for r in rows if _finite(r.get("test_acc")) and r["test_acc"] >= GROKKING_THRESHOLD]
     if "test_acc" in table:
         hits += [
@@ -96,7 +99,7 @@ def _first_grokked(rows: list[dict], table) -> int | None:
     return min(hits) if hits else None
 
 
-def detect_phases(metrics_rows: Sequence[dict[str, Any]], table, p: int | None = None) -> dict[str, Any]:
+def detect_phases(metrics_rows: Sequence[dict[str, Any]], table: pd.DataFrame, p: int | None = None) -> dict[str, Any]:
     """Phase boundaries from a run's metrics rows (every evaluation) and its measures table (every
     checkpoint: ``epoch``, ``excluded_loss``, ``sum_sq_weights``, optionally ``test_acc``).
 

@@ -28,11 +28,16 @@ from grokinterp.analysis import clock_pizza, measures
 from grokinterp.analysis.bases import task_basis
 from grokinterp.analysis.clusters import KeyFrequencies, KeyRule
 from grokinterp.analysis.phases import detect_phases
-from grokinterp.io import checkpoints as ckpt
+from grokinterp.errors import RunDirError
+from grokinterp.io import rundir
+from grokinterp.io.files import load_tensors
 from grokinterp.io.runs import Run
 from grokinterp.models import build_model, load_weights
+from grokinterp.progress import progress_enabled
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from grokinterp.analysis.llc import LLCConfig
 
 __all__ = ["Analysis", "analyze_run", "load_analysis"]
@@ -77,13 +82,17 @@ class Analysis:
 
     @property
     def key_freqs(self) -> list[int]:
+        """The chosen key frequencies (empty for a task without a basis)."""
         return [] if self.key_frequencies is None else list(self.key_frequencies.freqs)
 
     @property
     def basis_defined(self) -> bool:
+        """Whether the task has a Fourier basis (else no Fourier measure is defined)."""
         return self.basis.get("family", "none") != "none"
 
     def chosen_layer(self) -> dict[str, Any] | None:
+        """The ``layers`` entry of the keys' layer (default: the one with the most neurons
+        explained); None without MLP layers."""
         kf = self.key_frequencies
         layer = kf.layer if kf is not None and kf.layer is not None else None
         if layer is None:
@@ -92,6 +101,7 @@ class Analysis:
         return next((d for d in self.layers if d["layer"] == layer), None)
 
     def to_dict(self) -> dict[str, Any]:
+        """The contents of analysis.json, with the derived keys older readers expect."""
         kf = self.key_frequencies
         chosen = self.chosen_layer()
         src = "not defined" if kf is None else (kf.rule if kf.rule == "given" else f"final checkpoint ({kf.rule} rule)")
@@ -125,6 +135,7 @@ class Analysis:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Analysis:
+        """The ``Analysis`` of an analysis.json dict (also of older versions, with defaults)."""
         kf = d.get("key_frequencies")
         if kf is None and d.get("key_freqs"):  # analysis.json of an older version
             kf = {"freqs": d["key_freqs"], "rule": "clustered", "basis": "Z_p (additive)"}
@@ -147,12 +158,14 @@ class Analysis:
         )
 
     def to_json(self) -> str:
+        """``to_dict`` as indented JSON (the text of analysis.json)."""
         return json.dumps(self.to_dict(), indent=2, default=_json_default)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Analysis | None:
-        path = Path(run_dir) / "analysis.json"
-        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else None
+        """The ``Analysis`` of a run directory (None if it has no analysis.json)."""
+        doc = rundir.read_analysis(run_dir)
+        return None if doc is None else cls.from_dict(doc)
 
 
 def load_analysis(run_dir: str | Path) -> Analysis | None:
@@ -195,7 +208,7 @@ def analyze_run(
     layer: int | None = None,
     key_rule: KeyRule = "clustered",
     llc: LLCConfig | None = None,
-):
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Compute all measures for every checkpoint; return ``(DataFrame, analysis.json as a dict)``
     (``Analysis.from_dict`` types it). ``layer``: the MLP layer of the neuron key rules (default
     the one with the most neurons explained); ``key_rule``: "clustered", "paper_code" or
@@ -211,8 +224,8 @@ def analyze_run(
     cfg, dataset = run.config, run.dataset
     all_epochs = run.checkpoint_epochs
     if not all_epochs:
-        raise ckpt.RunDirError(f"{run.path}: no checkpoints to analyse")
-    epochs = all_epochs if epochs is None else [run._resolve_epoch(e) for e in epochs]
+        raise RunDirError(f"{run.path}: no checkpoints to analyse")
+    epochs = all_epochs if epochs is None else [run.resolve_epoch(e) for e in epochs]
     start = time.perf_counter()
     model = build_model(cfg)
     model.eval()
@@ -278,9 +291,9 @@ def analyze_run(
 
     label = basis.name if basis.defined else f"not defined: {basis.reason}"
     rows = []
-    for epoch in tqdm(epochs, desc="analyse", unit="ckpt", disable=not progress):
-        path = ckpt.checkpoint_path(run.path, epoch)
-        tensors, _ = ckpt.load_tensors(path)
+    for epoch in tqdm(epochs, desc="analyse", unit="ckpt", disable=not progress_enabled(progress)):
+        path = rundir.checkpoint_path(run.path, epoch)
+        tensors, _ = load_tensors(path)
         load_weights(model, tensors, path)
         m = measures.compute_all_measures(model, dataset, keys, threshold, layer=sel_layer)
         m.update(clock_pizza.measure_columns(model, dataset))  # Zhong et al. 2023; NaN if not cyclic
@@ -315,7 +328,7 @@ def analyze_run(
     )
     summary = analysis.to_dict()
     if write:
-        ckpt.atomic_write_text(run.path / "measures.csv", table.to_csv(index=False))
-        ckpt.atomic_write_text(run.path / "analysis.json", analysis.to_json())
+        rundir.write_measures(run.path, table)
+        rundir.write_analysis(run.path, analysis)
     logger.info("analysed %d checkpoints in %.1f s", len(rows), elapsed)
     return table, summary

@@ -1,7 +1,7 @@
 """Weights in the task's Fourier basis: the W_E and W_L spectra, their Gini coefficients, and the
 sum of squared weights (Nanda et al. 2023, Sec. 4.2 and 5.1; docs/measures.md).
 
-Spectra are computed in the basis of the task (``grokinterp.bases``): the rows of W_E are the
+Spectra are computed in the basis of the task (``grokinterp.analysis.bases``): the rows of W_E are the
 tokens re-indexed by phi_a (a token's value in Z_m; tokens with the same value are averaged,
 tokens without one, such as 0 under the discrete log, are left out), the columns of W_L the
 answer classes re-indexed by phi_c. Passing an int p means the additive basis of Z_p (the
@@ -40,6 +40,7 @@ BasisArg = int | TaskBasis
 
 
 def _basis(basis: BasisArg) -> TaskBasis:
+    """The basis of ``basis`` (an int p: the additive Z_p); ``ValueError`` if it has none."""
     b = task_basis("add", basis) if isinstance(basis, int) else basis
     if not b.defined:
         raise ValueError(f"no Fourier spectrum for op {b.op!r} at p={b.p}: {b.reason}")
@@ -62,6 +63,7 @@ def _reindex(x: Tensor, phi: Tensor, m: int) -> Tensor:
 
 
 def _W_E_task(model: nn.Module, basis: TaskBasis) -> Tensor:
+    """W_E's token rows re-indexed by phi_a: (m, d_model)."""
     E = model.W_E[: basis.p].detach()
     return _reindex(E, basis.phi_a, basis.m)
 
@@ -113,7 +115,7 @@ def wl_freq_norms(model: nn.Module, basis: BasisArg | None = None) -> Float[Tens
     return frequency_norms(F @ WL.T)
 
 
-def gini(x: Tensor | Sequence[float]) -> float:
+def gini(x: Float[Tensor, " n"] | Sequence[float]) -> float:
     """Gini coefficient (Hurley and Rickard) of a non-negative vector, sorted ascending:
     ``G = 1 - 2 * sum_i (x_(i) / ||x||_1) * (n - i + 1/2) / n`` (i = 1..n). 0 for a uniform vector,
     1 - 1/n for a one-hot one; NaN for an all-zero vector (paper Sec. 5.1, Gini coefficients of

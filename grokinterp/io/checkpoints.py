@@ -1,12 +1,13 @@
-"""Self-describing checkpoint files (safetensors + JSON metadata, no pickle).
+"""Self-describing checkpoint files (safetensors + JSON metadata, no pickle): reading them.
 
 A checkpoint ``RUN/checkpoints/epoch_000100.safetensors`` holds the model's weights and, in its
 metadata, the run's config, the epoch and that evaluation's metrics, so the file alone rebuilds its
 model (``load_checkpoint(path).model()``).
 
-The run directory itself (layout, lock, guard, metrics, summary) belongs to ``grokinterp.rundir``;
-its functions and the file primitives of ``grokinterp.files`` are re-exported here so code written
-against earlier versions (``from grokinterp import checkpoints as ckpt``) keeps working.
+Checkpoints are written, like every file of a run, by ``grokinterp.io.rundir``
+(``rundir.save_checkpoint``), which also names them (``rundir.checkpoint_path``,
+``rundir.checkpoint_epochs``). The file primitives live in ``grokinterp.io.files`` and
+``RunDirError`` in ``grokinterp.errors``; this module no longer re-exports them.
 """
 
 from __future__ import annotations
@@ -20,64 +21,17 @@ import torch
 from torch import Tensor, nn
 
 from grokinterp.config import RunConfig
-from grokinterp.constants import CHECKPOINT_FORMAT, STATE_FORMAT
-from grokinterp.io.files import (
-    RunDirError,
-    atomic_write,
-    atomic_write_bytes,
-    atomic_write_text,
-    load_tensors,
-    save_tensors,
-)
-from grokinterp.io.rundir import (
-    checkpoint_epochs,
-    checkpoint_path,
-    library_versions,
-    read_metrics,
-    read_run_config,
-    read_split,
-    read_summary,
-    write_metrics,
-    write_run_config,
-    write_split,
-)
+from grokinterp.constants import CHECKPOINT_FORMAT
+from grokinterp.errors import RunDirError
+from grokinterp.io.files import load_tensors
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "STATE_FORMAT",
-    "Checkpoint",
-    "RunDirError",
-    "atomic_write",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "checkpoint_epochs",
-    "checkpoint_path",
-    "library_versions",
-    "load_checkpoint",
-    "load_tensors",
-    "read_metrics",
-    "read_run_config",
-    "read_split",
-    "read_summary",
-    "save_checkpoint",
-    "save_tensors",
-    "write_metrics",
-    "write_run_config",
-    "write_split",
-]
-
-
-def save_checkpoint(
-    run_dir: str | Path, epoch: int, model: nn.Module, cfg: RunConfig, metrics: dict | None = None
-) -> Path:
-    path = checkpoint_path(run_dir, epoch)
-    meta = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "config": cfg.to_dict(), "metrics": metrics or {}}
-    save_tensors(path, model.state_dict(), meta)
-    return path
+__all__ = ["Checkpoint", "load_checkpoint"]
 
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """One checkpoint file: the run's config, the epoch, the weights and that evaluation's metrics."""
+
     config: RunConfig
     epoch: int
     state_dict: dict[str, Tensor]
@@ -85,6 +39,7 @@ class Checkpoint:
     path: Path | None = None
 
     def model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The model with these weights, in eval mode."""
         from grokinterp.models import model_from_state_dict
 
         model = model_from_state_dict(self.config, self.state_dict, device, source=self.path)

@@ -4,7 +4,10 @@ Every file grokinterp writes goes through ``atomic_write``: a temporary file bes
 flushed and fsynced, then renamed over it, so a crash, Ctrl-C or kill -9 leaves the old file or the
 new one, never a torn one. A kill can leave the temporary file itself behind; its name is
 ``.<target>.<random>.tmp`` and the run directory's owner removes such leftovers when it next
-takes the run's lock (``grokinterp.rundir``).
+takes the run's lock (``grokinterp.io.rundir``).
+
+These primitives know nothing of run directories: a file of a run is written by
+``grokinterp.io.rundir``, which names it and calls them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ from grokinterp.errors import RunDirError
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "json_safe",
+    "load_tensors",
+    "save_tensors",
+    "strict_json",
+]
 
 
 def _read_umask() -> int:
@@ -52,10 +65,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (``atomic_write``)."""
     atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically (``atomic_write``)."""
     atomic_write_bytes(path, text.encode())
 
 

@@ -10,16 +10,23 @@ Layout (names in ``grokinterp.constants``)::
       state.safetensors              latest resume point: weights, optimizer, RNG, filter state
       summary.json                   written when training stops (``RunSummary``)
       measures.csv, analysis.json    written by ``grokinterp analyze``
+      llc/epoch_000100.json, llc/config.json   written by ``grokinterp analyze --llc``
       .lock                          held by the one process writing the run
+
+Every file above is written (and deleted) by a function of this module: the trainer through
+``grokinterp.io.writer.RunDirWriter``, the analysis, the LLC and the TransformerLens import
+directly. Other modules hand it their documents (a ``RunSummary``, an object with ``to_json``, a
+table) and never name a file of the run themselves. The checkpoint file format (its metadata and
+``load_checkpoint``) belongs to ``grokinterp.io.checkpoints``.
 
 Guarantees:
 
-- **Atomic**: every file is replaced whole (``grokinterp.files.atomic_write``); metrics rows are
+- **Atomic**: every file is replaced whole (``grokinterp.io.files.atomic_write``); metrics rows are
   appended one line at a time and a torn last line is ignored on reading.
-- **Locked**: a process that writes a run holds an exclusive ``flock`` on ``RUN/.lock``; a second
-  writer gets one line naming the run and the holder's pid. The kernel drops the lock when its
-  holder dies, so a lock left by a killed process is taken over safely, and the new holder removes
-  the temporary files the dead one left.
+- **Locked**: a process that writes a run holds an exclusive ``flock`` on ``RUN/.lock``
+  (``grokinterp.io.lock``); a second writer gets one line naming the run and the holder's pid. The
+  kernel drops the lock when its holder dies, so a lock left by a killed process is taken over
+  safely, and the new holder removes the temporary files the dead one left (``lock_run``).
 - **Guarded**: a new run never writes into a folder that holds anything; ``force`` deletes only the
   files grokinterp writes (``constants.RUN_FILES``, ``checkpoints/epoch_*.safetensors``, the LLC
   estimates in ``llc/`` and temporary files) and refuses, naming it, when anything else is there.
@@ -29,7 +36,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import logging
@@ -38,21 +44,18 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from grokinterp import constants as C
 from grokinterp.errors import RunDirError
 from grokinterp.io.files import atomic_write_text, load_tensors, save_tensors, strict_json
+from grokinterp.io.lock import RunLock
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    import pandas as pd
+    from torch import Tensor, nn
 
     from grokinterp.config import RunConfig
-
-try:  # POSIX; elsewhere the lock is advisory-only (documented, never silently claimed)
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,25 @@ _LLC_RE = re.compile(C.LLC_PATTERN)
 _TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+" + re.escape(C.TMP_SUFFIX) + "$")
 
 
-class RunLockedError(RunDirError):
-    """Another process holds the run's lock."""
+__all__ = [
+    "JsonDocument", "RunSummary", "Status", "append_metrics_row", "check_out_path", "checkpoint_epochs",
+    "checkpoint_path", "create_run_dir", "discard_new_run_dir", "foreign_entries", "library_versions",
+    "llc_config_path", "llc_epochs", "llc_path", "lock_run", "metrics_line", "read_analysis",
+    "read_config_doc", "read_llc_estimate", "read_measures", "read_metrics", "read_run_config", "read_split",
+    "read_state", "read_summary", "record_config_change", "refuse_foreign", "remove_llc_estimates",
+    "remove_run_files", "remove_stale_tmp", "save_checkpoint", "write_analysis", "write_llc_config",
+    "write_llc_estimate", "write_measures", "write_metrics", "write_run_config", "write_split", "write_state",
+    "write_summary",
+]  # fmt: skip
+
+
+class JsonDocument(Protocol):
+    """A document that serialises itself (``Analysis``, ``LLCConfig``, ``LLCEstimate``): the run
+    directory stores ``to_json()`` as it is, so each document keeps its own JSON layout."""
+
+    def to_json(self) -> str:
+        """The document as JSON text."""
+        ...
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,10 +91,12 @@ class RunLockedError(RunDirError):
 
 
 def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
+    """``RUN/checkpoints/epoch_000100.safetensors``: the checkpoint file of ``epoch``."""
     return Path(run_dir) / C.CHECKPOINT_DIR / f"epoch_{epoch:06d}.safetensors"
 
 
 def checkpoint_epochs(run_dir: str | Path) -> list[int]:
+    """The epochs that have a checkpoint file, ascending ([] when there is none)."""
     folder = Path(run_dir) / C.CHECKPOINT_DIR
     if not folder.is_dir():
         return []
@@ -100,7 +122,7 @@ def foreign_entries(run_dir: str | Path) -> list[str]:
 
 
 def _is_llc_file(f: Path) -> bool:
-    """A file that ``grokinterp.llc`` writes in ``RUN/llc/``."""
+    """A file that ``grokinterp.analysis.llc`` writes in ``RUN/llc/`` (through this module)."""
     name = f.name
     return (
         f.is_file() and not f.is_symlink() and (bool(_LLC_RE.match(name)) or name == C.LLC_CONFIG_FILE or _is_tmp(name))
@@ -166,59 +188,17 @@ def check_out_path(path: str | Path, flag: str = "--out") -> Path:
 
 
 # ----------------------------------------------------------------------------------------------
-# The lock
+# The lock (``grokinterp.io.lock``) and creating a run
 # ----------------------------------------------------------------------------------------------
 
 
-class RunLock:
-    """An exclusive, non-blocking ``flock`` on ``RUN/.lock`` holding the writer's pid."""
-
-    def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / C.LOCK_FILE
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self) -> RunLock:
-        if self._fd is not None:
-            return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise RunLockedError(
-                    f"run directory {self.run_dir} is being written by another grokinterp process "
-                    f"(pid {holder}); wait for it to finish or use another folder"
-                ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        remove_stale_tmp(self.run_dir)  # no one else writes here now
-        return self
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        os.close(fd)  # closing drops the flock
-
-    def __enter__(self) -> RunLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.release()
+def lock_run(run_dir: str | Path) -> RunLock:
+    """Take the run's lock and return it held (``RunLockedError`` naming the holder's pid when
+    another process has it), then remove the temporary files a killed writer left: no one else
+    writes here now."""
+    lock = RunLock(run_dir).acquire()
+    remove_stale_tmp(run_dir)
+    return lock
 
 
 def create_run_dir(path: str | Path, force: bool = False) -> RunLock:
@@ -230,9 +210,8 @@ def create_run_dir(path: str | Path, force: bool = False) -> RunLock:
     path = check_out_path(path)
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(path)
+    lock = lock_run(path)
     try:
-        lock.acquire()
         others = [e for e in path.iterdir() if e.name != C.LOCK_FILE]
         if others:
             if not force:
@@ -264,6 +243,7 @@ def discard_new_run_dir(path: str | Path) -> None:
 
 
 def library_versions() -> dict[str, str]:
+    """Installed versions of grokinterp and the libraries a run depends on ("unknown" if absent)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
@@ -280,11 +260,15 @@ def _now() -> str:
 
 
 def write_run_config(run_dir: str | Path, cfg: RunConfig, extra: dict | None = None) -> None:
+    """Write config.json: ``cfg``, the library versions, the creation time and ``extra`` keys
+    (an import records ``imported_from``)."""
     doc = {"config": cfg.to_dict(), "versions": library_versions(), "created": _now(), **(extra or {})}
     atomic_write_text(Path(run_dir) / C.CONFIG_FILE, strict_json(doc, indent=2, sort_keys=True))
 
 
 def read_config_doc(run_dir: str | Path) -> dict[str, Any]:
+    """config.json as a dict; ``RunDirError`` (one line) when it is missing or not a grokinterp
+    config."""
     path = Path(run_dir) / C.CONFIG_FILE
     if not path.is_file():
         raise RunDirError(f"{run_dir}: not a run directory (no {C.CONFIG_FILE})")
@@ -298,6 +282,7 @@ def read_config_doc(run_dir: str | Path) -> dict[str, Any]:
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The run's ``RunConfig`` from config.json; ``RunDirError`` when it is missing or invalid."""
     from grokinterp.config import RunConfig
 
     doc = read_config_doc(run_dir)
@@ -322,6 +307,7 @@ def record_config_change(run_dir: str | Path, cfg: RunConfig, epoch: int, change
 
 
 def write_split(run_dir: str | Path, train_indices: Tensor, test_indices: Tensor) -> None:
+    """Write split.safetensors: the train and test rows of the task's table (int64)."""
     import torch
 
     save_tensors(
@@ -332,6 +318,7 @@ def write_split(run_dir: str | Path, train_indices: Tensor, test_indices: Tensor
 
 
 def read_split(run_dir: str | Path) -> tuple[Tensor, Tensor]:
+    """``(train_indices, test_indices)`` from split.safetensors; ``RunDirError`` when unreadable."""
     tensors, _ = load_tensors(Path(run_dir) / C.SPLIT_FILE)
     try:
         return tensors["train_indices"], tensors["test_indices"]
@@ -376,12 +363,49 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def write_metrics(run_dir: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Replace metrics.jsonl with ``rows`` (atomically; ``[]`` leaves an empty file)."""
     atomic_write_text(Path(run_dir) / C.METRICS_FILE, "".join(metrics_line(r) for r in rows))
 
 
 def append_metrics_row(run_dir: str | Path, row: dict[str, Any]) -> None:
+    """Append one row to metrics.jsonl as one line (a kill mid-line leaves a torn last line,
+    which ``read_metrics`` ignores)."""
     with open(Path(run_dir) / C.METRICS_FILE, "a") as f:
         f.write(metrics_line(row))
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints/ and state.safetensors
+# ----------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    run_dir: str | Path, epoch: int, model: nn.Module, cfg: RunConfig, metrics: dict | None = None
+) -> Path:
+    """Write the checkpoint of ``epoch``: ``model``'s weights with the config, the epoch and that
+    evaluation's ``metrics`` as metadata (``grokinterp.io.checkpoints`` reads it back)."""
+    path = checkpoint_path(run_dir, epoch)
+    meta = {"format": C.CHECKPOINT_FORMAT, "epoch": epoch, "config": cfg.to_dict(), "metrics": metrics or {}}
+    save_tensors(path, model.state_dict(), meta)
+    return path
+
+
+def write_state(run_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    """Replace state.safetensors, the exact resume point (the trainer's weights, optimizer, RNG
+    and filter state, laid out by ``Trainer.state_tensors``)."""
+    save_tensors(Path(run_dir) / C.STATE_FILE, tensors, meta)
+
+
+def read_state(run_dir: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of state.safetensors; ``RunDirError`` when there is none or it is
+    not a grokinterp resume state."""
+    path = Path(run_dir) / C.STATE_FILE
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no {C.STATE_FILE} (the exact resume point)")
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != C.STATE_FORMAT:
+        raise RunDirError(f"{path} is not a grokinterp resume state")
+    return tensors, meta
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,6 +422,8 @@ class RunSummary:
     ``status``: ``finished`` (all epochs), ``stopped_early`` (the early-stopping rule), ``interrupted``
     (Ctrl-C or a ``max_epochs`` pause; resume continues it) or ``diverged`` (a non-finite loss; the
     last good checkpoint is ``last_good_epoch``). ``finished`` is true for the first two.
+    ``wall_clock_s`` is None for an imported run (the file does not record it), and
+    ``imported_from`` names the file an imported run came from (absent from summary.json otherwise).
     """
 
     final_epoch: int
@@ -405,25 +431,33 @@ class RunSummary:
     grokking_epoch: int | None
     grokking_step: int | None
     grokking_threshold: float
-    wall_clock_s: float
+    wall_clock_s: float | None
     final: dict[str, Any] = field(default_factory=dict)
     last_good_epoch: int | None = None
     message: str | None = None
+    imported_from: str | None = None
 
     @property
     def finished(self) -> bool:
+        """Training reached its end: all its epochs or the early-stopping rule."""
         return self.status in ("finished", "stopped_early")
 
     @property
     def stopped_early(self) -> bool:
+        """The early-stopping rule ended the run."""
         return self.status == "stopped_early"
 
     def to_dict(self) -> dict[str, Any]:
+        """summary.json as a dict (``imported_from`` only for an imported run)."""
+        doc = asdict(self)
+        if doc["imported_from"] is None:
+            del doc["imported_from"]
         # finished / stopped_early are stored too: sweeps and older readers look them up.
-        return {**asdict(self), "finished": self.finished, "stopped_early": self.stopped_early}
+        return {**doc, "finished": self.finished, "stopped_early": self.stopped_early}
 
 
 def write_summary(run_dir: str | Path, summary: RunSummary) -> None:
+    """Write summary.json (atomically)."""
     atomic_write_text(Path(run_dir) / C.SUMMARY_FILE, strict_json(summary.to_dict(), indent=2))
 
 
@@ -438,3 +472,85 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
         log.warning("%s is unreadable (%s); ignored", path, e)
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+# ----------------------------------------------------------------------------------------------
+# measures.csv and analysis.json (``grokinterp analyze``)
+# ----------------------------------------------------------------------------------------------
+
+
+def write_measures(run_dir: str | Path, table: pd.DataFrame) -> None:
+    """Write measures.csv: one row per analysed checkpoint (atomically)."""
+    atomic_write_text(Path(run_dir) / C.MEASURES_FILE, table.to_csv(index=False))
+
+
+def read_measures(run_dir: str | Path) -> pd.DataFrame | None:
+    """measures.csv as a DataFrame (None when the run is not analysed yet); ``RunDirError`` when
+    it cannot be parsed."""
+    import pandas as pd
+
+    path = Path(run_dir) / C.MEASURES_FILE
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise RunDirError(f"{path}: unreadable ({e}); run grokinterp analyze {run_dir} again") from None
+
+
+def write_analysis(run_dir: str | Path, doc: JsonDocument) -> None:
+    """Write analysis.json: ``doc.to_json()`` (the ``Analysis`` of ``analyze_run``), atomically."""
+    atomic_write_text(Path(run_dir) / C.ANALYSIS_FILE, doc.to_json())
+
+
+def read_analysis(run_dir: str | Path) -> dict[str, Any] | None:
+    """analysis.json as a dict (None when the run is not analysed yet)."""
+    path = Path(run_dir) / C.ANALYSIS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# llc/ (``grokinterp analyze --llc``)
+# ----------------------------------------------------------------------------------------------
+
+
+def llc_path(run_dir: str | Path, epoch: int) -> Path:
+    """``RUN/llc/epoch_000100.json``: the LLC estimate of the checkpoint at ``epoch``."""
+    return Path(run_dir) / C.LLC_DIR / f"epoch_{epoch:06d}.json"
+
+
+def llc_config_path(run_dir: str | Path) -> Path:
+    """``RUN/llc/config.json``: the ``LLCConfig`` of the estimates in ``RUN/llc/``."""
+    return Path(run_dir) / C.LLC_DIR / C.LLC_CONFIG_FILE
+
+
+def llc_epochs(run_dir: str | Path) -> list[int]:
+    """The epochs that have an LLC estimate file, ascending ([] when there is none)."""
+    folder = Path(run_dir) / C.LLC_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for f in folder.iterdir() if (m := _LLC_RE.match(f.name)))
+
+
+def write_llc_config(run_dir: str | Path, cfg: JsonDocument) -> None:
+    """Write ``RUN/llc/config.json`` (``cfg.to_json()``), atomically."""
+    atomic_write_text(llc_config_path(run_dir), cfg.to_json())
+
+
+def write_llc_estimate(run_dir: str | Path, epoch: int, estimate: JsonDocument) -> None:
+    """Write the LLC estimate of ``epoch`` with its diagnostics (``estimate.to_json()``), atomically."""
+    atomic_write_text(llc_path(run_dir, epoch), estimate.to_json())
+
+
+def read_llc_estimate(run_dir: str | Path, epoch: int) -> dict[str, Any] | None:
+    """The LLC estimate file of ``epoch`` as a dict (None when there is none)."""
+    path = llc_path(run_dir, epoch)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def remove_llc_estimates(run_dir: str | Path) -> int:
+    """Delete every LLC estimate file (not the config); returns how many there were."""
+    epochs = llc_epochs(run_dir)
+    for epoch in epochs:
+        llc_path(run_dir, epoch).unlink()
+    return len(epochs)

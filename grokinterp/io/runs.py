@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,12 @@ from torch import nn
 
 from grokinterp import constants as C
 from grokinterp.config import RunConfig
-from grokinterp.io import checkpoints as ckpt
+from grokinterp.errors import RunDirError
+from grokinterp.io import rundir
+from grokinterp.io.checkpoints import Checkpoint, load_checkpoint
 from grokinterp.tasks import Dataset, make_dataset
+
+__all__ = ["Run", "load_run"]
 
 
 class Run:
@@ -29,8 +32,8 @@ class Run:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
-            raise ckpt.RunDirError(f"{self.path}: no such run directory")
-        self.config: RunConfig = ckpt.read_run_config(self.path)
+            raise RunDirError(f"{self.path}: no such run directory")
+        self.config: RunConfig = rundir.read_run_config(self.path)
 
     def __repr__(self) -> str:
         epochs = self.checkpoint_epochs
@@ -40,18 +43,20 @@ class Run:
 
     @property
     def checkpoint_epochs(self) -> list[int]:
-        return ckpt.checkpoint_epochs(self.path)
+        """The epochs that have a checkpoint, ascending."""
+        return rundir.checkpoint_epochs(self.path)
 
     @cached_property
     def dataset(self) -> Dataset:
         """The task with this run's saved train/test split."""
         cfg = self.config
-        split = ckpt.read_split(self.path) if (self.path / C.SPLIT_FILE).is_file() else None
+        split = rundir.read_split(self.path) if (self.path / C.SPLIT_FILE).is_file() else None
         return make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed, split=split)
 
     @property
     def metrics_rows(self) -> list[dict[str, Any]]:
-        return ckpt.read_metrics(self.path)
+        """metrics.jsonl as a list of dicts (one per evaluation)."""
+        return rundir.read_metrics(self.path)
 
     @property
     def metrics(self):
@@ -59,7 +64,7 @@ class Run:
         import pandas as pd
 
         if not (self.path / C.METRICS_FILE).is_file():
-            raise ckpt.RunDirError(f"{self.path}: no {C.METRICS_FILE}; this run directory is incomplete")
+            raise RunDirError(f"{self.path}: no {C.METRICS_FILE}; this run directory is incomplete")
         return pd.DataFrame(self.metrics_rows)
 
     @property
@@ -79,41 +84,38 @@ class Run:
 
     @property
     def summary(self) -> dict[str, Any]:
-        return ckpt.read_summary(self.path)
+        """summary.json as a dict ({} while the run has none)."""
+        return rundir.read_summary(self.path)
 
     @property
     def measures(self):
         """measures.csv from ``grokinterp analyze`` as a DataFrame (None if not analysed yet)."""
-        import pandas as pd
-
-        path = self.path / C.MEASURES_FILE
-        if not path.is_file():
-            return None
-        try:
-            return pd.read_csv(path)
-        except (ValueError, pd.errors.ParserError) as e:
-            raise ckpt.RunDirError(f"{path}: unreadable ({e}); run grokinterp analyze {self.path} again") from None
+        return rundir.read_measures(self.path)
 
     @property
     def analysis(self) -> dict[str, Any] | None:
-        path = self.path / C.ANALYSIS_FILE
-        return json.loads(path.read_text()) if path.is_file() else None
+        """analysis.json from ``grokinterp analyze`` as a dict (None if not analysed yet)."""
+        return rundir.read_analysis(self.path)
 
-    def _resolve_epoch(self, epoch: int | None) -> int:
+    def resolve_epoch(self, epoch: int | None) -> int:
+        """The checkpoint epoch ``epoch`` names: the last one for None; ``RunDirError`` (naming
+        the nearest) when there is no checkpoint at ``epoch``."""
         epochs = self.checkpoint_epochs
         if not epochs:
-            raise ckpt.RunDirError(f"{self.path}: no checkpoints")
+            raise RunDirError(f"{self.path}: no checkpoints")
         if epoch is None:
             return epochs[-1]
         if epoch not in epochs:
             nearest = min(epochs, key=lambda e: abs(e - epoch))
-            raise ckpt.RunDirError(f"{self.path}: no checkpoint at epoch {epoch} (nearest: {nearest})")
+            raise RunDirError(f"{self.path}: no checkpoint at epoch {epoch} (nearest: {nearest})")
         return epoch
 
-    def checkpoint(self, epoch: int | None = None) -> ckpt.Checkpoint:
-        return ckpt.load_checkpoint(ckpt.checkpoint_path(self.path, self._resolve_epoch(epoch)))
+    def checkpoint(self, epoch: int | None = None) -> Checkpoint:
+        """The checkpoint at ``epoch`` (default: the last)."""
+        return load_checkpoint(rundir.checkpoint_path(self.path, self.resolve_epoch(epoch)))
 
     def state_dict(self, epoch: int | None = None) -> dict[str, torch.Tensor]:
+        """The weights at ``epoch`` (default: the last checkpoint)."""
         return self.checkpoint(epoch).state_dict
 
     def model(self, epoch: int | None = None, device: str | torch.device = "cpu") -> nn.Module:

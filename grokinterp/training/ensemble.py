@@ -9,11 +9,13 @@ losses are independent, so the gradient of their sum is each member's own gradie
 AdamW (``StackedAdamW``, the arithmetic of ``torch.optim.AdamW``'s multi-tensor update with a
 learning rate, weight decay and betas per member) updates them all.
 
-Each member is an ordinary ``Trainer`` for everything but the step: it owns its run directory
-(config, split, metrics.jsonl, checkpoints, state.safetensors, summary: the standard format, so
-``analyze``, ``plot``, ``sweep`` and ``load_run`` work unchanged and ``grokinterp train --resume``
-continues a member alone), its lock, its early stopping and its divergence check. A member that
-stops leaves the ensemble; the rest go on.
+Each member is an ordinary ``Trainer`` for everything but the step, driven through the public
+protocol documented on ``Trainer`` (``batches``, ``is_eval_epoch``, ``record_evaluation``,
+``checkpoint_if_due``, ``should_stop_early``, ``diverged``, ``stop_requested``, ``finish``): it owns
+its writer and so its run directory (config, split, metrics.jsonl, checkpoints, state.safetensors,
+summary: the standard format, so ``analyze``, ``plot``, ``sweep`` and ``load_run`` work unchanged
+and ``grokinterp train --resume`` continues a member alone), its lock, its early stopping and its
+divergence check. A member that stops leaves the ensemble; the rest go on.
 
 Members may differ in model seed, data seed, train seed, train fraction (when the splits have the
 same size), lr, wd, betas, warm-up, cool-down and early stopping. Everything that sets the shape or
@@ -33,10 +35,10 @@ import torch
 from torch import Tensor, nn
 
 from grokinterp.config import RunConfig
-from grokinterp.errors import RunDirError
 from grokinterp.forward import last_position_logits, split_metrics
 from grokinterp.losses import log_probs
-from grokinterp.training.trainer import Trainer, TrainResult, progress_enabled
+from grokinterp.progress import progress_enabled
+from grokinterp.training.trainer import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class EnsembleTrainer:
     """Train ``members`` (Trainers of one shape) together; see the module docstring."""
 
     def __init__(self, members: Sequence[Trainer]) -> None:
+        """``members``: trainers of one shape (``check_ensemble_configs``), new or resumed."""
         check_ensemble_configs([m.cfg for m in members])
         self.members = list(members)
 
@@ -134,6 +137,8 @@ class EnsembleTrainer:
     def create(
         cls, cfgs: Sequence[RunConfig], run_dirs: Sequence[str | Path | None], *, force: bool = False
     ) -> EnsembleTrainer:
+        """New members ``cfgs`` writing into ``run_dirs`` (None: in memory); ``force`` replaces
+        earlier runs there. A failure releases the members made before it."""
         check_ensemble_configs(cfgs)
         if len(run_dirs) != len(cfgs):
             raise ValueError("one run directory per member (or None for in-memory members)")
@@ -143,20 +148,20 @@ class EnsembleTrainer:
                 members.append(Trainer(cfg, d, force=force))
         except BaseException:
             for m in members:  # release what was taken before the failure
-                if m.lock is not None:
-                    m.lock.release()
+                m.writer.release()
             raise
         return cls(members)
 
     @classmethod
     def resume(cls, run_dirs: Sequence[str | Path], **overrides: Any) -> EnsembleTrainer:
+        """Reopen the members' run directories (``Trainer.resume`` with ``overrides`` each)."""
         members: list[Trainer] = []
         try:
             for d in run_dirs:
                 members.append(Trainer.resume(d, **overrides))
         except BaseException:
             for m in members:
-                m.lock.release()
+                m.writer.release()
             raise
         return cls(members)
 
@@ -169,12 +174,11 @@ class EnsembleTrainer:
         results: dict[int, TrainResult] = {}
         todo = list(range(len(self.members)))
         for i in todo:  # finished before (resumed a finished run) or stopped already
-            if self.members[i].epoch >= self.members[i].cfg.epochs or self.members[i]._should_stop_early():
-                results[i] = self._finish(i, stopped_early=self.members[i]._should_stop_early(), interrupted=False)
+            if self.members[i].epoch >= self.members[i].cfg.epochs or self.members[i].should_stop_early():
+                results[i] = self._finish(i, stopped_early=self.members[i].should_stop_early(), interrupted=False)
         todo = [i for i in todo if i not in results]
         for m in (self.members[i] for i in todo):
-            if m.run_dir is not None:
-                m.lock.acquire()
+            m.writer.acquire()
         total = self.members[0].cfg.epochs
         bar = tqdm(total=total, disable=not progress_enabled(progress), unit="epoch", desc=f"{len(todo)} runs")
         start = time.perf_counter()
@@ -211,8 +215,7 @@ class EnsembleTrainer:
         try:
             return m.finish(stopped_early, interrupted)
         finally:
-            if m.lock is not None:
-                m.lock.release()
+            m.writer.release()
 
     def _stack(self, group: list[Trainer]):
         """Stacked (M, ...) copies of the group's trainable parameters, frozen parameters and
@@ -261,16 +264,16 @@ class EnsembleTrainer:
         group = [self.members[i] for i in idx]
         params, fixed, module, opt = self._stack(group)
         ended: dict[int, tuple[bool, bool]] = {}
-        restore = group[0]._install_sigint()
+        restore = group[0].install_signal_handlers()
         dtype = torch.float64 if group[0].cfg.loss_dtype == "float64" else torch.float32
         hyper = {
             k: torch.tensor([getattr(m.cfg, k) for m in group], dtype=torch.float64) for k in ("wd", "beta1", "beta2")
         }
         try:
             while group and group[0].epoch < target:
-                if any(m._should_stop_early() for m in group):
+                if any(m.should_stop_early() for m in group):
                     break
-                batches = list(zip(*(m._batches() for m in group), strict=True))
+                batches = list(zip(*(m.batches() for m in group), strict=True))
                 for step_batches in batches:
                     tokens = torch.stack([t for t, _ in step_batches])
                     labels = torch.stack([y for _, y in step_batches])
@@ -287,15 +290,15 @@ class EnsembleTrainer:
                     m.elapsed = time.perf_counter() - start
                 bar.update(1)
                 epoch = group[0].epoch
-                if group[0]._is_eval_epoch(epoch):
+                if group[0].is_eval_epoch(epoch):
                     self._unstack(group, params, opt)
                     rows = self._evaluate(group, params, fixed, module)
                     for m, row in zip(group, rows, strict=True):
                         m.checkpoint_if_due(row)
-                    gone = [j for j, m in enumerate(group) if m._diverged or m._should_stop_early()]
+                    gone = [j for j, m in enumerate(group) if m.diverged or m.should_stop_early()]
                     if gone:
                         for j in gone:
-                            ended[idx[j]] = (group[j]._should_stop_early(), group[j]._diverged)
+                            ended[idx[j]] = (group[j].should_stop_early(), group[j].diverged)
                         keep = [j for j in range(len(group)) if j not in gone]
                         idx = [idx[j] for j in keep]
                         group = [group[j] for j in keep]
@@ -303,14 +306,14 @@ class EnsembleTrainer:
                             break
                         params, fixed, module, opt = self._stack(group)
                         hyper = {k: v[keep] for k, v in hyper.items()}
-                if any(m._stop_requested for m in self.members) or group[0]._stop_requested:
+                if any(m.stop_requested for m in self.members):  # the handler is group[0]'s
                     self._unstack(group, params, opt)
                     return ended, True
             self._unstack(group, params, opt)
         finally:
             restore()
         for m in group:  # members whose streak ended the loop at its top
-            if m._should_stop_early():
+            if m.should_stop_early():
                 ended[self.members.index(m)] = (True, False)
         return ended, False
 
@@ -355,7 +358,6 @@ def parse_seeds(text: str) -> list[int]:
 __all__ = [
     "SHARED_FIELDS",
     "EnsembleTrainer",
-    "RunDirError",
     "StackedAdamW",
     "check_ensemble_configs",
     "parse_seeds",

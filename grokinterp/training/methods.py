@@ -54,9 +54,11 @@ class GrokfastEMA:
             p.grad.add_(self.ema[name], alpha=self.lamb)
 
     def state_tensors(self) -> dict[str, Tensor]:
+        """The filter's state for the resume file (``ema.<parameter name>``)."""
         return {f"ema.{k}": v for k, v in self.ema.items()}
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Restore the state written by ``state_tensors``."""
         self.ema = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("ema.")}
 
 
@@ -80,13 +82,16 @@ class GrokfastMA:
                 p.grad.add_(torch.stack(hist).mean(0), alpha=self.lamb)
 
     def state_tensors(self) -> dict[str, Tensor]:
+        """The filter's state for the resume file (``ma.<parameter name>``: the stacked window)."""
         return {f"ma.{k}": torch.stack(v) for k, v in self.history.items() if v}
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Restore the state written by ``state_tensors``."""
         self.history = {k[3:]: list(v.clone().unbind(0)) for k, v in tensors.items() if k.startswith("ma.")}
 
 
 def make_grad_filter(cfg: RunConfig) -> GrokfastEMA | GrokfastMA | None:
+    """The Grokfast gradient filter of ``cfg`` (``cfg.grokfast``: ema, ma), or None."""
     if cfg.grokfast == "ema":
         return GrokfastEMA(cfg.grokfast_alpha, cfg.grokfast_lamb)
     if cfg.grokfast == "ma":

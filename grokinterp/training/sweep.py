@@ -7,8 +7,11 @@ Every grid point is a normal run directory ``OUT/runs/<field=value,...>`` writte
 ``grokinterp analyze`` and ``load_run`` work on it. A sweep is resumable: a run whose
 ``summary.json`` says ``"finished": true`` is skipped, an unfinished one with a ``state.safetensors``
 is resumed, anything else is (re)started. At the end (and after every finished run) the sweep writes
-``OUT/results.csv``; then ``OUT/fit.json`` and ``OUT/grokking_vs_train_frac.html`` (and ``.png``
-when static export works): the fit ``grokking_epoch = A * train_frac ** -b``.
+``OUT/results.csv``; then ``OUT/fit.json``: the fit ``grokking_epoch = A * train_frac ** -b``
+(``grokinterp.analysis.powerlaw``). The figure (``OUT/grokking_vs_train_frac.html``) is drawn by the
+function passed as ``plot`` (``grokinterp sweep`` passes ``grokinterp.viz.sweep_figure.write_sweep_figure``).
+Parsing ``--grid``/``--set`` texts is ``RunConfig.parse_grid``/``parse_sets``; the command itself is
+in ``grokinterp.cli``.
 
 Backends: ``local`` (default) runs one process per run in a ``ProcessPoolExecutor`` (spawn, one
 torch thread each); ``ray`` submits one remote task per run to ``ray.init(address)`` or to a local
@@ -18,114 +21,41 @@ filesystem). Both give identical results: training is deterministic on CPU.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import itertools
 import json
 import logging
-import math
 import os
-import time
-import types
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from grokinterp import constants as C
-from grokinterp.config import RunConfig, field_types
+from grokinterp.analysis.powerlaw import FitOn, fit_power_law, fit_sweep
+from grokinterp.config import RunConfig
+
+__all__ = [
+    "RESULT_METRICS", "expand_grid", "fit_power_law", "parse_grid", "parse_sets", "parse_value",
+    "run_name", "run_one", "run_sweep", "write_fit",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-FitOn = Literal["epoch", "step"]
 Backend = Literal["local", "ray", "ensemble"]
+#: ``plot(df, fit, out) -> paths``: draws the fit figure of a sweep into ``out``, e.g.
+#: ``grokinterp.viz.sweep_figure.write_sweep_figure`` (training draws no figure itself).
+PlotFit = Callable[[Any, dict[str, Any], Path], list[str]]
 RESULT_METRICS = ["grokking_epoch", "grokking_step", "final_epoch", "train_acc", "test_acc", "train_loss", "test_loss"]
 RESULT_TAIL = ["wall_clock_s", "status", "error", "run"]
-_NO_GRID = {"preset"}  # compare=False metadata, not a hyperparameter
+
+# Text to values: one parser for every config (``JsonConfig.parse_field``); these names stay for users.
+parse_value = RunConfig.parse_field
+parse_grid = RunConfig.parse_grid
+parse_sets = RunConfig.parse_sets
 
 
 # ----------------------------------------------------------------------------------------------
-# Parsing grid and override specs with the field's type
+# Grid expansion
 # ----------------------------------------------------------------------------------------------
-
-
-def _field_name(name: str) -> str:
-    name = name.strip().replace("-", "_")
-    hints = field_types()
-    if name not in hints or name in _NO_GRID:
-        known = [n for n in hints if n not in _NO_GRID]
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown config field {name!r}{hint}")
-    return name
-
-
-def parse_value(name: str, text: str) -> Any:
-    """Parse ``text`` as a value of RunConfig field ``name`` (int, float, bool, Literal, ``| None``)."""
-    hint = field_types()[name]
-    text = text.strip()
-    args = typing.get_args(hint)
-    optional = type(None) in args and typing.get_origin(hint) in (typing.Union, types.UnionType)
-    if optional:
-        if text.lower() in ("none", "null", ""):
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if typing.get_origin(hint) is Literal:
-        choices = typing.get_args(hint)
-        if text not in choices:
-            raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))} (got {text!r})")
-        return text
-    kind = getattr(hint, "__name__", str(hint))
-    bad = ValueError(f"{name} takes {kind} values (got {text!r})")
-    if hint is bool:
-        low = text.lower()
-        if low in ("true", "1", "yes", "on"):
-            return True
-        if low in ("false", "0", "no", "off"):
-            return False
-        raise bad
-    if hint in (int, float):
-        try:
-            return hint(text)
-        except ValueError:
-            raise bad from None
-    if hint is str:
-        if not text:
-            raise bad
-        return text
-    raise ValueError(f"{name} cannot be set from the command line")  # pragma: no cover
-
-
-def _split_spec(spec: str, flag: str) -> tuple[str, str]:
-    if "=" not in spec:
-        raise ValueError(f"{flag} takes FIELD=VALUE (got {spec!r})")
-    name, _, values = spec.partition("=")
-    return _field_name(name), values
-
-
-def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
-    """``["train_frac=0.3,0.5", "model_seed=0,1"]`` -> ``{"train_frac": [0.3, 0.5], "model_seed": [0, 1]}``."""
-    grid: dict[str, list[Any]] = {}
-    for spec in specs:
-        name, values = _split_spec(spec, "--grid")
-        if name in grid:
-            raise ValueError(f"--grid {name} given twice; list all its values in one --grid {name}=V1,V2")
-        parsed = [parse_value(name, v) for v in values.split(",") if v.strip()]
-        if not parsed:
-            raise ValueError(f"--grid {name} has no values (use {name}=V1,V2,...)")
-        if len(set(map(repr, parsed))) != len(parsed):
-            raise ValueError(f"--grid {name} repeats a value ({values})")
-        grid[name] = parsed
-    return grid
-
-
-def parse_sets(specs: Sequence[str]) -> dict[str, Any]:
-    """``["epochs=500", "lr=3e-3"]`` -> ``{"epochs": 500, "lr": 0.003}``."""
-    out: dict[str, Any] = {}
-    for spec in specs:
-        name, value = _split_spec(spec, "--set")
-        out[name] = parse_value(name, value)
-    return out
 
 
 def _format_value(v: Any) -> str:
@@ -146,7 +76,7 @@ def expand_grid(base_cfg: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[s
     """The cartesian product of ``grid`` as (name, params, config); every config is validated."""
     if not grid:
         raise ValueError("a sweep needs at least one --grid FIELD=V1,V2,...")
-    names = [_field_name(k) for k in grid]
+    names = [RunConfig.field_name(k) for k in grid]
     points = []
     for values in itertools.product(*(grid[k] for k in grid)):
         params = dict(zip(names, values, strict=True))
@@ -168,20 +98,20 @@ def expand_grid(base_cfg: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[s
 
 def _existing_state(run_dir: Path, cfg: RunConfig) -> str:
     """``new``, ``finished``, ``resume`` or ``restart`` for a run directory; mismatches are errors."""
-    from grokinterp.io import checkpoints as ckpt
+    from grokinterp.io import rundir
 
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return "new"
     if not (run_dir / C.CONFIG_FILE).is_file():
         raise ValueError(f"{run_dir} exists but is not a grokinterp run directory; move it away")
-    old = ckpt.read_run_config(run_dir)
+    old = rundir.read_run_config(run_dir)
     if old != cfg:
         diff = [k for k, v in cfg.to_dict().items() if k != "preset" and old.to_dict().get(k) != v]
         raise ValueError(
             f"{run_dir} was trained with a different config ({', '.join(diff)} differ); "
             "use a new --out or delete that run"
         )
-    if ckpt.read_summary(run_dir).get("finished"):
+    if rundir.read_summary(run_dir).get("finished"):
         return "finished"
     if (run_dir / C.STATE_FILE).is_file():
         return "resume"
@@ -203,11 +133,11 @@ def _row_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _skipped_row(run_dir: Path) -> dict[str, Any]:
-    from grokinterp.io import checkpoints as ckpt
+    from grokinterp.io import rundir
 
-    row = _row_from_summary(ckpt.read_summary(run_dir))
+    row = _row_from_summary(rundir.read_summary(run_dir))
     if row["grokking_step"] is None and row["grokking_epoch"] is not None:  # summaries before grokking_step
-        rows = ckpt.read_metrics(run_dir)
+        rows = rundir.read_metrics(run_dir)
         row["grokking_step"] = next((r.get("step") for r in rows if r.get("epoch") == row["grokking_epoch"]), None)
     return {**row, "status": "skipped", "error": ""}
 
@@ -358,26 +288,32 @@ def run_sweep(
     address: str | None = None,
     *,
     checkpoints: bool = True,
-    plot: bool = True,
+    plot: PlotFit | None = None,
     fit_on: FitOn = "epoch",
     progress: Callable[[str, dict[str, Any]], None] | None = None,
 ):
-    """Run every grid point into ``out/runs/NAME``; write results.csv, fit.json and the plot.
+    """Run every grid point into ``out/runs/NAME``; write results.csv and fit.json.
 
-    Returns the results as a pandas DataFrame (one row per grid point, in grid order).
-    ``checkpoints=False`` keeps only the first and last checkpoint of each run.
-    ``fit_on`` picks what the power law fits: the grokking epoch or optimizer step.
-    ``progress(name, row)`` is called as each run ends.
+    Returns the results as a pandas DataFrame (one row per grid point, in grid order; the fit in
+    ``df.attrs["fit"]``). ``checkpoints=False`` keeps only the first and last checkpoint of each
+    run. ``plot(df, fit, out)`` draws the fit figure (e.g.
+    ``grokinterp.viz.sweep_figure.write_sweep_figure``); None (or False) draws none. ``fit_on``
+    picks what the power law fits: the grokking epoch or optimizer step. ``progress(name, row)``
+    is called as each run ends.
     """
-    from grokinterp.io.checkpoints import atomic_write_text
+    from grokinterp.io.files import atomic_write_text
 
+    if plot is not None and plot is not False and not callable(plot):
+        raise ValueError(
+            "plot takes a function plot(df, fit, out) such as grokinterp.viz.sweep_figure.write_sweep_figure, or None"
+        )
     if backend not in ("local", "ray", "ensemble"):
         raise ValueError(f"backend must be 'local', 'ray' or 'ensemble' (got {backend!r})")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1 (got {workers})")
     if not checkpoints:
         base_cfg = base_cfg.replace(checkpoint_every=base_cfg.epochs, checkpoint_early_every=0)
-    grid = {_field_name(k): list(v) for k, v in grid.items()}
+    grid = {RunConfig.field_name(k): list(v) for k, v in grid.items()}
     points = expand_grid(base_cfg, grid)
     out = Path(out)
     runs = out / "runs"
@@ -419,7 +355,7 @@ def run_sweep(
 def _write_results(out: Path, grid: dict[str, list[Any]], rows: list[dict[str, Any] | None]):
     import pandas as pd
 
-    from grokinterp.io.checkpoints import atomic_write_text
+    from grokinterp.io.files import atomic_write_text
 
     columns = [*grid, *RESULT_METRICS, *RESULT_TAIL]
     df = pd.DataFrame([r for r in rows if r is not None], columns=columns)
@@ -431,298 +367,25 @@ def _write_results(out: Path, grid: dict[str, list[Any]], rows: list[dict[str, A
 
 
 # ----------------------------------------------------------------------------------------------
-# Power-law fit: grokking_epoch = A * f ** -b
+# The power-law fit: grokking_epoch = A * f ** -b (grokinterp.analysis.powerlaw)
 # ----------------------------------------------------------------------------------------------
-
-
-def _t_quantile(q: float, df: int) -> float:
-    try:
-        from scipy import stats
-
-        return float(stats.t.ppf(q, df))
-    except ImportError:  # normal approximation
-        from statistics import NormalDist
-
-        return NormalDist().inv_cdf(q)
-
-
-def fit_power_law(
-    fracs: Sequence[float],
-    epochs: Sequence[float | None],
-    *,
-    aggregate: Literal["median", "none"] = "median",
-    confidence: float = 0.95,
-    bootstrap: int = 0,
-    seed: int = 0,
-    name: str = "grokking_epoch",
-) -> dict[str, Any]:
-    """Fit ``epochs = A * fracs ** -b`` by least squares on ``log epochs = log A - b log f``.
-
-    Runs that did not grok (None/NaN/non-positive epochs) are dropped. With ``aggregate="median"``
-    the points are the median epoch of the runs at each fraction (seeds), else every run is a point.
-    Returns ``A``, ``b``, ``r2`` (in log-log), ``A_ci`` and ``b_ci`` (``confidence`` intervals from
-    the standard errors with a t distribution; NaN with fewer than three points), ``n`` (points) and
-    ``n_runs``. ``bootstrap=B`` adds ``bootstrap_A_ci``/``bootstrap_b_ci``: percentile intervals from
-    resampling the runs within each fraction (seeds) B times.
-    """
-    import numpy as np
-
-    f = np.asarray(fracs, dtype=float)
-    y = np.asarray([np.nan if e is None else e for e in epochs], dtype=float)
-    if f.shape != y.shape or f.ndim != 1:
-        raise ValueError("fracs and epochs must be 1-D sequences of the same length")
-    keep = np.isfinite(f) & np.isfinite(y) & (f > 0) & (y > 0)
-    f, y = f[keep], y[keep]
-    if aggregate not in ("median", "none"):
-        raise ValueError(f"aggregate must be 'median' or 'none' (got {aggregate!r})")
-    groups = {float(u): y[f == u] for u in np.unique(f)}
-    if aggregate == "median":
-        px = np.array(list(groups))
-        py = np.array([np.median(v) for v in groups.values()])
-    else:
-        px, py = f, y
-    if len(np.unique(px)) < 2:
-        raise ValueError("a power-law fit needs grokked runs at two or more train fractions")
-    x, z = np.log(px), np.log(py)
-    n = len(x)
-    slope, intercept, se_slope, se_intercept, r2 = _ols(x, z)
-    tq = _t_quantile(0.5 + confidence / 2, n - 2) if n > 2 else math.nan
-    b, log_a = -slope, intercept
-    out: dict[str, Any] = {
-        "A": float(math.exp(log_a)),
-        "b": float(b),
-        "r2": r2,
-        "A_ci": [float(math.exp(log_a - tq * se_intercept)), float(math.exp(log_a + tq * se_intercept))],
-        "b_ci": [float(b - tq * se_slope), float(b + tq * se_slope)],
-        "se_b": se_slope,
-        "se_log_A": se_intercept,
-        "confidence": confidence,
-        "n": n,
-        "n_runs": len(y),
-        "aggregate": aggregate,
-        "points": {"train_frac": px.tolist(), name: py.tolist()},
-    }
-    if bootstrap and any(len(v) > 1 for v in groups.values()):
-        rng = np.random.default_rng(seed)
-        bs_b, bs_a = [], []
-        for _ in range(bootstrap):
-            rx, ry = [], []
-            for u, v in groups.items():
-                s = rng.choice(v, size=len(v), replace=True)
-                if aggregate == "median":
-                    rx.append(u)
-                    ry.append(np.median(s))
-                else:
-                    rx.extend([u] * len(s))
-                    ry.extend(s)
-            sl, ic, *_ = _ols(np.log(rx), np.log(ry))
-            bs_b.append(-sl)
-            bs_a.append(math.exp(ic))
-        lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
-        out["bootstrap"] = bootstrap
-        out["bootstrap_b_ci"] = [float(np.percentile(bs_b, lo)), float(np.percentile(bs_b, hi))]
-        out["bootstrap_A_ci"] = [float(np.percentile(bs_a, lo)), float(np.percentile(bs_a, hi))]
-    return out
-
-
-def _ols(x, z) -> tuple[float, float, float, float, float]:
-    """Slope, intercept, their standard errors and R^2 of z ~ x (NaN errors with < 3 points)."""
-    import numpy as np
-
-    n = len(x)
-    xm, zm = x.mean(), z.mean()
-    sxx = float(((x - xm) ** 2).sum())
-    slope = float(((x - xm) * (z - zm)).sum() / sxx)
-    intercept = float(zm - slope * xm)
-    resid = z - (intercept + slope * x)
-    sse = float((resid**2).sum())
-    sst = float(((z - zm) ** 2).sum())
-    r2 = 1.0 - sse / sst if sst > 0 else 1.0
-    if n > 2:
-        s2 = sse / (n - 2)
-        se_slope = math.sqrt(s2 / sxx)
-        se_intercept = math.sqrt(s2 * (1.0 / n + xm**2 / sxx))
-    else:
-        se_slope = se_intercept = math.nan
-    return slope, intercept, se_slope, se_intercept, float(np.clip(r2, -np.inf, 1.0))
 
 
 def write_fit(
-    df, out: str | Path, *, plot: bool = True, bootstrap: int = 1000, fit_on: FitOn = "epoch"
+    df, out: str | Path, *, plot: PlotFit | None = None, bootstrap: int = 1000, fit_on: FitOn = "epoch"
 ) -> dict[str, Any]:
     """Fit the grokking epoch (or optimizer step, ``fit_on="step"``: minibatch studies count
     steps, and steps per epoch change with the train fraction) against train_frac over the sweep's
-    results; write fit.json and the plot."""
+    results (``fit_sweep``); write ``out/fit.json``, then the figure with ``plot(df, fit, out)``
+    when given (its paths in ``fit["figures"]``; a failing figure is logged, never raised)."""
     from grokinterp.io.files import atomic_write_text, strict_json
 
     out = Path(out)
-    y = f"grokking_{fit_on}"
-    if "train_frac" not in df.columns:
-        fit: dict[str, Any] = {"error": "train_frac is not a grid field: no power-law fit"}
-    else:
-        grokked = df[df[y].notna()]
-        try:
-            fit = fit_power_law(
-                grokked["train_frac"].astype(float).tolist(),
-                grokked[y].astype(float).tolist(),
-                bootstrap=bootstrap,
-                name=y,
-            )
-        except ValueError as e:
-            fit = {"error": str(e)}
-        fit["n_runs_total"] = len(df)
-        fit["n_runs_grokked"] = len(grokked)
-    fit["y"] = y
-    fit["model"] = f"{y} = A * train_frac ** -b (least squares in log-log)"
+    fit = fit_sweep(df, bootstrap=bootstrap, fit_on=fit_on)
     atomic_write_text(out / "fit.json", strict_json(fit, indent=2) + "\n")
     if plot and "train_frac" in df.columns:
         try:
-            fit["figures"] = _plot_fit(df, fit, out, y)
+            fit["figures"] = plot(df, fit, out)
         except Exception as e:  # a figure must never fail a finished sweep
             log.warning("could not write the plot: %s", e)
     return fit
-
-
-def _plot_fit(df, fit: dict[str, Any], out: Path, y: str = "grokking_epoch") -> list[str]:
-    import numpy as np
-    import plotly.graph_objects as go
-
-    grokked = df[df[y].notna()]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=grokked["train_frac"].astype(float),
-            y=grokked[y].astype(float),
-            mode="markers",
-            name="runs",
-            marker={"opacity": 0.5},
-            text=grokked["run"],
-        )
-    )
-    label = y.replace("_", " ")
-    title = f"{label.capitalize()} against train fraction"
-    if "A" in fit:
-        pts = fit["points"]
-        fig.add_trace(go.Scatter(x=pts["train_frac"], y=pts[y], mode="markers", name="median",
-                                 marker={"size": 10, "symbol": "diamond"}))  # fmt: skip
-        xs = np.geomspace(min(pts["train_frac"]), max(pts["train_frac"]), 100)
-        fig.add_trace(go.Scatter(x=xs, y=fit["A"] * xs ** -fit["b"], mode="lines", name="fit"))
-        lo, hi = fit["b_ci"]
-        ci = "" if math.isnan(lo) else f" (b {fit['confidence']:.0%} CI [{lo:.2f}, {hi:.2f}])"
-        title += f": {fit['A']:.4g} · f^{-fit['b']:.3f}{ci}, R² {fit['r2']:.3f}"
-    fig.update_layout(title=title, xaxis_title="train fraction", yaxis_title=label, template="plotly_white")
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
-    return [str(path) for path in _export(fig, out, "grokking_vs_train_frac")]
-
-
-def _export(fig, out: Path, name: str) -> list[Path]:
-    """HTML always; PNG when kaleido and a Chromium work. Uses ``grokinterp.plots.export_figures``
-    (offline HTML, quiet kaleido) when available, else plotly directly."""
-    try:
-        from grokinterp.viz.plots import export_figures
-    except ImportError:
-        export_figures = None
-    html, png = out / f"{name}.html", out / f"{name}.png"
-    if export_figures is not None:
-        paths = list(export_figures({name: fig}, out, "html"))
-    else:
-        fig.write_html(html, include_plotlyjs="cdn")
-        paths = [html]
-    try:
-        if export_figures is not None:
-            export_figures({name: fig}, out, "png")  # without a Chromium: HTML again, one warning
-        else:
-            fig.write_image(png)
-    except Exception as e:  # kaleido or Chromium broken: the HTML is enough
-        log.info("no PNG (%s); wrote %s", str(e).splitlines()[0] if str(e) else type(e).__name__, html)
-    if png.is_file():
-        paths.append(png)
-    return paths
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------
-
-
-def add_sweep_parser(sub) -> argparse.ArgumentParser:
-    """Add the ``sweep`` command to an argparse subparsers object."""
-    from grokinterp.presets import PRESETS
-
-    p = sub.add_parser(
-        "sweep",
-        help="train a grid of configs (parallel, resumable) and fit grokking epoch against train fraction",
-        description="Train the cartesian product of --grid values into OUT/runs/<field=value,...>; "
-        "write OUT/results.csv, OUT/fit.json and OUT/grokking_vs_train_frac.html. Re-running skips "
-        "finished runs and resumes unfinished ones.",
-    )
-    p.add_argument("--preset", choices=list(PRESETS), default="nanda-p113-fast")
-    p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
-                   help="a RunConfig field and its values (repeat for more fields)")  # fmt: skip
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override one field of the preset for every run (repeatable)")  # fmt: skip
-    p.add_argument("--out", type=Path, required=True, help="sweep folder, e.g. sweeps/NAME")
-    p.add_argument("--workers", type=int, default=None, help="parallel runs (default: CPU count)")
-    p.add_argument(
-        "--backend",
-        choices=["local", "ray", "ensemble"],
-        default="local",
-        help="local: one process per run; ray: one task per run; ensemble: runs of one shape batched in one process",
-    )
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
-    p.add_argument("--no-checkpoints", action="store_true", help="keep only each run's first and last checkpoint")
-    p.add_argument("--no-plot", action="store_true", help="skip the figure")
-    p.add_argument("--fit-on", choices=["epoch", "step"], default="epoch",
-                   help="fit the grokking epoch (default) or optimizer step against train_frac")  # fmt: skip
-    p.set_defaults(func=cmd_sweep)
-    return p
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from grokinterp.presets import get_preset
-
-    if not args.grid:
-        raise ValueError("sweep needs at least one --grid FIELD=V1,V2,...")
-    grid = parse_grid(args.grid)
-    sets = parse_sets(args.sets)
-    both = sorted(set(grid) & set(sets))
-    if both:
-        raise ValueError(f"{', '.join(both)} given in both --grid and --set")
-    if args.address and args.backend != "ray":
-        raise ValueError("--address needs --backend ray")
-    base = get_preset(args.preset)
-    base = base.replace(**sets) if sets else base
-    n = math.prod(len(v) for v in grid.values())
-    print(f"sweep: {n} runs into {args.out / 'runs'} ({args.backend} backend)", flush=True)
-    start = time.perf_counter()
-
-    def progress(name: str, row: dict[str, Any]) -> None:
-        extra = f" ({row['error']})" if row["status"] == "failed" else ""
-        wall = row.get("wall_clock_s")
-        wall_text = f", {wall:.1f} s" if wall is not None else ""
-        grok = f"grokking epoch {row['grokking_epoch']} (step {row['grokking_step']})"
-        print(f"  {name}: {row['status']}{extra}, {grok}{wall_text}", flush=True)
-
-    try:
-        df = run_sweep(
-            base, grid, args.out, workers=args.workers, backend=args.backend, address=args.address,
-            checkpoints=not args.no_checkpoints, plot=not args.no_plot, fit_on=args.fit_on, progress=progress,
-        )  # fmt: skip
-    except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume the sweep", flush=True)
-        raise
-    fit = df.attrs.get("fit", {})
-    print(f"wrote {args.out / 'results.csv'} ({len(df)} runs, {time.perf_counter() - start:.1f} s)")
-    if "A" in fit:
-        lo, hi = fit["b_ci"]
-        ci = "no CI from 2 fractions" if math.isnan(lo) else f"b 95% CI [{lo:.3f}, {hi:.3f}]"
-        print(f"fit: {fit['y']} = {fit['A']:.4g} * train_frac^{-fit['b']:.3f} ({ci}, R^2 {fit['r2']:.3f}, "
-              f"{fit['n']} fractions, {fit['n_runs']} grokked runs) -> {args.out / 'fit.json'}")  # fmt: skip
-    else:
-        print(f"fit: {fit.get('error', 'none')}")
-    failed = int((df["status"] == "failed").sum())
-    if failed:
-        print(f"{failed} run(s) failed; see the log above, fix, and re-run the same command to retry them")
-        return 1
-    return 0

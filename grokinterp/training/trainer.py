@@ -1,14 +1,16 @@
 """Full-batch and minibatch AdamW training with checkpoints, exact resume and early stopping.
 
-The forward pass is ``models.last_position_logits`` (only the final position, first-layer
+The forward pass is ``forward.last_position_logits`` (only the final position, first-layer
 attention from per-token tables), the loss is float64 cross-entropy on the answer classes, and the
 full train and test sets are evaluated every ``eval_every`` epochs (not every epoch, as the demo
 does). ``Trainer.run`` writes ``metrics.jsonl``, checkpoints and a resume state into the run
 directory; ``Trainer.resume(run_dir)`` continues a run and reproduces the uninterrupted metrics
 exactly, also with early stopping and after a Ctrl-C or kill -9 at any moment.
 
-The run directory is written only through ``grokinterp.rundir`` (layout, lock, guard); the
-trainer holds the run's lock from the moment it creates or reopens the run until ``run`` returns.
+The trainer writes through the ``RunWriter`` it is handed (``grokinterp.io.writer``): a
+``RunDirWriter`` writes the run directory through ``grokinterp.io.rundir`` and holds the run's lock
+from the moment it creates or reopens the run until ``run`` returns; a ``MemoryWriter`` keeps an
+in-memory run. Reopening a run to continue it lives in ``grokinterp.training.resume``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import json
 import logging
 import math
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,36 +32,19 @@ from torch import Tensor, nn
 from grokinterp import constants as C
 from grokinterp.config import RunConfig
 from grokinterp.forward import evaluate, last_position_logits
-from grokinterp.io import checkpoints as ckpt
-from grokinterp.io import rundir
+from grokinterp.io.checkpoints import Checkpoint
+from grokinterp.io.lock import RunLock
+from grokinterp.io.rundir import RunSummary, Status
+from grokinterp.io.writer import MemoryWriter, RunDirWriter, RunWriter
 from grokinterp.losses import cross_entropy
 from grokinterp.models import build_model, load_weights
+from grokinterp.progress import progress_enabled
 from grokinterp.tasks import Dataset, make_dataset
 from grokinterp.training.methods import make_grad_filter, orthogonalize_gradients
+from grokinterp.training.resume import RESUMABLE_FIELDS as RESUMABLE_FIELDS  # its home before resume.py
+from grokinterp.training.resume import open_run
 
 logger = logging.getLogger(__name__)
-
-#: Config fields ``--resume`` may change (recorded in config.json); any other change is refused,
-#: since it would make the run a different experiment. ``epochs`` may only grow.
-RESUMABLE_FIELDS = (
-    "epochs", "stop_acc", "stop_patience", "eval_every", "checkpoint_every",
-    "checkpoint_early_every", "checkpoint_early_until", "device",
-)  # fmt: skip
-
-
-def progress_enabled(progress: bool) -> bool:
-    """A progress bar on a terminal or in Jupyter; none in a log file or CI, where each update
-    would be one more line."""
-    if not progress:
-        return False
-    if sys.stderr is not None and sys.stderr.isatty():
-        return True
-    try:
-        from IPython import get_ipython
-
-        return getattr(get_ipython(), "kernel", None) is not None
-    except ImportError:
-        return False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -80,6 +64,9 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass
 class TrainResult:
+    """What ``Trainer.run`` returns: the trained model, its metrics rows and how the run ended
+    (``summary``: summary.json as a dict, also for a run kept in memory)."""
+
     run_dir: Path | None
     config: RunConfig
     model: nn.Module
@@ -90,10 +77,11 @@ class TrainResult:
     interrupted: bool
     wall_clock_s: float
     summary: dict[str, Any] = field(default_factory=dict)
-    status: rundir.Status = "finished"
+    status: Status = "finished"
 
     @property
     def diverged(self) -> bool:
+        """A non-finite loss ended the run."""
         return self.status == "diverged"
 
 
@@ -101,7 +89,21 @@ class Trainer:
     """Trains one run. ``run_dir=None`` trains in memory (sweeps, notebooks, tests).
 
     With a ``run_dir`` the trainer creates it (``force`` replaces an earlier run, and nothing
-    else) and holds its lock until ``run`` returns; ``Trainer.resume`` reopens one.
+    else) and holds its lock until ``run`` returns; ``Trainer.resume`` reopens one. Output goes
+    through ``writer`` (``grokinterp.io.writer``): by default a ``RunDirWriter`` for ``run_dir`` or a
+    ``MemoryWriter``; pass ``writer=`` instead of ``run_dir`` to send it elsewhere.
+
+    ``run`` is the loop. An ``EnsembleTrainer`` replaces only its step and drives its members
+    through this public protocol, one epoch at a time:
+
+    - ``batches()``: the epoch's (tokens, labels) minibatches, drawn from the trainer's generator;
+    - ``is_eval_epoch(epoch)``: whether the epoch ends with an evaluation;
+    - ``record_evaluation(metrics)``: log an evaluation's row and update the early-stopping streak,
+      then ``checkpoint_if_due(row)``: the checkpoint and resume state at checkpoint epochs;
+    - ``should_stop_early()``, ``diverged`` and ``stop_requested``: whether to stop (the early-stopping
+      rule, a non-finite loss, Ctrl-C or SIGTERM through ``install_signal_handlers()``, or
+      ``request_stop()``);
+    - ``finish(stopped_early, interrupted)``: the final checkpoint, resume state and summary.
     """
 
     def __init__(
@@ -111,13 +113,15 @@ class Trainer:
         *,
         force: bool = False,
         dataset: Dataset | None = None,
-        _resuming: bool = False,
+        writer: RunWriter | None = None,
     ) -> None:
+        if writer is not None and (run_dir is not None or force):
+            raise ValueError("give the Trainer a run_dir (and force) or a writer, not both")
         self.cfg = cfg
-        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.device = resolve_device(cfg.device)
-        if self.run_dir is not None and not _resuming:
-            rundir.check_out_path(self.run_dir)
+        if writer is None:
+            writer = RunDirWriter(run_dir, force=force) if run_dir is not None else MemoryWriter()
+        self.writer: RunWriter = writer
         # Everything that can fail on its own (memory for a huge p, the model) before the run
         # directory exists, so a failure leaves nothing behind.
         self.dataset = dataset or make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed)
@@ -147,92 +151,41 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self._stop_requested = False
         self._diverged = False
-        self.lock: rundir.RunLock | None = None
-        if self.run_dir is not None and not _resuming:
-            self.lock = rundir.create_run_dir(self.run_dir, force)
-            try:
-                rundir.write_run_config(self.run_dir, cfg)
-                rundir.write_split(self.run_dir, self.dataset.train_indices, self.dataset.test_indices)
-                rundir.write_metrics(self.run_dir, [])
-            except BaseException:
-                self.lock.release()
-                rundir.discard_new_run_dir(self.run_dir)
-                raise
+        writer.begin(cfg, self.dataset.train_indices, self.dataset.test_indices)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory (None for a run kept in memory)."""
+        return self.writer.path
+
+    @property
+    def lock(self) -> RunLock | None:
+        """The run directory's lock (None in memory); ``writer.release()`` releases it."""
+        return self.writer.lock
 
     # ------------------------------------------------------------------ resume
     @classmethod
     def resume(cls, run_dir: str | Path, *, from_checkpoint: bool = False, **overrides: Any) -> Trainer:
-        """Continue a run exactly from its ``state.safetensors``.
+        """Continue a run exactly from its ``state.safetensors`` (``grokinterp.training.resume``).
 
         ``overrides`` may change only ``RESUMABLE_FIELDS`` (``epochs`` only upwards); each change is
         recorded in config.json. ``from_checkpoint=True`` continues from the last checkpoint
         instead, with a fresh optimizer (for a run whose state file was lost): not exact, and
         recorded as such.
         """
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise rundir.RunDirError(f"{run_dir}: no such run directory")
-        cfg = rundir.read_run_config(run_dir)
-        lock = rundir.RunLock(run_dir).acquire()
+        point = open_run(run_dir, from_checkpoint=from_checkpoint, overrides=overrides)
         try:
-            self = cls._reopen(run_dir, cfg, lock, from_checkpoint, overrides)
+            self = cls(point.config, dataset=point.dataset, writer=point.writer)
+            point.restore(self)
         except BaseException:
-            lock.release()
+            point.writer.release()
             raise
-        logger.info("resuming %s at epoch %d", run_dir, self.epoch)
+        logger.info("resuming %s at epoch %d", point.run_dir, self.epoch)
         return self
 
-    @classmethod
-    def _reopen(cls, run_dir: Path, cfg: RunConfig, lock: rundir.RunLock, from_checkpoint: bool, overrides) -> Trainer:
-        state_path = run_dir / C.STATE_FILE
-        epochs = rundir.checkpoint_epochs(run_dir)
-        hint = (
-            f"continue from its last checkpoint (epoch {epochs[-1]}) with a fresh optimizer: "
-            f"grokinterp train --resume {run_dir} --from-checkpoint"
-            if epochs
-            else "it has no checkpoint either; start a new run"
-        )
-        tensors = meta = None
-        if not from_checkpoint:
-            if not state_path.is_file():
-                raise rundir.RunDirError(f"{run_dir} has no {C.STATE_FILE} (the exact resume point); {hint}")
-            try:
-                tensors, meta = ckpt.load_tensors(state_path)
-                if meta.get("format") != C.STATE_FORMAT:
-                    raise rundir.RunDirError(f"{state_path} is not a grokinterp resume state")
-            except rundir.RunDirError as e:
-                raise rundir.RunDirError(f"{e}; {hint}") from None
-        elif not epochs:
-            raise rundir.RunDirError(f"{run_dir} has no checkpoint to continue from; start a new run")
-        at_epoch = int(json.loads(meta["trainer"])["epoch"]) if meta is not None else epochs[-1]
-        new_cfg, changes = _apply_resume_overrides(cfg, at_epoch, overrides)
-        train_idx, test_idx = rundir.read_split(run_dir)
-        dataset = make_dataset(
-            new_cfg.p, new_cfg.op, new_cfg.layout, new_cfg.train_frac, new_cfg.data_seed, split=(train_idx, test_idx)
-        )
-        self = cls(new_cfg, run_dir, dataset=dataset, _resuming=True)
-        self.lock = lock
-        rows = rundir.read_metrics(run_dir)
-        if tensors is not None:
-            self._load_state(tensors, meta)
-        else:
-            self._load_checkpoint_state(run_dir, epochs[-1], rows)
-            note = (
-                f"resumed from checkpoint epoch {epochs[-1]} without a resume state: optimizer moments, "
-                "gradient-filter state and RNG restarted (not bit-identical to an uninterrupted run)"
-            )
-            rundir.record_config_change(run_dir, new_cfg, self.epoch, changes, note)
-            logger.warning("%s: %s", run_dir, note)
-        # Rows after the resume point were written after the state (a crash in between): drop them.
-        self.metrics = [r for r in rows if r["epoch"] <= self.epoch]
-        rundir.write_metrics(run_dir, self.metrics)
-        if changes and tensors is not None:
-            rundir.record_config_change(run_dir, new_cfg, self.epoch, changes, "changed on --resume")
-        return self
-
-    def _load_checkpoint_state(self, run_dir: Path, epoch: int, rows: list[dict[str, Any]]) -> None:
-        """Weights from the checkpoint at ``epoch``; counters replayed from the metrics rows."""
-        c = ckpt.load_checkpoint(rundir.checkpoint_path(run_dir, epoch))
+    def load_checkpoint_state(self, c: Checkpoint, epoch: int, rows: list[dict[str, Any]]) -> None:
+        """Weights from the checkpoint ``c`` of ``epoch``; counters replayed from the metrics
+        ``rows`` (a resume without its state file: not bit-identical, the optimizer restarts)."""
         load_weights(self.model, c.state_dict, c.path)
         kept = [r for r in rows if r["epoch"] <= epoch]
         self.epoch = epoch
@@ -240,19 +193,15 @@ class Trainer:
             (r["step"] for r in reversed(kept) if r.get("step") is not None), epoch * self.cfg.steps_per_epoch
         )
         self.elapsed = float(kept[-1].get("elapsed") or 0.0) if kept else 0.0
-        threshold = self.cfg.stop_acc or C.GROKKING_THRESHOLD
-        for r in kept:  # the same streak rule as _evaluate_and_log
-            acc = r.get("test_acc")
-            if acc is not None and acc >= threshold:
-                self.streak += 1
-                self.grokking_epoch = r["epoch"] if self.grokking_epoch is None else self.grokking_epoch
-            else:
-                self.streak = 0
+        for r in kept:  # the streak rule of record_evaluation
+            self._count_toward_stop(r["epoch"], r.get("test_acc"))
         # Deterministic in the epoch, so two recoveries of the same run agree.
         self.batch_gen.manual_seed(self.cfg.train_seed + 1_000_003 * epoch)
         self.dropout_gen.manual_seed(self.cfg.train_seed + 1 + 1_000_003 * epoch)
 
-    def _state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The exact resume point as ``(tensors, metadata)``: weights, optimizer moments, RNG and
+        gradient-filter state, counters (what state.safetensors holds; ``load_state`` reads it)."""
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt = self.optimizer.state_dict()
         for idx, st in opt["state"].items():
@@ -276,7 +225,8 @@ class Trainer:
         }
         return tensors, meta
 
-    def _load_state(self, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
+        """Continue exactly from ``state_tensors``' output (as read back from state.safetensors)."""
         load_weights(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, C.STATE_FILE)
         opt_state: dict[int, dict[str, Tensor]] = {}
         for k, v in tensors.items():
@@ -298,13 +248,13 @@ class Trainer:
         self.grokking_epoch, self.elapsed = trainer["grokking_epoch"], trainer["elapsed"]
 
     def save_state(self) -> None:
-        if self.run_dir is None:
-            return
-        tensors, meta = self._state_tensors()
-        ckpt.save_tensors(self.run_dir / C.STATE_FILE, tensors, meta)
+        """Hand the resume point to the writer (state.safetensors; an in-memory run keeps none)."""
+        self.writer.save_state(self.state_tensors)
 
     # ------------------------------------------------------------------ training
-    def _batches(self) -> list[tuple[Tensor, Tensor]]:
+    def batches(self) -> list[tuple[Tensor, Tensor]]:
+        """One epoch's ``(tokens, labels)`` minibatches (the whole train split, full batch); draws
+        from the trainer's batch generator, so call it once per epoch."""
         cfg, n = self.cfg, len(self.train_labels)
         if cfg.batch_size is None or (cfg.batch_size >= n and not cfg.sample_with_replacement):
             return [(self.train_tokens, self.train_labels)]
@@ -316,6 +266,7 @@ class Trainer:
         return [(self.train_tokens[i], self.train_labels[i]) for i in chunks]
 
     def train_step(self, tokens: Tensor, labels: Tensor) -> float:
+        """One optimizer step on a minibatch; returns its loss (NaN when full batch: not read)."""
         cfg = self.cfg
         self.model.train()
         logits = last_position_logits(self.model, tokens, dropout=cfg.dropout, generator=self.dropout_gen)
@@ -334,7 +285,8 @@ class Trainer:
         self.step += 1
         return loss.item() if cfg.batch_size is not None else float("nan")
 
-    def _evaluate_and_log(self) -> dict[str, Any]:
+    def evaluate_and_record(self) -> dict[str, Any]:
+        """Evaluate the full train and test sets now and record the row (``record_evaluation``)."""
         self.model.eval()
         m = evaluate(self.model, self.dataset, self.cfg.loss_fn, tokens=self.tokens, labels=self.labels)
         return self.record_evaluation(m)
@@ -352,23 +304,41 @@ class Trainer:
         if not (math.isfinite(m["train_loss"]) and math.isfinite(m["test_loss"])):
             self._diverged = True  # logged (as null losses) but neither checkpointed nor counted
         else:
-            threshold = self.cfg.stop_acc or C.GROKKING_THRESHOLD
-            if m["test_acc"] >= threshold:
-                self.streak += 1
-                if self.grokking_epoch is None:
-                    self.grokking_epoch = self.epoch
-            else:
-                self.streak = 0
+            self._count_toward_stop(self.epoch, m["test_acc"])
         self.metrics.append(row)
-        if self.run_dir is not None:
-            rundir.append_metrics_row(self.run_dir, row)
+        self.writer.append_metrics_row(row)
         return row
 
-    def _is_eval_epoch(self, epoch: int) -> bool:
+    def _count_toward_stop(self, epoch: int, test_acc: float | None) -> None:
+        """The early-stopping streak and the grokking epoch after an evaluation at ``epoch``."""
+        if test_acc is not None and test_acc >= (self.cfg.stop_acc or C.GROKKING_THRESHOLD):
+            self.streak += 1
+            if self.grokking_epoch is None:
+                self.grokking_epoch = epoch
+        else:
+            self.streak = 0
+
+    def is_eval_epoch(self, epoch: int) -> bool:
+        """Whether ``epoch`` ends with an evaluation (every ``eval_every`` and every checkpoint)."""
         return epoch % self.cfg.eval_every == 0 or self.cfg.is_checkpoint_epoch(epoch)
 
-    def _should_stop_early(self) -> bool:
+    def should_stop_early(self) -> bool:
+        """The early-stopping rule: ``stop_patience`` evaluations in a row at ``stop_acc``."""
         return self.cfg.stop_acc is not None and self.streak >= self.cfg.stop_patience
+
+    @property
+    def diverged(self) -> bool:
+        """An evaluation found a non-finite loss: training stops, nothing more is checkpointed."""
+        return self._diverged
+
+    @property
+    def stop_requested(self) -> bool:
+        """Ctrl-C, SIGTERM or ``request_stop`` asked to stop at the end of this epoch."""
+        return self._stop_requested
+
+    def request_stop(self) -> None:
+        """Stop at the end of this epoch and save the exact resume point (what Ctrl-C does)."""
+        self._stop_requested = True
 
     def run(
         self,
@@ -378,15 +348,11 @@ class Trainer:
     ) -> TrainResult:
         """Train to ``cfg.epochs`` (or early stop, or divergence). ``max_epochs`` pauses after that
         many more epochs, like an interruption (used to test resume). Releases the run's lock."""
-        if self.run_dir is not None:
-            if self.lock is None:
-                self.lock = rundir.RunLock(self.run_dir)
-            self.lock.acquire()
+        self.writer.acquire()
         try:
             return self._run(progress, callback, max_epochs)
         finally:
-            if self.lock is not None:
-                self.lock.release()
+            self.writer.release()
 
     def _run(self, progress, callback, max_epochs) -> TrainResult:
         from tqdm.auto import tqdm
@@ -404,19 +370,19 @@ class Trainer:
             dynamic_ncols=True,
             mininterval=0.5,
         )
-        restore = self._install_sigint()
+        restore = self.install_signal_handlers()
         start = time.perf_counter() - self.elapsed
         try:
             while self.epoch < target and not self._diverged:
-                if self._should_stop_early():
+                if self.should_stop_early():
                     stopped_early = True
                     break
-                for tokens, labels in self._batches():
+                for tokens, labels in self.batches():
                     self.train_step(tokens, labels)
                 self.epoch += 1
                 self.elapsed = time.perf_counter() - start
                 bar.update(1)
-                if self._is_eval_epoch(self.epoch):
+                if self.is_eval_epoch(self.epoch):
                     row = self._log_and_checkpoint()
                     bar.set_postfix_str(
                         f"train {row['train_loss']:.2e} test {row['test_loss']:.2e} "
@@ -429,7 +395,7 @@ class Trainer:
                     interrupted = True
                     break
             else:
-                stopped_early = not self._diverged and self._should_stop_early()
+                stopped_early = not self._diverged and self.should_stop_early()
         finally:
             restore()
             if stopped_early:  # the run is finished: the bar ends at 100%, not at n / cfg.epochs
@@ -446,22 +412,22 @@ class Trainer:
         cfg = self.cfg
         finished = self.epoch >= cfg.epochs or stopped_early
         if self._diverged:
-            status: rundir.Status = "diverged"
+            status: Status = "diverged"
         elif stopped_early:
             status = "stopped_early"
         elif finished:
             status = "finished"
         else:
             status = "interrupted"
-        if self.run_dir is not None and not self._diverged:
-            if finished and not rundir.checkpoint_path(self.run_dir, self.epoch).exists():
-                ckpt.save_checkpoint(self.run_dir, self.epoch, self.model, cfg, self.metrics[-1])
+        if not self._diverged:
+            if finished and not self.writer.has_checkpoint(self.epoch):
+                self.writer.save_checkpoint(self.epoch, self.model, cfg, self.metrics[-1])
             # An interruption between evaluations saves the exact resume point but adds no
             # evaluation: an extra row would count toward the early-stopping streak, and the
             # resumed run would then differ from an uninterrupted one.
             self.save_state()
         good = [r for r in self.metrics if _finite_losses(r)]
-        last_good = rundir.checkpoint_epochs(self.run_dir)[-1:] if self.run_dir is not None else []
+        last_good = self.writer.checkpoint_epochs()[-1:]
         message = None
         if self._diverged:
             bad = self.metrics[-1]
@@ -471,7 +437,7 @@ class Trainer:
                 + "lower the learning rate"
             )
             logger.debug("%s", message)  # the caller reports it (the CLI prints one line)
-        summary = rundir.RunSummary(
+        summary = RunSummary(
             final_epoch=self.epoch,
             status=status,
             grokking_epoch=self.grokking_epoch,
@@ -482,8 +448,7 @@ class Trainer:
             last_good_epoch=last_good[0] if last_good else None,
             message=message,
         )
-        if self.run_dir is not None:
-            rundir.write_summary(self.run_dir, summary)
+        self.writer.write_summary(summary)
         if interrupted:
             logger.warning(
                 "interrupted at epoch %d; resume with: grokinterp train --resume %s", self.epoch, self.run_dir
@@ -499,19 +464,20 @@ class Trainer:
         return next((r["step"] for r in self.metrics if r["epoch"] == self.grokking_epoch), None)
 
     def _log_and_checkpoint(self) -> dict[str, Any]:
-        row = self._evaluate_and_log()
+        row = self.evaluate_and_record()
         self.checkpoint_if_due(row)
         return row
 
     def checkpoint_if_due(self, row: dict[str, Any]) -> None:
         """At a checkpoint epoch: the checkpoint and the resume state (never non-finite weights)."""
-        if self.run_dir is not None and not self._diverged and self.cfg.is_checkpoint_epoch(self.epoch):
-            ckpt.save_checkpoint(self.run_dir, self.epoch, self.model, self.cfg, row)
+        if not self._diverged and self.cfg.is_checkpoint_epoch(self.epoch):
+            self.writer.save_checkpoint(self.epoch, self.model, self.cfg, row)
             self.save_state()
 
-    def _install_sigint(self) -> Callable[[], None]:
-        """First Ctrl-C (or SIGTERM, as batch schedulers send): finish the epoch, save the exact
-        resume point and return. A second Ctrl-C aborts at once."""
+    def install_signal_handlers(self) -> Callable[[], None]:
+        """Until the returned ``restore()`` is called, the first Ctrl-C (or SIGTERM, as batch
+        schedulers send) sets ``stop_requested``: finish the epoch, save the exact resume point and
+        return. A second Ctrl-C aborts at once. Outside the main thread: nothing is installed."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -535,24 +501,6 @@ class Trainer:
 
 def _finite_losses(row: dict[str, Any]) -> bool:
     return all(isinstance(row.get(k), int | float) and math.isfinite(row[k]) for k in ("train_loss", "test_loss"))
-
-
-def _apply_resume_overrides(cfg: RunConfig, epoch: int, overrides: dict[str, Any]) -> tuple[RunConfig, dict]:
-    """The config after ``--resume`` changes, and ``{field: [old, new]}`` for each real change."""
-    changes = {k: [getattr(cfg, k), v] for k, v in overrides.items() if getattr(cfg, k, object()) != v}
-    refused = sorted(set(changes) - set(RESUMABLE_FIELDS))
-    if refused:
-        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
-        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUMABLE_FIELDS)
-        raise rundir.RunDirError(
-            f"--resume continues the run with its own config; {flags} cannot change it "
-            f"(allowed on --resume: {allowed}); start a new run with --out to change it"
-        )
-    if "epochs" in changes and changes["epochs"][1] < epoch:
-        raise rundir.RunDirError(
-            f"--epochs {changes['epochs'][1]} is below the run's current epoch {epoch}; a resumed run cannot go back"
-        )
-    return (cfg.replace(**{k: v for k, (_, v) in changes.items()}) if changes else cfg), changes
 
 
 def train(

@@ -18,7 +18,6 @@ trial offline under ``OUT/wandb``; ``wandb_callback(run)`` is the Trainer callba
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -48,6 +47,7 @@ class Param:
     when_grokfast: tuple[str, ...] = ()  # only sampled when grokfast is one of these
 
     def suggest(self, trial, name: str) -> Any:
+        """The value the Optuna ``trial`` suggests for field ``name``."""
         if self.kind == "categorical":
             return trial.suggest_categorical(name, list(self.choices))
         if self.kind == "int":
@@ -55,6 +55,7 @@ class Param:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
     def describe(self) -> str:
+        """The range as text: ``LOW:HIGH`` (with `` (log)``) or ``A|B|C``."""
         if self.kind == "categorical":
             return "|".join(map(str, self.choices))
         return f"{self.low:g}:{self.high:g}{' (log)' if self.log else ''}"
@@ -74,7 +75,8 @@ SEARCH_SPACE: dict[str, Param] = {
 DEFAULT_SEARCH = ("lr", "wd")
 
 
-def _require_optuna():
+def require_optuna():
+    """The optuna module, or a one-line ``ValueError`` saying how to install it."""
     try:
         import optuna
     except ImportError:
@@ -121,16 +123,16 @@ def parse_search(spec: str | Sequence[str] | None) -> dict[str, Param]:
 def _override_range(name: str, param: Param, rng: str) -> Param:
     from dataclasses import replace
 
-    from grokinterp.training.sweep import parse_value
-
     if param.kind == "categorical":
-        choices = tuple(parse_value(name, c) for c in rng.split("|") if c)
+        choices = tuple(RunConfig.parse_field(name, c) for c in rng.split("|") if c)
         if not choices:
             raise ValueError(f"--search {name}= needs choices like none|ema")
         return replace(param, choices=choices)
     lo_hi = rng.split(":")
     try:
-        lo, hi = (float(x) for x in lo_hi)
+        if len(lo_hi) != 2:
+            raise ValueError
+        lo, hi = (float(RunConfig.parse_field(name, x)) for x in lo_hi)
     except ValueError:
         raise ValueError(
             f"--search {name} range must be LOW:HIGH like {param.describe().split()[0]} (got {rng!r})"
@@ -178,7 +180,7 @@ def chain_callbacks(*callbacks: Callback | None) -> Callback | None:
 def prune_callback(trial, key: str = "test_loss") -> Callback:
     """Report ``row[key]`` to ``trial`` at every evaluation; raise ``optuna.TrialPruned`` when the
     pruner says so (``Trainer.run`` unwinds through its ``finally``: nothing half-written)."""
-    optuna = _require_optuna()
+    optuna = require_optuna()
 
     def report(trainer, row: dict[str, Any]) -> None:
         trial.report(float(row[key]), step=int(row["epoch"]))
@@ -246,6 +248,9 @@ def start_wandb_run(wandb_dir: str | Path, project: str, name: str, config: dict
 
 @dataclass
 class TuneResult:
+    """What ``run_tune`` returns: the Optuna study, trials.csv as a DataFrame, and the best
+    trial's config and best.json content (None when no trial completed)."""
+
     study: Any
     trials: Any  # pandas DataFrame (trials.csv)
     best_config: RunConfig | None
@@ -286,7 +291,7 @@ def run_tune(
     default ``MedianPruner(n_startup_trials=5, n_warmup_steps=max_epochs // 10)``; ``prune=False``
     turns pruning off. ``on_trial(frozen_trial)`` is called after each trial.
     """
-    optuna = _require_optuna()
+    optuna = require_optuna()
     if use_wandb:
         _require_wandb()  # fail before any training
     max_epochs = base_cfg.epochs if max_epochs is None else max_epochs  # 0 is an error, not 'default'
@@ -343,7 +348,7 @@ def run_tune(
 
 
 def _make_objective(base, space, target_acc, max_epochs, out: Path, use_wandb, wandb_project, study):
-    optuna = _require_optuna()
+    optuna = require_optuna()
 
     def objective(trial) -> float:
         from grokinterp.training.trainer import Trainer
@@ -391,7 +396,7 @@ def _make_objective(base, space, target_acc, max_epochs, out: Path, use_wandb, w
 def _write_outputs(study, out: Path, base: RunConfig, target_acc: float, max_epochs: int) -> TuneResult:
     import optuna
 
-    from grokinterp.io.checkpoints import atomic_write_text
+    from grokinterp.io.files import atomic_write_text
 
     df = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
     if "duration" in df:
@@ -417,85 +422,3 @@ def _write_outputs(study, out: Path, base: RunConfig, target_acc: float, max_epo
     }
     atomic_write_text(out / "best.json", json.dumps(best, indent=2) + "\n")
     return TuneResult(study, df, cfg, best)
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------
-
-
-def add_tune_parser(sub) -> argparse.ArgumentParser:
-    """Add the ``tune`` command to an argparse subparsers object."""
-    from grokinterp.presets import PRESETS
-
-    p = sub.add_parser(
-        "tune",
-        help="Optuna search for the recipe that reaches a test accuracy in the fewest epochs",
-        description="Minimise the epoch at which test accuracy reaches --target-acc (TPE sampler, median "
-        "pruner). Writes OUT/trials.csv and OUT/best.json; re-running continues the study in OUT/study.db. "
-        f"Searchable: {', '.join(f'{k} {v.describe()}' for k, v in SEARCH_SPACE.items())}.",
-    )
-    p.add_argument("--preset", choices=list(PRESETS), default="nanda-p113-fast")
-    p.add_argument("--trials", type=int, default=20, help="finished trials the study should hold (default 20)")
-    p.add_argument(
-        "--target-acc",
-        type=float,
-        default=GROKKING_THRESHOLD,
-        help=f"test accuracy to reach (default {GROKKING_THRESHOLD})",
-    )
-    p.add_argument("--max-epochs", type=int, default=None, help="epochs per trial (default: the preset's epochs)")
-    p.add_argument("--out", type=Path, required=True, help="study folder, e.g. tune/NAME")
-    p.add_argument("--search", default=",".join(DEFAULT_SEARCH),
-                   help="fields to search, e.g. lr,wd,grokfast or lr=1e-4:1e-2,grokfast=none|ema (default lr,wd)")  # fmt: skip
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override one field of the preset for every trial (repeatable)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    p.add_argument("--no-prune", action="store_true", help="train every trial to the end")
-    p.add_argument("--wandb", action="store_true", help="log every trial to wandb, offline, under OUT/wandb")
-    p.add_argument("--wandb-project", default="grokinterp-tune")
-    p.set_defaults(func=cmd_tune)
-    return p
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    from grokinterp.presets import get_preset
-    from grokinterp.training.sweep import parse_sets
-
-    _require_optuna()
-    space = parse_search(args.search)
-    sets = parse_sets(args.sets)
-    both = sorted(set(space) & set(sets))
-    if both:
-        raise ValueError(f"{', '.join(both)} given in both --search and --set")
-    base = get_preset(args.preset)
-    base = base.replace(**sets) if sets else base
-    max_epochs = base.epochs if args.max_epochs is None else args.max_epochs
-
-    def on_trial(t) -> None:
-        state = t.state.name.lower()
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
-        if state == "complete":
-            ge = t.user_attrs.get("grokking_epoch")
-            what = f"reached {args.target_acc} at epoch {ge}" if ge is not None else "did not reach the target"
-            print(f"  trial {t.number}: {what} (score {t.value:.1f}) [{params}]", flush=True)
-        else:
-            print(
-                f"  trial {t.number}: {state} at epoch {t.user_attrs.get('pruned_epoch', '?')} [{params}]", flush=True
-            )
-
-    print(f"tune: up to {args.trials} trials of at most {max_epochs} epochs, search {', '.join(space)} -> {args.out}")
-    res = run_tune(
-        base, args.out, trials=args.trials, target_acc=args.target_acc, max_epochs=max_epochs, search=space,
-        seed=args.seed, use_wandb=args.wandb, wandb_project=args.wandb_project, prune=not args.no_prune,
-        on_trial=on_trial,
-    )  # fmt: skip
-    print(f"wrote {args.out / 'trials.csv'} ({len(res.study.trials)} trials)")
-    if res.best is None:
-        print("no trial completed (all pruned or failed); no best.json")
-        return 1
-    b = res.best
-    what = f"epoch {b['grokking_epoch']}" if b["reached_target"] else f"not reached (score {b['value']:.1f})"
-    print(f"best: trial {b['trial']}, {what}, {b['params']} -> {args.out / 'best.json'}")
-    if args.wandb:
-        print(f"wandb (offline): {args.out / 'wandb'}; upload with: wandb sync {args.out / 'wandb'}/offline-run-*")
-    return 0

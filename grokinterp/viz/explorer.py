@@ -5,8 +5,9 @@
 >>> figs = ex.figures(ex.epochs[5])                     # {panel name: plotly Figure} at one epoch
 >>> ex.show(1400)                                       # the same figures, displayed statically
 
-At each checkpoint the explorer draws, with the ``plot_*`` functions of ``grokinterp.plots`` and the
-measures of ``grokinterp.measures`` in the task's own basis (``grokinterp.bases``):
+At each checkpoint the explorer draws, with the figure functions of ``grokinterp.viz``, the arrays
+that ``grokinterp.analysis.checkpoint_views.checkpoint_view`` computes in the task's own basis
+(``grokinterp.analysis.bases``), the same as ``make_all_figures``:
 
 - the progress-measure curves (loss, restricted/excluded loss, the cos(w(a+b-c)) coefficients of
   the logits) with a vertical cursor at the checkpoint;
@@ -16,7 +17,7 @@ measures of ``grokinterp.measures`` in the task's own basis (``grokinterp.bases`
 
 For a task without a Fourier basis only the curves (and attention) are drawn, and
 ``Explorer.notes`` says why the Fourier panels are absent. ``grokinterp report`` writes the same
-panels for every checkpoint into one self-contained HTML file (``grokinterp.report``).
+panels for every checkpoint into one self-contained HTML file (``grokinterp.viz.report``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+    from grokinterp.analysis.checkpoint_views import ViewSettings
     from grokinterp.io.runs import Run
 
 __all__ = ["CURSOR_NAME", "PANELS", "Explorer", "explore", "use_static_images"]
@@ -53,6 +54,9 @@ PANELS: tuple[tuple[str, str, str], ...] = (
     ("attention", 'Attention from "=" to a, per head (layer 0)', "model"),
 )
 
+#: The panels drawn from a checkpoint's weights (``model_figures``).
+MODEL_PANELS = tuple(name for name, _, kind in PANELS if kind == "model")
+
 #: Scalars of measures.csv shown beside the slider (when the run has them).
 SUMMARY_COLUMNS = (
     "train_loss",
@@ -66,18 +70,6 @@ SUMMARY_COLUMNS = (
     "gini_W_E",
     "sum_sq_weights",
 )
-
-
-@dataclass(frozen=True)
-class _Context:
-    """What every checkpoint's figures share: the basis, key frequencies, layer, axis names."""
-
-    basis: Any  # grokinterp.bases.TaskBasis
-    keys: list[int]
-    threshold: float
-    layer: int | None
-    axes: tuple[str, str]
-    has_attention: bool
 
 
 def _load(run: Run | str | Path) -> Run:
@@ -106,11 +98,10 @@ class Explorer:
         n = self.run.config.n_layers
         if layer is not None and not -n <= layer < n:
             raise ValueError(f"layer {layer} does not exist: the model has {n} MLP layer(s) (0..{n - 1})")
-        if self.run.measures is None and analyse:
-            from grokinterp.analysis.run_analysis import analyze_run
+        if analyse:
+            from grokinterp.analysis.checkpoint_views import ensure_analysed
 
-            log.info("%s: no measures.csv; analysing the run first", self.run.path)
-            analyze_run(self.run.path, progress=False)
+            ensure_analysed(self.run, stale=False)
         self._layer = layer
         self._cache: dict[int, dict[str, go.Figure]] = {}
         self._cache_size = max(1, cache)
@@ -126,6 +117,7 @@ class Explorer:
 
     @property
     def epochs(self) -> list[int]:
+        """The run's checkpoint epochs, in order (the slider's positions)."""
         return self.run.checkpoint_epochs
 
     @cached_property
@@ -134,23 +126,17 @@ class Explorer:
         return self.run.measures
 
     @cached_property
-    def _ctx(self) -> _Context:
-        from grokinterp.analysis.attention import has_attention
-        from grokinterp.analysis.bases import task_basis
-        from grokinterp.analysis.clusters import DEFAULT_THRESHOLD
-        from grokinterp.analysis.run_analysis import Analysis
+    def _settings(self) -> ViewSettings:
+        """What every checkpoint's view shares: the basis, key frequencies, threshold, layer."""
+        from grokinterp.analysis.checkpoint_views import view_settings
 
-        dataset = self.run.dataset
-        basis = task_basis(dataset.op, dataset.p)
-        analysis = Analysis.load(self.run.path)
-        keys = [] if analysis is None else analysis.key_freqs
-        threshold = DEFAULT_THRESHOLD if analysis is None else analysis.threshold
-        layer = self._layer
-        kf = None if analysis is None else analysis.key_frequencies
-        if layer is None and kf is not None and kf.layer is not None:
-            layer = kf.layer
-        axes = ("a", "b") if dataset.op == "add" else ("φa", "φb")
-        return _Context(basis, keys, threshold, layer, axes, has_attention(self._model))
+        return view_settings(self.run, self._layer)
+
+    @cached_property
+    def _has_attention(self) -> bool:
+        from grokinterp.analysis.attention import has_attention
+
+        return has_attention(self._model)
 
     @cached_property
     def _model(self):
@@ -161,11 +147,12 @@ class Explorer:
         return model
 
     def _load_weights(self, epoch: int):
-        from grokinterp.io import checkpoints as ckpt
+        from grokinterp.io.files import load_tensors
+        from grokinterp.io.rundir import checkpoint_path
         from grokinterp.models import load_weights
 
-        path = ckpt.checkpoint_path(self.run.path, epoch)
-        tensors, _ = ckpt.load_tensors(path)
+        path = checkpoint_path(self.run.path, epoch)
+        tensors, _ = load_tensors(path)
         load_weights(self._model, tensors, path)
         return self._model
 
@@ -177,19 +164,19 @@ class Explorer:
             if not -len(epochs) <= index < len(epochs):
                 raise IndexError(f"checkpoint index {index} out of range (0..{len(epochs) - 1})")
             return epochs[index]
-        return self.run._resolve_epoch(epoch)
+        return self.run.resolve_epoch(epoch)
 
     @property
     def notes(self) -> list[str]:
         """Why some panels are absent for this run (one line each)."""
-        ctx = self._ctx
+        basis = self._settings.basis
         out = []
-        if not ctx.basis.defined:
+        if not basis.defined:
             out.append(
                 f"No Fourier panels (embedding spectrum, neuron clusters and heatmaps, restricted/excluded "
-                f"loss, cos(w(a+b-c)) fit): {ctx.basis.reason}."
+                f"loss, cos(w(a+b-c)) fit): {basis.reason}."
             )
-        if not ctx.has_attention:
+        if not self._has_attention:
             out.append("No attention panel: this architecture (an MLP) has no attention.")
         elif self.table is not None and not self._has_cos_fit:
             out.append(
@@ -202,18 +189,18 @@ class Explorer:
 
     def panel_names(self) -> list[str]:
         """The panels this run gets, in display order."""
-        ctx = self._ctx
         names = ["loss"]
-        if self.table is not None and ctx.basis.defined:
+        if self.table is not None and self._settings.basis.defined:
             names += ["embedding_spectrum", "restricted_excluded", "cluster_sizes", "neuron_heatmaps"]
             if self._has_cos_fit:
                 names.append("cos_apb_c")
-        if ctx.has_attention:
+        if self._has_attention:
             names.append("attention")
         order = [n for n, _, _ in PANELS]
         return sorted(names, key=order.index)
 
     def captions(self) -> dict[str, str]:
+        """{panel name: caption} of every panel (``PANELS``)."""
         return {n: c for n, c, _ in PANELS}
 
     def summary(self, epoch: int) -> dict[str, float | int | str | None]:
@@ -257,13 +244,13 @@ class Explorer:
     @cached_property
     def _curves(self) -> dict[str, go.Figure]:
         """The over-training figures, without a cursor (drawn once)."""
-        from grokinterp.viz import plots
+        from grokinterp.viz.curves import plot_cos_apb_c, plot_loss, plot_restricted_excluded
 
-        figs = {"loss": plots.plot_loss(self.run)}
-        if self.table is not None and self._ctx.basis.defined:
-            figs["restricted_excluded"] = plots.plot_restricted_excluded(self.run)
+        figs = {"loss": plot_loss(self.run)}
+        if self.table is not None and self._settings.basis.defined:
+            figs["restricted_excluded"] = plot_restricted_excluded(self.run)
             if self._has_cos_fit:
-                figs["cos_apb_c"] = plots.plot_cos_apb_c(self.run)
+                figs["cos_apb_c"] = plot_cos_apb_c(self.run)
         return figs
 
     def curves(self, epoch: int | None = None) -> dict[str, go.Figure]:
@@ -279,40 +266,14 @@ class Explorer:
 
     def model_figures(self, epoch: int) -> dict[str, go.Figure]:
         """The figures drawn from the weights at ``epoch`` (embedding spectrum, cluster sizes,
-        neuron heatmaps, attention), as far as they are defined for this run."""
-        import torch
+        neuron heatmaps, attention), as far as they are defined for this run: the
+        ``CheckpointView`` of the checkpoint, drawn."""
+        from grokinterp.analysis.checkpoint_views import checkpoint_view
+        from grokinterp.viz.model_figures import checkpoint_figures
 
-        from grokinterp.analysis import measures
-        from grokinterp.analysis.attention import attention_to_a_b
-        from grokinterp.analysis.bases import task_grid
-        from grokinterp.analysis.clusters import best_layer
-        from grokinterp.analysis.fourier import basis_names
-        from grokinterp.forward import final_position_cache
-        from grokinterp.viz import plots
-
-        ctx = self._ctx
-        epoch = self.resolve(epoch)
-        model = self._load_weights(epoch)
-        dataset = self.run.dataset
-        figs: dict[str, go.Figure] = {}
-        with torch.no_grad():
-            if ctx.basis.defined and self.table is not None:
-                basis = ctx.basis
-                spec = measures.embedding_spectrum(model, basis).cpu().tolist()
-                figs["embedding_spectrum"] = plots.plot_embedding_spectrum(
-                    spec, basis_names(basis.m), ctx.keys, basis=basis.name
-                )
-                cache = final_position_cache(model, dataset.tokens)  # one forward pass for both
-                layers = measures.layer_clusters(model, dataset, ctx.threshold, cache=cache)
-                layer = best_layer(layers) if ctx.layer is None else ctx.layer % len(layers)
-                clusters = layers[layer]
-                figs["cluster_sizes"] = plots.plot_cluster_sizes(clusters)
-                grid = task_grid(dataset)  # = measures.neuron_acts(model, dataset, layer)
-                acts = grid.values(cache.posts[layer]).reshape(grid.m, grid.m, -1)
-                figs["neuron_heatmaps"] = plots.plot_neuron_heatmaps(acts, clusters, axis_names=ctx.axes)
-            if ctx.has_attention:
-                figs["attention"] = plots.plot_attention(attention_to_a_b(model, dataset)[0])
-        return figs
+        model = self._load_weights(self.resolve(epoch))
+        view = checkpoint_view(model, self.run.dataset, self._settings, fourier=self.table is not None)
+        return checkpoint_figures(view, MODEL_PANELS)
 
     def figures(self, epoch: int | None = None) -> dict[str, go.Figure]:
         """Every panel at ``epoch`` (default: the last checkpoint) as {name: Figure}, in display
@@ -482,12 +443,12 @@ def use_static_images(enable: bool = True) -> str:
     """Make plotly figures in a notebook store a static PNG beside the interactive figure, so the
     saved notebook renders where no JavaScript runs (a repository viewer, a PDF export).
 
-    With a Chromium (``plots.find_browser``) and ``enable``: one persistent kaleido browser (local
+    With a Chromium (``export.find_browser``) and ``enable``: one persistent kaleido browser (local
     MathJax or none, never a CDN) and the renderer "plotly_mimetype+png"; otherwise
     "plotly_mimetype". Returns the renderer set."""
     import plotly.io as pio
 
-    from grokinterp.viz.plots import find_browser, find_mathjax
+    from grokinterp.viz.export import find_browser, find_mathjax
 
     browser = find_browser() if enable else None
     if browser is None:

@@ -1,7 +1,7 @@
 """``grokinterp report RUN --out report.html``: the checkpoint explorer as one self-contained HTML file.
 
 The file holds plotly.js (inlined: no network, no CDN), the figures of every checkpoint of the run
-(``grokinterp.explorer.Explorer``: embedding spectrum, neuron clusters and heatmaps, attention, and
+(``grokinterp.viz.explorer.Explorer``: embedding spectrum, neuron clusters and heatmaps, attention, and
 the progress-measure curves with a cursor) and a small vanilla-JS slider that switches between
 them. Heatmaps are stored as 8-bit quantised base64 (decoded in the page), the plot template once,
 so the shipped 32-checkpoint p=113 run makes a file of about 10 MB.
@@ -215,6 +215,7 @@ def build_report(
     from tqdm.auto import tqdm
 
     from grokinterp import __version__
+    from grokinterp.progress import progress_enabled
     from grokinterp.viz.explorer import PANELS, Explorer, summary_text
 
     ex = explorer if explorer is not None else Explorer(run, layer=layer)
@@ -229,7 +230,7 @@ def build_report(
         curves[name] = {"fig": d, "cursor": _cursor_index(d)}
     panels: dict[str, list[Any]] = {n: [] for n in names if kinds[n] == "model"}
     summaries = []
-    for epoch in tqdm(epochs, desc="report", unit="ckpt", disable=not progress):
+    for epoch in tqdm(epochs, desc="report", unit="ckpt", disable=not progress_enabled(progress)):
         figs = ex.model_figures(epoch)
         for n in panels:
             panels[n].append(enc.encode(figs[n]) if n in figs else None)

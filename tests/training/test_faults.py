@@ -22,7 +22,7 @@ from grokinterp.config import RunConfig
 from grokinterp.io import rundir
 from grokinterp.training.trainer import Trainer
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 # Small and I/O heavy: a checkpoint every 2 epochs, so random kills often land inside a write.
 CFG = RunConfig(p=13, d_model=32, n_heads=2, d_head=16, d_mlp=64, epochs=120, eval_every=1, checkpoint_every=2)
 MODEL = ["--p", "13", "--d-model", "32", "--n-heads", "2", "--d-head", "16", "--d-mlp", "64"]
@@ -117,7 +117,7 @@ def test_ctrl_c_between_evaluations_with_early_stopping_resumes_exactly(tmp_path
 
     def interrupting_step(tokens, labels):
         if t.step == stop_at - 1:
-            t._stop_requested = True  # what the SIGINT handler does
+            t.request_stop()  # what the SIGINT handler does
         return step(tokens, labels)
 
     t.train_step = interrupting_step
@@ -207,7 +207,7 @@ def test_stale_temporary_files_are_removed_when_the_lock_is_taken(tmp_path):
 def test_plot_never_draws_stale_measures(tmp_path, caplog):
     from grokinterp.analysis.run_analysis import analyze_run
     from grokinterp.io.runs import load_run
-    from grokinterp.viz.plots import write_all_figures
+    from grokinterp.viz import write_all_figures
 
     run = tmp_path / "run"
     Trainer(CFG.replace(epochs=8, eval_every=2, checkpoint_every=4), run).run(progress=False, max_epochs=4)

@@ -1,145 +1,26 @@
-"""The ``grokinterp`` command line: a thin layer over the library.
-
-``main(argv)`` returns an exit code, so tests call it directly. Heavy imports (torch,
-transformer_lens, plotly) happen inside the commands that need them. Any bad input ends in one line
-``grokinterp: error: ...`` on stderr and exit code 2, never a traceback.
+"""The commands on one run: ``train``, ``presets``, ``analyze``, ``import``, ``export``, ``plot`` and
+``report`` (their parsers: ``add_run_commands``). Heavy imports (torch, transformer_lens, plotly)
+happen inside the commands that need them.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-log = logging.getLogger("grokinterp")
-
-
-class CLIError(Exception):
-    """A user error with a one-line message."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:  # one line, not usage + message
-        raise CLIError(f"{message} (see '{self.prog} --help')")
-
-
-# ----------------------------------------------------------------------------------------------
-# Config flags generated from RunConfig's fields
-# ----------------------------------------------------------------------------------------------
-
-_ALIASES = {
-    "warmup_steps": ["--warmup"],
-    "cooldown_steps": ["--cooldown"],
-    "n_layers": ["--layers"],
-    "train_frac": ["--frac"],
-}
-_SKIP = {"preset", "beta1", "beta2"}
-_SEED_FIELDS = ("model_seed", "data_seed", "train_seed")
-
-
-def _parse_optional_int(text: str) -> int | None:
-    if text.lower() in ("none", "full"):
-        return None
-    return int(text)
-
-
-def _parse_optional_float(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
-    return float(text)
-
-
-def _preset_in(argv: Sequence[str]) -> str | None:
-    """The --preset value in ``argv`` (before parsing), so --help can show that preset's defaults."""
-    for i, arg in enumerate(argv):
-        if arg == "--preset" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--preset="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def add_config_flags(parser: argparse.ArgumentParser, preset: str = "nanda-p113") -> None:
-    """One flag per RunConfig field (``--train-frac``, ``--lr``, ...), documented from the field's
-    doc, showing ``preset``'s value; an unset flag keeps the preset's value (argparse.SUPPRESS), so
-    ``--stop-acc none`` can clear a preset's value."""
-    from grokinterp.config import RunConfig, field_types
-    from grokinterp.presets import PRESETS
-
-    base = PRESETS.get(preset, RunConfig())
-    group = parser.add_argument_group(f"config (each flag overrides the preset; shown: {preset}'s values)")
-    hints = field_types()
-    for f in RunConfig.__dataclass_fields__.values():
-        if f.name in _SKIP:
-            continue
-        flags = [f"--{f.name.replace('_', '-')}", *_ALIASES.get(f.name, [])]
-        hint = hints[f.name]
-        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS}
-        if hint is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(hint) is typing.Literal:
-            kw["choices"] = typing.get_args(hint)
-        elif f.name == "op":
-            from grokinterp.tasks import OPERATIONS
-
-            kw["choices"] = list(OPERATIONS)
-        elif hint == (int | None):
-            kw["type"] = _parse_optional_int
-            kw["metavar"] = "INT|none"
-        elif hint == (float | None):
-            kw["type"] = _parse_optional_float
-            kw["metavar"] = "FLOAT|none"
-        elif hint in (int, float, str):
-            kw["type"] = hint
-        value = getattr(base, f.name)
-        shown = "none" if value is None else str(value).lower() if isinstance(value, bool) else value
-        group.add_argument(*flags, help=f"{RunConfig.doc(f.name)} [{shown}]", **kw)
-    group.add_argument(
-        "--betas", type=str, default=argparse.SUPPRESS, help=f"AdamW betas as 'b1,b2' [{base.beta1},{base.beta2}]"
-    )
-    group.add_argument(
-        "--seed",
-        type=int,
-        default=argparse.SUPPRESS,
-        help="set --model-seed, --data-seed and --train-seed at once (each of those flags still wins)",
-    )
-
-
-def config_overrides(args: argparse.Namespace) -> dict:
-    """The config fields set on the command line, as {field: value}."""
-    from grokinterp.config import RunConfig
-
-    changes = {
-        name: getattr(args, name)
-        for name in RunConfig.__dataclass_fields__
-        if name not in _SKIP and hasattr(args, name)
-    }
-    if hasattr(args, "seed"):
-        for name in _SEED_FIELDS:
-            changes.setdefault(name, args.seed)
-    if hasattr(args, "betas"):
-        try:
-            b1, b2 = (float(x) for x in args.betas.split(","))
-        except ValueError:
-            raise CLIError(f"--betas must be two numbers like 0.9,0.98 (got {args.betas!r})") from None
-        changes.update(beta1=b1, beta2=b2)
-    return changes
-
-
-def config_from_args(args: argparse.Namespace, base=None):
-    from grokinterp.presets import get_preset
-
-    cfg = base if base is not None else get_preset(getattr(args, "preset", None) or "nanda-p113")
-    changes = config_overrides(args)
-    return cfg.replace(**changes) if changes else cfg
-
-
-# ----------------------------------------------------------------------------------------------
-# Commands
-# ----------------------------------------------------------------------------------------------
+from grokinterp.cli.common import (
+    CLIError,
+    add_config_flags,
+    config_from_args,
+    config_overrides,
+    field_type,
+    int_list,
+    one_line,
+    preset_in,
+    shown,
+)
 
 
 def _ensemble_members(folder: Path) -> list[Path]:
@@ -188,6 +69,9 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``grokinterp train``: train a preset (flags override its fields) into ``--out``, or continue
+    ``--resume RUN``; ``--seeds`` trains an ensemble (``cmd_train_seeds``). Exit 3 when the run
+    diverged, 130 when interrupted."""
     from grokinterp.training.trainer import Trainer
 
     if args.seeds or (args.resume and args.resume.is_dir() and not (args.resume / "config.json").is_file()):
@@ -226,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    """``grokinterp presets [NAME]``: list the presets, or print one as JSON."""
     from grokinterp.presets import PRESETS
 
     for name, cfg in PRESETS.items():
@@ -242,11 +127,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    """``grokinterp analyze RUN``: every progress measure of every checkpoint (``analyze_run``;
+    ``--llc`` adds the LLC); writes measures.csv and analysis.json and prints a summary."""
     from grokinterp.analysis.run_analysis import analyze_run
 
     if not 0.0 < args.threshold <= 1.0:
         raise CLIError(f"--threshold must be in (0, 1] (got {args.threshold})")
-    keys = _int_list(args.key_freqs, "--key-freqs") if args.key_freqs else None
+    keys = int_list(args.key_freqs, "--key-freqs") if args.key_freqs else None
     llc = _llc_config(args)
     try:
         table, s = analyze_run(
@@ -299,23 +186,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-#: --llc-* flags of ``grokinterp analyze`` -> LLCConfig fields.
+#: --llc-* flags of ``grokinterp analyze`` -> (LLCConfig field, metavar).
 _LLC_FLAGS = {
-    "llc_epsilon": "epsilon",
-    "llc_gamma": "gamma",
-    "llc_nbeta": "nbeta",
-    "llc_chains": "num_chains",
-    "llc_draws": "num_draws",
-    "llc_burnin": "num_burnin_steps",
-    "llc_batch_size": "batch_size",
-    "llc_seed": "seed",
+    "llc_epsilon": ("epsilon", "EPS"),
+    "llc_gamma": ("gamma", "GAMMA"),
+    "llc_nbeta": ("nbeta", "NBETA"),
+    "llc_chains": ("num_chains", "N"),
+    "llc_draws": ("num_draws", "N"),
+    "llc_burnin": ("num_burnin_steps", "N"),
+    "llc_batch_size": ("batch_size", "N"),
+    "llc_seed": ("seed", "SEED"),
 }
 
 
 def _llc_config(args: argparse.Namespace):
     """The LLCConfig of ``--llc`` (None without it): ``--llc-config FILE.json``, then the
     ``--llc-*`` flags; either of those alone also turns the LLC on."""
-    changes = {field: getattr(args, dest) for dest, field in _LLC_FLAGS.items() if getattr(args, dest) is not None}
+    changes = {field: getattr(args, dest) for dest, (field, _) in _LLC_FLAGS.items() if hasattr(args, dest)}
     if not (args.llc or args.llc_config or changes):
         return None
     from grokinterp.analysis.llc import LLCConfig
@@ -325,10 +212,11 @@ def _llc_config(args: argparse.Namespace):
         return base.replace(**changes) if changes else base
     except ValueError as e:
         where = f"{args.llc_config}: " if args.llc_config else ""
-        raise CLIError(f"{where}{_one_line(e)}") from None
+        raise CLIError(f"{where}{one_line(e)}") from None
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """``grokinterp import FILE --out RUN``: a TransformerLens Grokking demo .pth as a run directory."""
     from grokinterp.io.interop import import_tl_demo
 
     run_dir = import_tl_demo(args.file, args.out, trust=args.trust, force=args.force)
@@ -337,6 +225,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """``grokinterp export RUN --out FILE``: a run in the TransformerLens Grokking demo layout."""
     from grokinterp.io.interop import export_tl_demo
 
     out = export_tl_demo(args.run, args.out, force=args.force)
@@ -345,7 +234,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from grokinterp.viz.plots import write_all_figures
+    """``grokinterp plot RUN``: every figure of a run (``write_all_figures``), screen or paper style."""
+    from grokinterp.viz.figures import write_all_figures
 
     paths = write_all_figures(
         args.run, args.out, fmt=args.format, epoch=args.epoch, style=args.style, column=args.width
@@ -356,6 +246,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``grokinterp report RUN``: the self-contained HTML checkpoint explorer (``write_report``)."""
     from grokinterp.viz.report import check_out_path, write_report
 
     if args.max_checkpoints < 2:
@@ -370,21 +261,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise CLIError(f"{flag} takes comma-separated integers like 14,35,41 (got {text!r})") from None
-
-
-def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    from grokinterp import __version__
+def add_run_commands(sub, argv: Sequence[str] = ()) -> None:
+    """Add ``train``, ``presets``, ``analyze``, ``import``, ``export``, ``plot`` and ``report`` to an
+    argparse subparsers object; ``argv`` picks the preset whose values ``train --help`` shows."""
     from grokinterp.presets import PRESETS
-
-    parser = _Parser(prog="grokinterp", description="Train and analyse grokking models.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--version", action="version", version=f"grokinterp {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser(
         "train",
@@ -393,7 +273,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "--resume continues exactly and accepts only --epochs (more), --stop-acc, --stop-patience, "
         "--eval-every, --checkpoint-* and --device; each change is recorded in config.json.",
     )
-    preset = _preset_in(argv)
+    preset = preset_in(argv)
     p.add_argument("--preset", choices=list(PRESETS), default=None, help="the recipe to start from [nanda-p113]")
     p.add_argument("--out", type=Path, help="run directory to create")
     p.add_argument("--resume", type=Path, help="continue the run in this directory")
@@ -434,16 +314,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     g.add_argument("--llc", action="store_true",
                    help="also estimate the LLC per checkpoint with devinterp (columns llc_mean, llc_std; traces in RUN/llc/)")  # fmt: skip
     g.add_argument("--llc-config", type=Path, default=None, metavar="FILE.json",
-                   help="LLCConfig as JSON (fields: grokinterp.llc.LLCConfig); the --llc-* flags override it")  # fmt: skip
-    for dest, kind, metavar in (
-        ("llc_epsilon", float, "EPS"), ("llc_gamma", float, "GAMMA"), ("llc_nbeta", float, "NBETA"),
-        ("llc_chains", int, "N"), ("llc_draws", int, "N"), ("llc_burnin", int, "N"),
-        ("llc_batch_size", int, "N"), ("llc_seed", int, "SEED"),
-    ):  # fmt: skip
-        field = _LLC_FLAGS[dest]
-        shown = getattr(LLCConfig(), field)
-        g.add_argument(f"--{dest.replace('_', '-')}", type=kind, default=None, metavar=metavar,
-                       help=f"{LLCConfig.doc(field)} [{'none' if shown is None else shown}]")  # fmt: skip
+                   help="LLCConfig as JSON (fields: grokinterp.analysis.llc.LLCConfig); the --llc-* flags override it")  # fmt: skip
+    for dest, (field, metavar) in _LLC_FLAGS.items():
+        g.add_argument(f"--{dest.replace('_', '-')}", type=field_type(LLCConfig, field), default=argparse.SUPPRESS,
+                       metavar=metavar, help=f"{LLCConfig.doc(field)} [{shown(getattr(LLCConfig(), field))}]")  # fmt: skip
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("import", help="import a TransformerLens Grokking demo .pth into a run directory")
@@ -488,51 +362,3 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                    help="at most this many checkpoints, evenly spread (keeps the file small) [64]")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
-
-    from grokinterp.training.sweep import add_sweep_parser
-    from grokinterp.training.tune import add_tune_parser
-
-    add_sweep_parser(sub)
-    add_tune_parser(sub)
-
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        parser = build_parser(argv)
-        args = parser.parse_args(argv)
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.INFO,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
-        return args.func(args)
-    except CLIError as e:
-        print(f"grokinterp: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # config validation, run-directory and file errors
-        print(f"grokinterp: error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a path that is a file, unwritable, missing
-        where = f" {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"grokinterp: error:{where}: {e.strerror or _one_line(e)}", file=sys.stderr)
-        return 2
-    except (MemoryError, RuntimeError) as e:
-        text = _one_line(e) if str(e) else type(e).__name__
-        if isinstance(e, MemoryError) or "alloc" in text or "out of memory" in text:
-            print(f"grokinterp: error: not enough memory ({text}); try a smaller p, d_model or d_mlp", file=sys.stderr)
-            return 2
-        raise
-    except KeyboardInterrupt:
-        print("grokinterp: interrupted", file=sys.stderr)
-        return 130
-
-
-def _one_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

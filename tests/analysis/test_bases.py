@@ -198,7 +198,7 @@ def _train(tmp_path, **kw):
 @pytest.mark.parametrize("op", list(OPERATIONS))
 def test_every_op_analyses_and_plots(tmp_path, op, caplog):
     from grokinterp.analysis.run_analysis import Analysis, analyze_run
-    from grokinterp.viz.plots import make_all_figures
+    from grokinterp.viz import make_all_figures
 
     path = _train(tmp_path, op=op)
     table, summary = analyze_run(path, progress=False)
@@ -222,7 +222,7 @@ def test_every_op_analyses_and_plots(tmp_path, op, caplog):
         assert (table["fourier_basis"] == f"not defined: {basis.reason}").all()
         raw = json.loads((path / "analysis.json").read_text())
         assert raw["basis"]["reason"] == basis.reason
-    with caplog.at_level(logging.INFO, logger="grokinterp.viz.plots"):
+    with caplog.at_level(logging.INFO, logger="grokinterp.viz.figures"):
         figs = make_all_figures(path)
     assert {"loss", "accuracy", "restricted_excluded", "gini", "attention"} <= set(figs)
     if not basis.defined:
@@ -239,7 +239,7 @@ def test_every_op_analyses_and_plots(tmp_path, op, caplog):
 )
 def test_every_layer_is_reported(tmp_path, arch):
     from grokinterp.analysis.run_analysis import analyze_run
-    from grokinterp.viz.plots import make_all_figures
+    from grokinterp.viz import make_all_figures
 
     path = _train(tmp_path, **arch)
     table, s = analyze_run(path, progress=False)

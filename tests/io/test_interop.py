@@ -14,9 +14,10 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from grokinterp.cli import main
 from grokinterp.config import RunConfig
 from grokinterp.forward import evaluate
-from grokinterp.io import checkpoints as ckpt
-from grokinterp.io.interop import _safe_globals, export_tl_demo, import_tl_demo
+from grokinterp.io import rundir
+from grokinterp.io.interop import export_tl_demo, import_tl_demo
 from grokinterp.io.runs import load_run
+from grokinterp.io.tl_demo import safe_globals
 from grokinterp.training.trainer import train
 
 P = 23
@@ -140,6 +141,8 @@ def test_import_reproduces_weights_split_and_losses(demo, tmp_path):
         assert math.isclose(measured["test_loss"], rows[e]["test_loss"], rel_tol=1e-4)
     assert "test_acc" not in rows[10]
     assert run.summary["final_epoch"] == EPOCHS and run.summary["final"]["epoch"] == EPOCHS
+    assert run.summary["status"] == "finished" and run.summary["finished"] and run.summary["wall_clock_s"] is None
+    assert run.summary["imported_from"] == str(path.resolve())
 
 
 def test_round_trip_import_export_import(demo, tmp_path):
@@ -149,7 +152,7 @@ def test_round_trip_import_export_import(demo, tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == ["exported.pth"]
 
     # the exported file is the demo's layout: it loads weights-only and into a fresh HookedTransformer
-    with torch.serialization.safe_globals(_safe_globals()):
+    with torch.serialization.safe_globals(safe_globals()):
         loaded = torch.load(exported, map_location="cpu", weights_only=True)
     assert loaded["checkpoint_epochs"] == [14, 29, EPOCHS - 1]
     model = HookedTransformer(loaded["config"])
@@ -309,7 +312,7 @@ def test_cli_import_force_and_analyze(demo, tmp_path, capsys):
 
 
 def test_export_refuses_mlp_runs(tmp_path):
-    ckpt.write_run_config(tmp_path / "mlp", RunConfig(p=P, arch="mlp"))
+    rundir.write_run_config(tmp_path / "mlp", RunConfig(p=P, arch="mlp"))
     with pytest.raises(ValueError, match="only transformer runs"):
         export_tl_demo(tmp_path / "mlp", tmp_path / "mlp.pth")
     assert not (tmp_path / "mlp.pth").exists()

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import grokinterp
+from grokinterp.errors import RunDirError
 from grokinterp.forward import evaluate
-from grokinterp.io.checkpoints import RunDirError
 
-SHIPPED = Path(__file__).parents[1] / "checkpoints" / "nanda-p113"
+SHIPPED = Path(__file__).parents[2] / "checkpoints" / "nanda-p113"
 
 
 def test_shipped_run_loads_and_is_grokked():

@@ -339,6 +339,36 @@ def test_neuron_level_losses_match_demo_formula(arch, ds):
     assert M.excluded_loss_neuron(model, ds, [], cache=cache) == pytest.approx(full["train_loss"], rel=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["transformer", "mlp"])
+def test_precomputed_inputs_give_the_same_numbers(arch, ds):
+    """GridLogits and GridNeurons are the precomputed forms of a model's inputs: the same numbers."""
+    model = build_model(_small_cfg(arch=arch))
+    keys = [2, 5]
+    cache = M.final_position_cache(model, ds)
+    G = M.grid_logits(cache.logits, ds)
+    L = M.all_logits(model, ds)
+    assert M.restricted_loss(G, ds, keys, split="train") == M.restricted_loss(L, ds, keys, split="train")
+    assert M.excluded_loss(G, ds, keys) == M.excluded_loss(model, ds, keys)
+    assert torch.equal(M.per_frequency_excluded_loss(G, ds), M.per_frequency_excluded_loss(L, ds))
+    assert torch.equal(M.cos_apb_minus_c_coefficients(G, ds, keys), M.cos_apb_minus_c_coefficients(L, ds, keys))
+    assert M.cosine_similarity_to_cos_apb_minus_c(G, ds, keys) == M.cosine_similarity_to_cos_apb_minus_c(L, ds, keys)
+    neurons = M.GridNeurons.from_cache(cache, ds)
+    assert M.restricted_loss_neuron(model, ds, keys, neurons=neurons) == M.restricted_loss_neuron(model, ds, keys)
+    assert M.excluded_loss_neuron(model, ds, keys, neurons=neurons) == M.excluded_loss_neuron(model, ds, keys)
+    with pytest.raises(ValueError, match="not both"):
+        M.excluded_loss_neuron(model, ds, keys, cache=cache, neurons=neurons)
+    # compute_all_measures gives the logit-level measures of the public functions, bit for bit.
+    out = M.compute_all_measures(model, ds, key_freqs=keys)
+    assert out["restricted_loss"] == M.restricted_loss(G, ds, keys)
+    assert out["excluded_loss"] == M.excluded_loss(G, ds, keys)
+
+
+def test_all_logits_is_the_forward_module_one():
+    from grokinterp import forward
+
+    assert M.all_logits is forward.all_logits
+
+
 def test_grokmlp_measures(ds):
     model = build_model(_small_cfg(arch="mlp"))
     assert isinstance(model, GrokMLP)

@@ -219,7 +219,7 @@ def test_llc_over_run_writes_diagnostics_and_reuses_them(run_dir):
 
 def test_analyze_run_with_llc_adds_columns_and_figure(run_dir):
     from grokinterp.analysis.run_analysis import analyze_run
-    from grokinterp.viz.plots import make_all_figures, plot_llc
+    from grokinterp.viz import make_all_figures, plot_llc
 
     cfg = FAST.replace(num_draws=10, num_burnin_steps=0)
     table, summary = analyze_run(run_dir, progress=False, llc=cfg)

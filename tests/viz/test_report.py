@@ -18,7 +18,7 @@ from grokinterp.viz.explorer import CURSOR_NAME, Explorer, explore, summary_text
 from grokinterp.viz.report import build_report, check_out_path, select_epochs, write_report
 from tests.conftest import png_pixels, train_one_thread
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "checkpoints" / "nanda-p113"
 
 
@@ -26,7 +26,7 @@ def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         if path := shutil.which(name):
             return path
-    from grokinterp.viz.plots import find_browser
+    from grokinterp.viz.export import find_browser
 
     return find_browser()
 

@@ -1,4 +1,4 @@
-"""Figures (grokinterp.plots): traces carry the run's numbers, and batch export writes real files."""
+"""Figures (grokinterp.viz): traces carry the run's numbers, and batch export writes real files."""
 
 from __future__ import annotations
 
@@ -10,16 +10,17 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from grokinterp import viz
 from grokinterp.analysis import measures
 from grokinterp.analysis.phases import PAPER_PHASES, PHASE_NAMES
 from grokinterp.config import RunConfig
 from grokinterp.io.runs import load_run
-from grokinterp.viz import plots
+from grokinterp.viz import export
 from tests.conftest import png_pixels, train_one_thread
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "checkpoints" / "nanda-p113"
-HAVE_CHROMIUM = shutil.which("chromium") is not None or plots.find_browser() is not None
+HAVE_CHROMIUM = shutil.which("chromium") is not None or viz.find_browser() is not None
 needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM, reason="no chromium installed (apt-get install -y chromium)")
 
 
@@ -79,15 +80,15 @@ def _phase_traces(fig: go.Figure) -> list:
 
 
 def test_template_is_shared(run):
-    fig = plots.plot_loss(run)
-    assert fig.layout.template.layout.font.family == plots.FONT
+    fig = viz.plot_loss(run)
+    assert fig.layout.template.layout.font.family == viz.FONT
     assert fig.layout.template.layout.plot_bgcolor == "white"
-    assert fig.layout.template.layout.width == plots.WIDTH
+    assert fig.layout.template.layout.width == viz.WIDTH
     assert "grokinterp" in __import__("plotly.io").io.templates
 
 
 def test_plot_loss_values_and_log_axis(run):
-    fig = plots.plot_loss(run)
+    fig = viz.plot_loss(run)
     m = run.metrics
     np.testing.assert_allclose(_trace(fig, "train loss").y, m["train_loss"])
     np.testing.assert_allclose(_trace(fig, "test loss").x, m["epoch"])
@@ -97,7 +98,7 @@ def test_plot_loss_values_and_log_axis(run):
 
 def test_phase_bands_shaded_and_named():
     shipped = load_run(SHIPPED)  # read only
-    fig = plots.plot_loss(shipped)
+    fig = viz.plot_loss(shipped)
     phases = shipped.analysis["phases"]["phases"]
     named = _phase_traces(fig)
     assert [t.meta["phase"] for t in named] == list(PHASE_NAMES)
@@ -105,18 +106,18 @@ def test_phase_bands_shaded_and_named():
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert [(r.x0, r.x1) for r in rects] == [tuple(phases[n]) for n in PHASE_NAMES]
     # explicit boundaries, and none
-    fig = plots.plot_loss(shipped, phases=PAPER_PHASES)
+    fig = viz.plot_loss(shipped, phases=PAPER_PHASES)
     assert [(s.x0, s.x1) for s in fig.layout.shapes] == [(0, 1400), (1400, 9400), (9400, 14000)]
-    assert not plots.plot_loss(shipped, phases=False).layout.shapes
+    assert not viz.plot_loss(shipped, phases=False).layout.shapes
 
 
 def test_unfinished_phases_are_skipped(run):
-    spans = plots._phase_spans({"phases": {"memorisation": [0, 60], "circuit formation": [60, None]}})
+    spans = viz.phase_spans({"phases": {"memorisation": [0, 60], "circuit formation": [60, None]}})
     assert spans == {"memorisation": (0, 60)}
 
 
 def test_plot_accuracy(run):
-    fig = plots.plot_accuracy(run)
+    fig = viz.plot_accuracy(run)
     np.testing.assert_allclose(_trace(fig, "train accuracy").y, run.metrics["train_acc"])
     np.testing.assert_allclose(_trace(fig, "test accuracy").y, run.metrics["test_acc"])
 
@@ -129,17 +130,17 @@ def test_plot_accuracy_skips_rows_without_accuracy(run):
         metrics = run.metrics.copy()
 
     Gappy.metrics.loc[1::2, "test_acc"] = float("nan")
-    fig = plots.plot_accuracy(Gappy(), phases=False)
+    fig = viz.plot_accuracy(Gappy(), phases=False)
     kept = Gappy.metrics.dropna(subset=["test_acc"])
     np.testing.assert_allclose(_trace(fig, "test accuracy").x, kept["epoch"])
     np.testing.assert_allclose(_trace(fig, "test accuracy").y, kept["test_acc"])
     assert len(_trace(fig, "train accuracy").y) == len(run.metrics)
     Gappy.metrics = pd.DataFrame({"epoch": [0, 1], "train_loss": [1.0, 0.5], "test_loss": [1.0, 0.9]})
-    assert len(plots.plot_accuracy(Gappy(), phases=False).data[0].x) == 0
+    assert len(viz.plot_accuracy(Gappy(), phases=False).data[0].x) == 0
 
 
 def test_plot_restricted_excluded_names_variants(run):
-    fig = plots.plot_restricted_excluded(run)
+    fig = viz.plot_restricted_excluded(run)
     t = run.measures
     r = _trace(fig, "restricted loss (logit level, all pairs)")
     e = _trace(fig, "excluded loss (logit level, train)")
@@ -148,31 +149,31 @@ def test_plot_restricted_excluded_names_variants(run):
     np.testing.assert_allclose(e.y, t["excluded_loss"])
     np.testing.assert_allclose(_trace(fig, "train loss").y, run.metrics["train_loss"])
     assert fig.layout.yaxis.type == "log"
-    neuron = plots.plot_restricted_excluded_neuron(run)
+    neuron = viz.plot_restricted_excluded_neuron(run)
     np.testing.assert_allclose(_trace(neuron, "excluded loss (neuron level, train)").y, t["excluded_loss_neuron"])
     np.testing.assert_allclose(_trace(neuron, "restricted loss (neuron level, test)").y, t["restricted_loss_neuron"])
 
 
 def test_plot_gini_weight_norm_and_others(run):
     t = run.measures
-    fig = plots.plot_gini(run)
+    fig = viz.plot_gini(run)
     np.testing.assert_allclose(_trace(fig, "Gini of W_E frequency norms").y, t["gini_W_E"])
     np.testing.assert_allclose(_trace(fig, "Gini of W_L frequency norms").y, t["gini_W_L"])
-    fig = plots.plot_weight_norm(run)
+    fig = viz.plot_weight_norm(run)
     np.testing.assert_allclose(_trace(fig, "sum of squared weights").y, t["sum_sq_weights"])
-    fig = plots.plot_frac_neurons_explained(run)
+    fig = viz.plot_frac_neurons_explained(run)
     np.testing.assert_allclose(fig.data[0].y, t["frac_neurons_explained"])
-    fig = plots.plot_cos_apb_c(run)
+    fig = viz.plot_cos_apb_c(run)
     for k in run.analysis["key_freqs"]:
         np.testing.assert_allclose(_trace(fig, f"k = {k}").y, t[f"cos_apb_c_k{k}"])
 
 
 def test_unanalysed_run(raw_run_dir):
     raw = load_run(raw_run_dir)
-    fig = plots.plot_loss(raw)  # fine without measures: no phase bands
+    fig = viz.plot_loss(raw)  # fine without measures: no phase bands
     assert not fig.layout.shapes and not _phase_traces(fig)
     with pytest.raises(ValueError, match="analyze_run"):
-        plots.plot_gini(raw)
+        viz.plot_gini(raw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,23 +189,23 @@ def test_spectra(run, model):
     p = run.config.p
     names = basis_names(p)
     values = measures.embedding_spectrum(model, p).detach().numpy()
-    fig = plots.plot_embedding_spectrum(values, names, key_freqs=[2])
+    fig = viz.plot_embedding_spectrum(values, names, key_freqs=[2])
     cos, sin = _trace(fig, "cos"), _trace(fig, "sin")
     n_k = (p - 1) // 2
     assert list(cos.x) == list(sin.x) == list(range(1, n_k + 1))
     np.testing.assert_allclose(cos.y, values[1::2], rtol=1e-6)
     np.testing.assert_allclose(sin.y, values[2::2], rtol=1e-6)
     np.testing.assert_allclose(_trace(fig, "const").y, values[:1], rtol=1e-6)
-    assert cos.marker.color == plots.COLORS["cos"] != sin.marker.color == plots.COLORS["sin"]
+    assert cos.marker.color == viz.COLORS["cos"] != sin.marker.color == viz.COLORS["sin"]
     key = _trace(fig, "key frequency")
     assert list(key.x) == [2] and list(key.text) == ["2"]
     assert list(fig.layout.xaxis.tickvals) == list(range(n_k + 1))  # every k (0: const) for small p
     wl = measures.wl_spectrum(model).detach().numpy()
-    fig = plots.plot_wl_spectrum(wl, names)
+    fig = viz.plot_wl_spectrum(wl, names)
     np.testing.assert_allclose(_trace(fig, "cos").y, wl[1::2], rtol=1e-6)
-    tex = plots.plot_embedding_spectrum(values, names, tex=True)
+    tex = viz.plot_embedding_spectrum(values, names, tex=True)
     assert tex.layout.xaxis.title.text.startswith("$") and not fig.layout.xaxis.title.text.startswith("$")
-    assert not plots.plot_embedding_spectrum(values, names, tex=True, style="paper").layout.xaxis.title.text.startswith(
+    assert not viz.plot_embedding_spectrum(values, names, tex=True, style="paper").layout.xaxis.title.text.startswith(
         "$"
     )
 
@@ -214,20 +215,20 @@ def test_spectrum_ticks_are_regular():
 
     for p, step in ((23, 1), (53, 5), (113, 10)):
         names = basis_names(p)
-        fig = plots.plot_embedding_spectrum(np.ones(p), names, key_freqs=[9, 38, 45, 55] if p == 113 else None)
+        fig = viz.plot_embedding_spectrum(np.ones(p), names, key_freqs=[9, 38, 45, 55] if p == 113 else None)
         ticks = list(fig.layout.xaxis.tickvals)
         assert np.all(np.diff(ticks) == step), (p, ticks)
         assert not fig.layout.xaxis.ticktext  # numbers, no "cos k" labels to collide
 
 
 def test_cluster_figures(clusters):
-    fig = plots.plot_cluster_sizes(clusters)
+    fig = viz.plot_cluster_sizes(clusters)
     sizes = clusters.cluster_sizes()
     assert sum(fig.data[0].y) == len(clusters.labels)
     for label, count in zip(fig.data[0].x, fig.data[0].y, strict=True):
         k = -1 if label == "unexplained" else int(label.split()[-1])
         assert sizes[k] == count
-    fig = plots.plot_fraction_explained_hist(clusters)
+    fig = viz.plot_fraction_explained_hist(clusters)
     alive = clusters.best_freq >= 0
     np.testing.assert_allclose(fig.data[0].x, clusters.best_frac[alive].numpy())
     assert fig.data[1].x == (clusters.threshold, clusters.threshold)
@@ -235,7 +236,7 @@ def test_cluster_figures(clusters):
 
 def test_neuron_heatmaps(run, model, clusters):
     acts = measures.neuron_acts(model, run.dataset)
-    fig = plots.plot_neuron_heatmaps(acts, clusters, n_per_cluster=2)
+    fig = viz.plot_neuron_heatmaps(acts, clusters, n_per_cluster=2)
     ks = [k for k in clusters.cluster_sizes() if k >= 0]
     assert len(fig.data) == sum(min(2, clusters.cluster_sizes()[k]) for k in ks) > 0
     n = int(fig.data[0].name.split()[-1])
@@ -245,7 +246,7 @@ def test_neuron_heatmaps(run, model, clusters):
 
 def test_attention(run, model):
     to_a, _ = measures.attention_to_a_b(model, run.dataset)
-    fig = plots.plot_attention(to_a)
+    fig = viz.plot_attention(to_a)
     assert len(fig.data) == model.cfg.n_heads
     for h, trace in enumerate(fig.data):
         assert trace.name == f"head {h}"
@@ -258,24 +259,24 @@ def test_per_frequency_excluded_loss(run):
     keys = run.analysis["key_freqs"]
     for source in (run, table, last.to_dict()):
         # keys come from the run's typed analysis; a bare table or row is given them
-        fig = plots.plot_per_frequency_excluded_loss(source, key_freqs=None if source is run else keys)
+        fig = viz.plot_per_frequency_excluded_loss(source, key_freqs=None if source is run else keys)
         key = _trace(fig, "key frequencies")
         other = _trace(fig, "other frequencies")
         assert list(key.x) == keys
         np.testing.assert_allclose(key.y, [last[f"excluded_loss_k{k}"] for k in keys])
         assert sorted([*key.x, *other.x]) == list(range(1, (run.config.p - 1) // 2 + 1))
         assert fig.layout.yaxis.type == "log"
-    fig = plots.plot_per_frequency_excluded_loss(run, epoch=100, key_freqs=[1, 3])
+    fig = viz.plot_per_frequency_excluded_loss(run, epoch=100, key_freqs=[1, 3])
     assert list(_trace(fig, "key frequencies").x) == [1, 3]
     assert "epoch 100" in fig.layout.title.text
 
 
 def test_make_all_figures(run):
-    figs = plots.make_all_figures(run, epoch=100)
+    figs = viz.make_all_figures(run, epoch=100)
     # at epoch 100 no neuron is explained by one frequency yet: no heatmaps, and the reason
-    assert list(figs) == [n for n in plots.FIGURE_NAMES if n not in figs.skipped]
+    assert list(figs) == [n for n in viz.FIGURE_NAMES if n not in figs.skipped]
     assert set(figs.skipped) <= {"neuron_heatmaps"}
-    assert list(plots.make_all_figures(run)) == list(plots.FIGURE_NAMES)  # the last checkpoint: all
+    assert list(viz.make_all_figures(run)) == list(viz.FIGURE_NAMES)  # the last checkpoint: all
     assert all(isinstance(f, go.Figure) for f in figs.values())
     assert "epoch 100" in figs["per_frequency_excluded_loss"].layout.title.text
 
@@ -284,9 +285,9 @@ def test_make_all_figures(run):
 # Paper style
 # ----------------------------------------------------------------------------------------------
 
-PT = 72 / plots.PX_PER_IN  # points per plotly px in PDF/SVG
+PT = 72 / viz.PX_PER_IN  # points per plotly px in PDF/SVG
 #: Colours a curve or bar may have in either style: Okabe-Ito, and the neutral const bar.
-CURVE_COLORS = {c.upper() for c in plots.OKABE_ITO.values()} | {"#777777"}
+CURVE_COLORS = {c.upper() for c in viz.OKABE_ITO.values()} | {"#777777"}
 
 
 def _fonts(fig: go.Figure):
@@ -297,7 +298,7 @@ def _fonts(fig: go.Figure):
     for key in lay.to_plotly_json():
         if key.startswith(("xaxis", "yaxis")):
             ax = lay[key]
-            growth = plots.LOG_TICK_GROWTH if ax.type == "log" and ax.exponentformat == "power" else 1.0
+            growth = viz.LOG_TICK_GROWTH if ax.type == "log" and ax.exponentformat == "power" else 1.0
             yield f"{key} ticks", ax.tickfont.family, ax.tickfont.size * growth
             yield f"{key} title", ax.title.font.family, ax.title.font.size
         if key.startswith("coloraxis") and lay[key].colorbar:
@@ -331,15 +332,15 @@ def _texts(fig: go.Figure) -> list[str]:
     return out
 
 
-def _check_paper_figure(name: str, fig: go.Figure, style=plots.PAPER) -> None:
+def _check_paper_figure(name: str, fig: go.Figure, style=viz.PAPER) -> None:
     lay = fig.layout
     assert not lay.title.text, f"{name}: a title in paper style"
-    assert plots.figure_caption(fig), f"{name}: no caption"
-    width_in = lay.width / plots.PX_PER_IN
-    allowed = [plots.COLUMN_WIDTHS[style.column]] if style.column else list(plots.COLUMN_WIDTHS.values())
+    assert viz.figure_caption(fig), f"{name}: no caption"
+    width_in = lay.width / viz.PX_PER_IN
+    allowed = [viz.COLUMN_WIDTHS[style.column]] if style.column else list(viz.COLUMN_WIDTHS.values())
     assert any(abs(width_in - w) < 0.01 for w in allowed), f"{name}: {width_in} in wide"
     for where, family, size in _fonts(fig):
-        assert family in (None, plots.FONT), f"{name} {where}: font {family!r}"
+        assert family in (None, viz.FONT), f"{name} {where}: font {family!r}"
         assert size is not None and 8 - 1e-6 <= size * PT <= 10 + 1e-6, f"{name} {where}: {size * PT:.2f} pt"
     for text in _texts(fig):
         assert "$" not in text and "\\(" not in text, f"{name}: MathJax in {text!r}"
@@ -365,34 +366,34 @@ def test_paper_style_every_figure(run):
     """Every figure make_all_figures returns, in paper style: no title (a caption instead), 3.25 or
     6.75 in wide, one font family at 8-10 pt (log ticks as large as linear ones), Okabe-Ito curves,
     grey phase bands, no MathJax."""
-    figs = plots.make_all_figures(run, style="paper")
+    figs = viz.make_all_figures(run, style="paper")
     assert {"loss", "embedding_spectrum", "neuron_heatmaps", "attention"} <= set(figs)
     for name, fig in figs.items():
         _check_paper_figure(name, fig)
-    assert figs["loss"].layout.width == round(3.25 * plots.PX_PER_IN)
-    assert figs["neuron_heatmaps"].layout.width == round(6.75 * plots.PX_PER_IN)
+    assert figs["loss"].layout.width == round(3.25 * viz.PX_PER_IN)
+    assert figs["neuron_heatmaps"].layout.width == round(6.75 * viz.PX_PER_IN)
     assert figs["loss"].layout.legend.orientation == "h"  # legend below, the plot keeps its width
-    forced = plots.make_all_figures(run, style="paper", column="single")
+    forced = viz.make_all_figures(run, style="paper", column="single")
     for name, fig in forced.items():
-        _check_paper_figure(name, fig, plots.PAPER.with_column("single"))
+        _check_paper_figure(name, fig, viz.PAPER.with_column("single"))
 
 
 def test_screen_style_fixes(run):
     """Both styles: Okabe-Ito curves on grey bands, one x range for per-epoch and per-checkpoint
     figures, log ticks the size of linear ones; titles only in screen style."""
     last = max(run.metrics["epoch"].max(), run.measures["epoch"].max())
-    for builder in (plots.plot_loss, plots.plot_gini, plots.plot_frac_neurons_explained, plots.plot_cos_apb_c):
+    for builder in (viz.plot_loss, viz.plot_gini, viz.plot_frac_neurons_explained, viz.plot_cos_apb_c):
         for style in ("screen", "paper"):
             fig = builder(run, style=style)
             assert list(fig.layout.xaxis.range) == [0, last], builder.__name__
             assert bool(fig.layout.title.text) == (style == "screen")
-    fig = plots.plot_loss(run)
-    assert {t.line.color for t in fig.data if t.legendgroup != "phase"} == {plots.COLORS["train"], plots.COLORS["test"]}
-    assert all(len({c[1:3], c[3:5], c[5:7]}) == 1 for c in plots.PHASE_COLORS.values())  # greys
-    assert fig.layout.yaxis.tickfont.size * plots.LOG_TICK_GROWTH == pytest.approx(fig.layout.xaxis.tickfont.size)
-    frac = plots.plot_frac_neurons_explained(run)
+    fig = viz.plot_loss(run)
+    assert {t.line.color for t in fig.data if t.legendgroup != "phase"} == {viz.COLORS["train"], viz.COLORS["test"]}
+    assert all(len({c[1:3], c[3:5], c[5:7]}) == 1 for c in viz.PHASE_COLORS.values())  # greys
+    assert fig.layout.yaxis.tickfont.size * viz.LOG_TICK_GROWTH == pytest.approx(fig.layout.xaxis.tickfont.size)
+    frac = viz.plot_frac_neurons_explained(run)
     assert max(len(t.name) for t in frac.data) < 30  # a short legend keeps the plot wide
-    assert "logit" in plots.plot_cos_apb_c(run).layout.yaxis.title.text
+    assert "logit" in viz.plot_cos_apb_c(run).layout.yaxis.title.text
 
 
 def test_heatmaps_whole_pixels_per_cell(run, model, clusters):
@@ -401,7 +402,7 @@ def test_heatmaps_whole_pixels_per_cell(run, model, clusters):
     acts = measures.neuron_acts(model, run.dataset)
     p = run.config.p
     for style in ("screen", "paper"):
-        fig = plots.plot_neuron_heatmaps(acts, clusters, style=style)
+        fig = viz.plot_neuron_heatmaps(acts, clusters, style=style)
         lay = fig.layout
         pw = lay.width - lay.margin.l - lay.margin.r
         ph = lay.height - lay.margin.t - lay.margin.b
@@ -414,19 +415,19 @@ def test_heatmaps_whole_pixels_per_cell(run, model, clusters):
             assert cell_y == pytest.approx(cell_x, abs=1e-6)
             assert lay[trace.coloraxis].colorbar.thickness > 0  # a colour bar per neuron
     to_a, _ = measures.attention_to_a_b(model, run.dataset)
-    att = plots.plot_attention(to_a, style="paper")
+    att = viz.plot_attention(to_a, style="paper")
     assert att.layout.coloraxis.colorbar.title.text == "attention"
 
 
 def test_never_grokking_run_skips_neuron_heatmaps(run_dir, tmp_path, caplog):
     """At initialisation no neuron is explained by one frequency: no placeholder heatmap; the
     reason is logged and written to captions.md."""
-    with caplog.at_level(logging.INFO, logger="grokinterp.viz.plots"):
-        figs = plots.make_all_figures(load_run(run_dir), epoch=0, style="paper")
+    with caplog.at_level(logging.INFO, logger="grokinterp.viz.figures"):
+        figs = viz.make_all_figures(load_run(run_dir), epoch=0, style="paper")
     assert "neuron_heatmaps" not in figs and "no MLP neuron" in figs.skipped["neuron_heatmaps"]
     assert any("skipping neuron_heatmaps" in r.getMessage() for r in caplog.records)
-    paths = plots.export_figures(figs, tmp_path, "html")
-    text = plots.write_captions(figs, paths, tmp_path, figs.skipped).read_text()
+    paths = viz.export_figures(figs, tmp_path, "html")
+    text = viz.write_captions(figs, paths, tmp_path, figs.skipped).read_text()
     for path in paths:
         assert f"## {path.name}" in text
     assert "`neuron_heatmaps`: no MLP neuron" in text
@@ -449,12 +450,12 @@ def test_paper_pdfs(run_dir, tmp_path):
     import re
 
     out = tmp_path / "paper"
-    paths = plots.write_all_figures(run_dir, out, fmt="pdf", style="paper")
+    paths = viz.write_all_figures(run_dir, out, fmt="pdf", style="paper")
     captions = (out / "captions.md").read_text()
     for path in paths:
         data = path.read_bytes()
         width, height = _pdf_size_in(data)
-        assert any(abs(width - w) < 0.01 for w in plots.COLUMN_WIDTHS.values()), (path.name, width)
+        assert any(abs(width - w) < 0.01 for w in viz.COLUMN_WIDTHS.values()), (path.name, width)
         fonts = {f.split(b"+")[-1] for f in re.findall(rb"/BaseFont\s*/([A-Za-z0-9+-]+)", data)}
         assert fonts and len(fonts) == 1, (path.name, fonts)  # text, not outlines or one raster
         assert f"## {path.name}" in captions
@@ -482,14 +483,14 @@ def _check_file(path: Path, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
 def test_write_all_figures_static(run_dir, tmp_path, fmt):
     out = tmp_path / "figs"
-    paths = plots.write_all_figures(run_dir, out, fmt=fmt)
-    assert [p.name for p in paths] == [f"{n}.{fmt}" for n in plots.FIGURE_NAMES]
+    paths = viz.write_all_figures(run_dir, out, fmt=fmt)
+    assert [p.name for p in paths] == [f"{n}.{fmt}" for n in viz.FIGURE_NAMES]
     for path in paths:
         _check_file(path, fmt)
     if fmt == "png":
         # look at one: the loss figure has the template's size and is not one flat colour
         px = png_pixels((out / "loss.png").read_bytes())
-        assert px.shape[:2] == (plots.HEIGHT, plots.WIDTH)
+        assert px.shape[:2] == (viz.HEIGHT, viz.WIDTH)
         rgb = px[..., :3].reshape(-1, 3)
         assert rgb.std() > 20
         assert len(np.unique(rgb, axis=0)) > 50
@@ -500,32 +501,32 @@ def test_write_all_figures_static(run_dir, tmp_path, fmt):
 def test_write_all_figures_analyses_first(raw_run_dir, tmp_path):
     path = tmp_path / "r"
     shutil.copytree(raw_run_dir, path)
-    paths = plots.write_all_figures(path, tmp_path / "figs", fmt="html")
+    paths = viz.write_all_figures(path, tmp_path / "figs", fmt="html")
     assert (path / "measures.csv").is_file() and (path / "analysis.json").is_file()
-    assert len(paths) == len(plots.FIGURE_NAMES)
+    assert len(paths) == len(viz.FIGURE_NAMES)
 
 
 def test_html_fallback_without_chromium(run_dir, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(plots, "find_browser", lambda: None)
-    with caplog.at_level(logging.WARNING, logger="grokinterp.viz.plots"):
-        paths = plots.write_all_figures(run_dir, tmp_path / "figs", fmt="png")
+    monkeypatch.setattr(export, "find_browser", lambda: None)  # looked up there by write_all_figures
+    with caplog.at_level(logging.WARNING, logger="grokinterp.viz.export"):
+        paths = viz.write_all_figures(run_dir, tmp_path / "figs", fmt="png")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "apt-get install -y chromium" in warnings[0].getMessage()
-    assert [p.suffix for p in paths] == [".html"] * len(plots.FIGURE_NAMES)
+    assert [p.suffix for p in paths] == [".html"] * len(viz.FIGURE_NAMES)
     assert (tmp_path / "figs" / "plotly.min.js").is_file()  # offline: plotly.js next to the files
     html = paths[0].read_text()
     assert 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html
-    assert "$" not in plots.make_all_figures(load_run(run_dir))["per_frequency_excluded_loss"].layout.xaxis.title.text
+    assert "$" not in viz.make_all_figures(load_run(run_dir))["per_frequency_excluded_loss"].layout.xaxis.title.text
 
 
 def test_html_format(run_dir, tmp_path):
-    paths = plots.write_all_figures(run_dir, tmp_path / "figs", fmt="html")
+    paths = viz.write_all_figures(run_dir, tmp_path / "figs", fmt="html")
     assert all(p.suffix == ".html" and p.stat().st_size > 1000 for p in paths)
 
 
 def test_bad_format(run_dir, tmp_path):
     with pytest.raises(ValueError, match="format"):
-        plots.export_figures({}, tmp_path, fmt="gif")
+        viz.export_figures({}, tmp_path, fmt="gif")
 
 
 @pytest.mark.slow
@@ -536,6 +537,6 @@ def test_cli_plot(run_dir, tmp_path):
     assert main(["plot", str(run_dir), "--out", str(out), "--format", "svg"]) == 0
     suffix = ".svg" if HAVE_CHROMIUM else ".html"
     files = sorted(out.glob(f"*{suffix}"))
-    assert len(files) == len(plots.FIGURE_NAMES)
+    assert len(files) == len(viz.FIGURE_NAMES)
     if HAVE_CHROMIUM:
         _check_file(out / "loss.svg", "svg")

@@ -4,13 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from grokinterp.training.methods import (
-    GrokfastEMA,
-    GrokfastMA,
-    cross_entropy,
-    orthogonalize_gradients,
-    stablemax_log_probs,
-)
+from grokinterp.losses import cross_entropy, stablemax_log_probs
+from grokinterp.training.methods import GrokfastEMA, GrokfastMA, orthogonalize_gradients
 
 
 def _feed(filt, grads):

@@ -5,7 +5,7 @@ import pytest
 
 from grokinterp.analysis.run_analysis import analyze_run
 
-SHIPPED = Path(__file__).parents[1] / "checkpoints" / "nanda-p113"
+SHIPPED = Path(__file__).parents[2] / "checkpoints" / "nanda-p113"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from grokinterp.analysis.phases import detect_phases
 
-SHIPPED = Path(__file__).parents[1] / "checkpoints" / "nanda-p113"
+SHIPPED = Path(__file__).parents[2] / "checkpoints" / "nanda-p113"
 P = 113
 
 

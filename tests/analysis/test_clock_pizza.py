@@ -304,7 +304,7 @@ def test_analyze_run_writes_clock_pizza_for_a_trained_addition_run(tmp_path):
 
     from grokinterp.analysis.run_analysis import Analysis, analyze_run
     from grokinterp.io.runs import load_run
-    from grokinterp.viz.plots import make_all_figures
+    from grokinterp.viz import make_all_figures
 
     path = _train_run(tmp_path / "add", epochs=900, checkpoint_every=300, eval_every=50)
     table, summary = analyze_run(path, progress=False)
@@ -340,7 +340,7 @@ def test_clock_pizza_not_defined_for_a_non_cyclic_operation(tmp_path):
 
     from grokinterp.analysis.run_analysis import analyze_run
     from grokinterp.io.runs import load_run
-    from grokinterp.viz.plots import plot_clock_pizza
+    from grokinterp.viz import plot_clock_pizza
 
     path = _train_run(tmp_path / "poly", p=11, op="x2_xy_y2", epochs=20, checkpoint_every=10, eval_every=10)
     table, summary = analyze_run(path, progress=False)

@@ -1,0 +1,147 @@
+"""What the figures of one checkpoint draw, computed in one place.
+
+The batch figures (``grokinterp.viz.make_all_figures``) and the checkpoint explorer
+(``grokinterp.viz.explorer``) draw the same per-checkpoint arrays: the embedding and W_L spectra in
+the task's Fourier basis, the neuron-frequency clusters of one MLP layer, the activations of its
+neurons over the task grid and the attention from "=" to a. ``checkpoint_view`` computes them for
+one model (one forward pass for the clusters and the activations) and returns a frozen
+``CheckpointView``; the figure functions only draw it.
+
+>>> run = grokinterp.load_run("checkpoints/nanda-p113")
+>>> view = checkpoint_view(run.model(), run.dataset, view_settings(run))
+>>> view.clusters.cluster_sizes(), view.attention_to_a.shape
+
+``ensure_analysed`` is the batch decision the figure writers share: analyse a run (``analyze_run``)
+before drawing it when it has no measures.csv, or when the run went on after its last analysis.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from grokinterp.analysis.attention import attention_to_a_b, has_attention
+from grokinterp.analysis.bases import TaskBasis, task_basis, task_grid
+from grokinterp.analysis.clusters import DEFAULT_THRESHOLD, NeuronClusters, best_layer
+from grokinterp.analysis.fourier import basis_names
+from grokinterp.analysis.measures import layer_clusters
+from grokinterp.analysis.run_analysis import Analysis, analyze_run
+from grokinterp.analysis.spectra import embedding_spectrum, wl_spectrum
+from grokinterp.forward import final_position_cache
+from grokinterp.tasks import Dataset
+
+if TYPE_CHECKING:
+    from grokinterp.io.runs import Run
+
+__all__ = ["CheckpointView", "ViewSettings", "checkpoint_view", "ensure_analysed", "view_settings"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """What the views of every checkpoint of a run share: the task's ``basis``, the run's
+    ``key_freqs`` and cluster ``threshold`` (analysis.json; none and ``DEFAULT_THRESHOLD`` for a
+    run not analysed), the MLP ``layer`` of the neuron arrays (None: the layer with the most
+    neurons explained at each checkpoint) and the names of the grid's axes (``("a", "b")`` for
+    addition, ``("φa", "φb")`` otherwise)."""
+
+    basis: TaskBasis
+    key_freqs: tuple[int, ...]
+    threshold: float
+    layer: int | None
+    axis_names: tuple[str, str]
+
+
+def view_settings(run: Run, layer: int | None = None) -> ViewSettings:
+    """The ``ViewSettings`` of ``run``: ``layer`` if given, else the layer of the run's key
+    frequencies (analysis.json), else None."""
+    dataset = run.dataset
+    analysis = Analysis.load(run.path)
+    kf = None if analysis is None else analysis.key_frequencies
+    if layer is None and kf is not None and kf.layer is not None:
+        layer = kf.layer
+    return ViewSettings(
+        basis=task_basis(dataset.op, dataset.p),
+        key_freqs=() if analysis is None else tuple(analysis.key_freqs),
+        threshold=DEFAULT_THRESHOLD if analysis is None else analysis.threshold,
+        layer=layer,
+        axis_names=("a", "b") if dataset.op == "add" else ("φa", "φb"),
+    )
+
+
+@dataclass(frozen=True)
+class CheckpointView:
+    """The arrays the figures of one checkpoint draw; None where they are not defined or were not
+    asked for.
+
+    ``basis_names``: the names of the Fourier components (``fourier.basis_names``);
+    ``embedding_spectrum`` / ``wl_spectrum``: the norm of each component of W_E and of
+    W_L = W_out W_U (``spectra``); ``layer``: the MLP layer of ``clusters`` (its neuron-frequency
+    clusters) and ``neuron_acts`` (its post-activations over the task grid, (m, m, d_mlp));
+    ``attention_to_a``: the attention from "=" to a per head of layer 0, (heads, p, p) (None for
+    a model without attention)."""
+
+    settings: ViewSettings
+    basis_names: tuple[str, ...] | None = None
+    embedding_spectrum: tuple[float, ...] | None = None
+    wl_spectrum: tuple[float, ...] | None = None
+    layer: int | None = None
+    clusters: NeuronClusters | None = None
+    neuron_acts: Float[Tensor, "m m d_mlp"] | None = None
+    attention_to_a: Float[Tensor, "heads p p"] | None = None
+
+    @property
+    def fourier(self) -> bool:
+        """Whether the Fourier arrays (spectra, clusters, neuron activations) were computed."""
+        return self.clusters is not None
+
+
+def checkpoint_view(
+    model: nn.Module, dataset: Dataset, settings: ViewSettings, *, fourier: bool = True
+) -> CheckpointView:
+    """The ``CheckpointView`` of ``model`` on ``dataset``: the Fourier arrays when the task has a
+    basis and ``fourier`` is True (one forward pass for the clusters of every layer and the
+    activations of ``settings.layer``, default the layer with the most neurons explained), and
+    the attention when the model has attention."""
+    arrays = {}
+    with torch.no_grad():
+        basis = settings.basis
+        if fourier and basis.defined:
+            cache = final_position_cache(model, dataset.tokens)  # one forward pass for both
+            layers = layer_clusters(model, dataset, settings.threshold, cache=cache)
+            layer = best_layer(layers) if settings.layer is None else settings.layer
+            grid = task_grid(dataset)  # = measures.neuron_acts(model, dataset, layer), from the same pass
+            arrays = dict(
+                basis_names=tuple(basis_names(basis.m)),
+                embedding_spectrum=tuple(embedding_spectrum(model, basis).cpu().tolist()),
+                wl_spectrum=tuple(wl_spectrum(model, basis).cpu().tolist()),
+                layer=layer,
+                clusters=layers[layer],
+                neuron_acts=grid.values(cache.posts[layer]).reshape(grid.m, grid.m, -1),
+            )
+        if has_attention(model):
+            arrays["attention_to_a"] = attention_to_a_b(model, dataset)[0]
+    return CheckpointView(settings, **arrays)
+
+
+def ensure_analysed(run: Run, *, stale: bool = True) -> bool:
+    """Analyse ``run`` (``analyze_run``: measures.csv and analysis.json) before its figures are
+    drawn, and return whether it did: when it has no measures.csv, or, with ``stale``, when the
+    run went on after its last analysis (``Run.stale_reason``; one warning), so that no figure
+    draws stale measures."""
+    if stale:
+        if (reason := run.stale_reason) is None:
+            return False
+        log.warning("%s: %s; analysing the run first", run.path, reason)
+    else:
+        if run.measures is not None:
+            return False
+        log.info("%s: no measures.csv; analysing the run first", run.path)
+    analyze_run(run.path, progress=False)
+    return True

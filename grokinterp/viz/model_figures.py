@@ -1,0 +1,472 @@
+"""Figures of one checkpoint: what a model looks like at one epoch.
+
+Each ``plot_*`` function here draws arrays it is given, computed elsewhere
+(``grokinterp.analysis.checkpoint_views.checkpoint_view``, ``spectra``, ``clusters``,
+``attention``): the embedding and W_L spectra in the task's Fourier basis, the neuron-frequency
+clusters (sizes, and the histogram of the variance each neuron's best frequency explains), the
+activations of the cleanest neuron of each cluster over the input grid, the attention from "=" to
+a per head, and the excluded loss of each single frequency (from measures.csv).
+``checkpoint_figures`` draws a whole ``CheckpointView``.
+
+>>> view = checkpoint_view(run.model(), run.dataset, view_settings(run))
+>>> checkpoint_figures(view)["embedding_spectrum"].show()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import plotly.graph_objects as go
+
+from grokinterp.viz.curves import analysis_of, measures_table
+from grokinterp.viz.heatmap_grid import ab_heatmap_grid
+from grokinterp.viz.style import (
+    COLORS,
+    LOG_AXIS,
+    OKABE_ITO,
+    StyleArg,
+    get_style,
+    new_figure,
+    style_figure,
+    tex_label,
+)
+
+if TYPE_CHECKING:
+    from jaxtyping import Float
+    from torch import Tensor
+
+    from grokinterp.analysis.checkpoint_views import CheckpointView
+    from grokinterp.analysis.clusters import NeuronClusters
+    from grokinterp.io.runs import Run
+
+__all__ = [
+    "MODEL_FIGURES",
+    "SPECTRUM_TEXT",
+    "checkpoint_figures",
+    "plot_attention",
+    "plot_cluster_sizes",
+    "plot_embedding_spectrum",
+    "plot_fraction_explained_hist",
+    "plot_neuron_heatmaps",
+    "plot_per_frequency_excluded_loss",
+    "plot_spectrum",
+    "plot_wl_spectrum",
+]
+
+
+def _freq_ticks(n_k: int, start: int = 1) -> list[int]:
+    """Regular ticks of a frequency axis: every k (up to 15 frequencies), else every 5th (up to 30)
+    or every 10th k."""
+    step = 1 if n_k <= 15 else 5 if n_k <= 30 else 10
+    return list(range(start if step == 1 else 0, n_k + 1, step))
+
+
+def _spectrum_parts(values, names: Sequence[str]) -> tuple[float | None, dict[str, dict[int, float]]]:
+    """(const, {"cos": {k: value}, "sin": {k: value}}) from a spectrum and its ``basis_names``."""
+    parts: dict[str, dict[int, float]] = {"cos": {}, "sin": {}}
+    const = None
+    for name, v in zip(names, [float(v) for v in values], strict=True):
+        if name == "const":
+            const = v
+        else:
+            kind, k = name.split()
+            parts[kind][int(k)] = v
+    return const, parts
+
+
+#: Title and caption of the spectrum of each matrix (paper Fig. 3); ``{on}``: " of <basis>".
+SPECTRUM_TEXT = {
+    "W_E": (
+        "Embedding W_E in the Fourier basis{on}",
+        "Norm of each Fourier component of the token embedding W_E{on} (cos and sin of each frequency k).",
+    ),
+    "W_L": (
+        "Neuron-logit map W_L in the Fourier basis{on}",
+        "Norm of each Fourier component of the neuron-logit map W_L = W_out W_U{on} (cos and sin of each "
+        "frequency k, over the output token).",
+    ),
+}
+
+
+def plot_spectrum(
+    values: Sequence[float],
+    names: Sequence[str],
+    key_freqs: Sequence[int] | None = None,
+    *,
+    matrix: str = "W_E",
+    tex: bool = False,
+    basis: str | None = None,
+    style: StyleArg = None,
+) -> go.Figure:
+    """Norm of each Fourier component of ``matrix`` (paper Fig. 3): "W_E", the embedding
+    (``spectra.embedding_spectrum(model, basis)``), or "W_L", the neuron-logit map W_L = W_out W_U
+    (``spectra.wl_spectrum``). One bar per frequency k: cos and sin side by side (legend
+    "cos"/"sin"; ``names`` from ``fourier.basis_names(m)``), the constant at k = 0, key
+    frequencies marked with their number above the bars; regular ticks. ``basis``: its name, for
+    the title; ``tex``: a MathJax axis label (screen style)."""
+    style = get_style(style)
+    names = list(names)
+    title, caption = (text.format(on=f" of {basis}" if basis else "") for text in SPECTRUM_TEXT[matrix])
+    const, parts = _spectrum_parts(values, names)
+    n_k = max([*parts["cos"], 0])
+    keys = sorted(int(k) for k in key_freqs or () if int(k) in parts["cos"])
+    if style.titles and keys:
+        title += f"<br><sup>key frequencies: {', '.join(str(k) for k in keys)}</sup>"
+    if keys:
+        caption += f" Key frequencies (marked): {', '.join(str(k) for k in keys)}."
+    fig = new_figure(
+        title,
+        style,
+        caption=caption,
+        column="single" if n_k <= 20 else "double",
+        xaxis_title=tex_label(
+            tex and style.tex,
+            "frequency k (ω<sub>k</sub> = 2πk/m; k = 0: constant)",
+            r"$\text{frequency } k\ (\omega_k = 2\pi k/m;\ k = 0\text{: constant})$",
+        ),
+        yaxis_title="norm",
+        xaxis_showgrid=False,
+        barmode="group",
+        bargap=0.15,
+        bargroupgap=0.0,
+        margin_t=80,
+    )
+    if const is not None:
+        fig.add_trace(go.Bar(x=[0], y=[const], name="const", marker_color="#777777", showlegend=False))
+    for kind in ("cos", "sin"):
+        ks = sorted(parts[kind])
+        fig.add_trace(go.Bar(x=ks, y=[parts[kind][k] for k in ks], name=kind, marker_color=COLORS[kind]))
+    if keys:
+        top = max(abs(v) for v in [float(v) for v in values])
+        fig.add_trace(
+            go.Scatter(
+                x=keys,
+                y=[max(parts["cos"].get(k, 0.0), parts["sin"].get(k, 0.0)) + 0.03 * top for k in keys],
+                mode="markers+text",
+                marker=dict(symbol="triangle-down", size=style.marker_size + 2, color=OKABE_ITO["black"]),
+                text=[str(k) for k in keys],
+                textposition="top center",
+                name="key frequency",
+                cliponaxis=False,
+            )
+        )
+        fig.update_yaxes(range=[0, top * 1.18])
+    fig.update_xaxes(tickmode="array", tickvals=_freq_ticks(n_k, 0), range=[-0.7, n_k + 0.7], ticks="outside")
+    return style_figure(fig, style)
+
+
+def plot_embedding_spectrum(
+    values: Sequence[float], names: Sequence[str], key_freqs: Sequence[int] | None = None, **options: Any
+) -> go.Figure:
+    """``plot_spectrum`` of the embedding W_E (paper Fig. 3, W_E panel; demo "Fourier components
+    of the embedding"); ``options``: ``tex``, ``basis``, ``style``."""
+    return plot_spectrum(values, names, key_freqs, matrix="W_E", **options)
+
+
+def plot_wl_spectrum(
+    values: Sequence[float], names: Sequence[str], key_freqs: Sequence[int] | None = None, **options: Any
+) -> go.Figure:
+    """``plot_spectrum`` of the neuron-logit map W_L = W_out W_U (paper Fig. 3, W_L panel);
+    ``options``: ``tex``, ``basis``, ``style``."""
+    return plot_spectrum(values, names, key_freqs, matrix="W_L", **options)
+
+
+def _cluster_label(k: int) -> str:
+    return "unexplained" if k < 0 else f"k = {k}"
+
+
+def plot_cluster_sizes(clusters: NeuronClusters, *, style: StyleArg = None) -> go.Figure:
+    """Number of MLP neurons in each frequency cluster (and unexplained), paper Sec. 4.2."""
+    style = get_style(style)
+    sizes = clusters.cluster_sizes()
+    order = sorted(k for k in sizes if k >= 0) + ([-1] if -1 in sizes else [])
+    labels = [_cluster_label(k) for k in order]
+    counts = [sizes[k] for k in order]
+    layer = f" of layer {clusters.layer}" if getattr(clusters, "layer", None) is not None else ""
+    fig = new_figure(
+        f"Neuron clusters (threshold {clusters.threshold:g}, {sum(counts)} neurons)",
+        style,
+        caption=f"Number of MLP neurons{layer} in each frequency cluster: neurons whose best single frequency k "
+        f"explains at least {clusters.threshold:g} of their activation variance; the rest are unexplained "
+        f"({sum(counts)} neurons).",
+        xaxis_title="cluster (frequency k)",
+        yaxis_title="number of neurons",
+        showlegend=False,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=counts,
+            text=counts,
+            textposition="outside",
+            cliponaxis=False,
+            marker_color=[COLORS["other"] if k < 0 else COLORS["key"] for k in order],
+            name="neurons",
+        )
+    )
+    fig.update_xaxes(type="category", showgrid=False)
+    fig.update_yaxes(range=[0, max(counts, default=1) * 1.15])
+    return style_figure(fig, style)
+
+
+def plot_fraction_explained_hist(clusters: NeuronClusters, *, style: StyleArg = None) -> go.Figure:
+    """Histogram over neurons of the fraction of their variance explained by their best single
+    frequency, with the clustering threshold (paper Sec. 4.2)."""
+    style = get_style(style)
+    alive = clusters.best_freq >= 0
+    fracs = [float(x) for x in clusters.best_frac[alive].tolist()]
+    thr = clusters.threshold
+    fig = new_figure(
+        "Variance of each neuron explained by one frequency",
+        style,
+        caption="Histogram over MLP neurons of the fraction of each neuron's activation variance explained by its "
+        f"best single frequency; dashed: the cluster threshold {thr:g} ({clusters.frac_explained:.0%} of neurons "
+        "above).",
+        xaxis_title="variance explained by the best frequency",
+        yaxis_title="number of neurons",
+        showlegend=True,
+        bargap=0.05,
+    )
+    fig.add_trace(
+        go.Histogram(x=fracs, xbins=dict(start=0, end=1.0001, size=0.025), marker_color=COLORS["train"], name="neurons")
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[thr, thr],
+            y=[0, 1],
+            yaxis="y2",
+            mode="lines",
+            line=dict(color=COLORS["key"], dash="dash", width=style.line_width),
+            name=f"threshold {thr:g} ({clusters.frac_explained:.0%} above)",
+        )
+    )
+    fig.update_layout(
+        xaxis_range=[0, 1.0001],
+        yaxis2=dict(overlaying="y", range=[0, 1], visible=False),
+        legend=dict(x=0.02, y=0.97, xanchor="left"),
+    )
+    return style_figure(fig, style)
+
+
+def plot_neuron_heatmaps(
+    acts: Float[Tensor, "m m d_mlp"],
+    clusters: NeuronClusters,
+    n_per_cluster: int = 1,
+    *,
+    max_cols: int = 4,
+    axis_names: tuple[str, str] = ("a", "b"),
+    style: StyleArg = None,
+) -> go.Figure:
+    """Activations of the most cleanly periodic neurons of each frequency cluster over the task
+    grid (``measures.neuron_acts``: (m, m, d_mlp), rows phi_a, columns phi_b; for addition a and
+    b), one heatmap per neuron with its own colour bar (demo "Neuron Activations"). Without any
+    cluster, a figure with only a note (``make_all_figures`` leaves it out instead)."""
+    style = get_style(style)
+    acts = acts.detach().cpu()
+    panels: list[tuple[int, int]] = []  # (k, neuron)
+    for k in sorted(k for k in clusters.cluster_sizes() if k >= 0):
+        members = (clusters.labels == k).nonzero().flatten()
+        best = members[clusters.best_frac[members].argsort(descending=True)][:n_per_cluster]
+        panels += [(k, int(n)) for n in best]
+    m = acts.shape[0]
+    if not panels:
+        fig = new_figure("Neuron activations: no neuron clusters", style)
+        fig.add_annotation(text="no neuron is explained by a single frequency", showarrow=False,
+                           xref="paper", yref="paper", x=0.5, y=0.5)  # fmt: skip
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        return style_figure(fig, style)
+    ya, xb = axis_names
+    heatmaps = [
+        go.Heatmap(
+            z=acts[:, :, n].tolist(),
+            colorscale="Viridis",
+            name=f"neuron {n}",
+            hovertemplate=f"{ya}=%{{y}} {xb}=%{{x}}<br>act=%{{z:.3g}}<extra></extra>",
+        )
+        for _, n in panels
+    ]
+    layer = f", layer {clusters.layer}" if clusters.layer is not None else ""
+    ks = ", ".join(str(k) for k in sorted({k for k, _ in panels}))
+    caption = (
+        f"Activation (after the ReLU) of MLP neurons{layer.replace(',', ' of')} over the input grid ({ya}, {xb}), "
+        f"{ya} down, {xb} across (m = {m}): the {'neuron' if n_per_cluster == 1 else f'{n_per_cluster} neurons'} "
+        f"of each frequency cluster (k = {ks}) best explained by its frequency; each panel has its own colour scale."
+    )
+    return ab_heatmap_grid(
+        heatmaps,
+        [f"k = {k}, neuron {n}" for k, n in panels],
+        f"Neuron activations over ({ya}, {xb}), one neuron per cluster (m = {m}{layer})",
+        m,
+        max_cols,
+        style=style,
+        colorbar_each=True,
+        axis_names=axis_names,
+        caption=caption,
+    )
+
+
+def plot_attention(
+    to_a: Float[Tensor, "heads p p"], layer: int = 0, *, max_cols: int = 4, style: StyleArg = None
+) -> go.Figure:
+    """Attention paid by the final "=" position to the a position, per head, as (a, b) heatmaps
+    (``attention.attention_to_a_b``; paper Sec. 4.1, periodic attention; demo "Attention
+    Patterns")."""
+    style = get_style(style)
+    to_a = to_a.detach().cpu()
+    heads, p = to_a.shape[0], to_a.shape[1]
+    heatmaps = [
+        go.Heatmap(
+            z=to_a[h].tolist(),
+            coloraxis="coloraxis",
+            name=f"head {h}",
+            hovertemplate="a=%{y} b=%{x}<br>attention=%{z:.3f}<extra></extra>",
+        )
+        for h in range(heads)
+    ]
+    return ab_heatmap_grid(
+        heatmaps,
+        [f"head {h}" for h in range(heads)],
+        f'Attention from "=" to a (layer {layer})',
+        p,
+        max_cols,
+        coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="attention")),
+        style=style,
+        caption=f'Attention paid by the final "=" token to the a token, per head of layer {layer}, over the input '
+        f"grid (a down, b across; p = {p}); the rest goes to b.",
+    )
+
+
+def _key_freqs_of(run: Run | None) -> list[int]:
+    """The key frequencies of the run's typed analysis (never parsed from measures.csv)."""
+    a = analysis_of(run)
+    return [] if a is None else a.key_freqs
+
+
+def _measures_row(source, epoch: int | None) -> tuple[dict[str, Any], Run | None]:
+    """A row of measures (dict) at ``epoch`` (default: the last) from a Run, a DataFrame or a
+    mapping (one row already)."""
+    from grokinterp.io.runs import Run
+
+    run = source if isinstance(source, Run) else None
+    if isinstance(source, Mapping):
+        return dict(source), None
+    table = measures_table(source) if run is not None else source
+    if hasattr(table, "iloc"):
+        if epoch is None:
+            return table.iloc[-1].to_dict(), run
+        hit = table[table["epoch"] == epoch]
+        if hit.empty:
+            raise ValueError(f"no measures at epoch {epoch} (epochs: {table['epoch'].tolist()})")
+        return hit.iloc[0].to_dict(), run
+    raise TypeError(f"expected a Run, a DataFrame of measures or a row mapping (got {type(source).__name__})")
+
+
+def plot_per_frequency_excluded_loss(
+    run_or_table,
+    epoch: int | None = None,
+    key_freqs: Sequence[int] | None = None,
+    *,
+    tex: bool = False,
+    style: StyleArg = None,
+) -> go.Figure:
+    """Excluded loss (logit level, train split) when only frequency k is removed, for every k, at
+    one checkpoint (default: the last), on a log axis: removing a key frequency (vermillion) hurts,
+    removing any other does not. ``run_or_table``: a Run, its measures DataFrame or one row."""
+    style = get_style(style)
+    row, run = _measures_row(run_or_table, epoch)
+    ks = sorted(int(c[len("excluded_loss_k") :]) for c in row if c.startswith("excluded_loss_k"))
+    if not ks:
+        raise ValueError("no excluded_loss_k{k} columns in the measures (not defined for this operation)")
+    keys = set(key_freqs if key_freqs is not None else _key_freqs_of(run))
+    vals = {k: float(row[f"excluded_loss_k{k}"]) for k in ks}
+    title_epoch = f" (epoch {int(row['epoch'])})" if "epoch" in row else ""
+    fig = new_figure(
+        "Excluded loss of each single frequency" + title_epoch,
+        style,
+        caption="Excluded loss (logit level, train) when only frequency k is removed from the logits (its "
+        f"cos/sin(ω_k(φ_a+φ_b)) directions), for every k{', at epoch ' + str(int(row['epoch'])) if 'epoch' in row else ''}"
+        "; key frequencies labelled; dashed: the train loss with nothing removed; log scale.",
+        column="single" if len(ks) <= 20 else "double",
+        xaxis_title=tex_label(
+            tex and style.tex,
+            "frequency k removed (ω<sub>k</sub> = 2πk/m)",
+            r"$\text{frequency } k \text{ removed }(\omega_k = 2\pi k/m)$",
+        ),
+        yaxis_title="excluded loss",
+        yaxis=LOG_AXIS,
+        barmode="overlay",
+    )
+    other = [k for k in ks if k not in keys]
+    key = [k for k in ks if k in keys]
+    fig.add_trace(
+        go.Bar(x=other, y=[vals[k] for k in other], width=0.8, name="other frequencies", marker_color=COLORS["other"])
+    )
+    fig.add_trace(
+        go.Bar(
+            x=key,
+            y=[vals[k] for k in key],
+            width=0.8,
+            name="key frequencies",
+            marker_color=COLORS["key"],
+            text=[str(k) for k in key],
+            textposition="outside",
+            textfont_size=style.annotation_size,
+            constraintext="none",
+            cliponaxis=False,
+        )
+    )
+    if "train_loss" in row:
+        fig.add_hline(
+            y=float(row["train_loss"]), line=dict(color=COLORS["threshold"], dash="dash", width=style.line_width * 0.7)
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="lines",
+                line=dict(color=COLORS["threshold"], dash="dash", width=style.line_width * 0.7),
+                name="train loss (nothing removed)",
+            )
+        )
+    fig.update_xaxes(showgrid=False, range=[0.3, ks[-1] + 0.7], tickmode="array", tickvals=_freq_ticks(ks[-1]))
+    return style_figure(fig, style)
+
+
+#: The figures ``checkpoint_figures`` draws from a ``CheckpointView``, in order.
+MODEL_FIGURES = (
+    "embedding_spectrum",
+    "wl_spectrum",
+    "cluster_sizes",
+    "fraction_explained_hist",
+    "neuron_heatmaps",
+    "attention",
+)
+
+
+def checkpoint_figures(
+    view: CheckpointView, names: Sequence[str] = MODEL_FIGURES, *, tex: bool = False, style: StyleArg = None
+) -> dict[str, go.Figure]:
+    """The figures of ``names`` (``MODEL_FIGURES``) drawn from one checkpoint's ``view``, as
+    {name: Figure}: those its arrays are there for (the Fourier figures need ``view.fourier``,
+    ``attention`` a model with attention). Without any neuron cluster ``neuron_heatmaps`` is a
+    figure with only a note; leave it out of ``names`` to skip it. ``tex``: MathJax axis labels."""
+    style = get_style(style)
+    s = view.settings
+    draw = {
+        "embedding_spectrum": lambda: plot_embedding_spectrum(
+            view.embedding_spectrum, view.basis_names, s.key_freqs, tex=tex, basis=s.basis.name, style=style
+        ),
+        "wl_spectrum": lambda: plot_wl_spectrum(
+            view.wl_spectrum, view.basis_names, s.key_freqs, tex=tex, basis=s.basis.name, style=style
+        ),
+        "cluster_sizes": lambda: plot_cluster_sizes(view.clusters, style=style),
+        "fraction_explained_hist": lambda: plot_fraction_explained_hist(view.clusters, style=style),
+        "neuron_heatmaps": lambda: plot_neuron_heatmaps(
+            view.neuron_acts, view.clusters, axis_names=s.axis_names, style=style
+        ),
+        "attention": lambda: plot_attention(view.attention_to_a, style=style),
+    }
+    there = {name: view.fourier for name in MODEL_FIGURES} | {"attention": view.attention_to_a is not None}
+    return {name: draw[name]() for name in names if there[name]}
