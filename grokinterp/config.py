@@ -67,6 +67,14 @@ def unwrap_optional(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
+def _parses(cls: Any, name: str, text: str) -> bool:
+    try:
+        cls.parse_field(name, text)
+    except ValueError:
+        return False
+    return True
+
+
 def literal_choices(hint: Any) -> tuple[Any, ...] | None:
     """The choices of a ``Literal[...]`` hint, else None."""
     if typing.get_origin(hint) is Literal:
@@ -101,9 +109,16 @@ class JsonConfig:
     groups: typing.Mapping[str, FieldGroup] = types.MappingProxyType({})
 
     def __post_init__(self) -> None:
-        """Check the type of every field (subclasses call this first, then check ranges)."""
+        """Check the type and the limits (``check_value``) of every field (subclasses call this
+        first, then check what involves several fields)."""
         for f in fields(self):
             self._check_type(f.name)
+            self.check_value(f.name, getattr(self, f.name))
+
+    @classmethod
+    def check_value(cls, name: str, value: Any) -> None:
+        """Raise ``ValueError`` (one line naming ``name``) when ``value`` is outside field
+        ``name``'s own limits; the base class has none (``RunConfig`` sets them)."""
 
     def _check_type(self, name: str) -> None:
         hint, optional = unwrap_optional(self.field_types()[name])
@@ -183,9 +198,13 @@ class JsonConfig:
             raise bad
         if hint in (int, float):
             try:
-                return hint(text)
+                value = hint(text)
             except ValueError:
                 raise bad from None
+            if hint is float and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number (got {text!r})")
+            cls.check_value(name, value)  # limits fail where the text is parsed, naming the field
+            return value
         if hint is str:
             if not text:
                 raise bad
@@ -224,7 +243,11 @@ class JsonConfig:
             name, values = cls._split_spec(spec, flag)
             if name in grid:
                 raise ValueError(f"{flag} {name} given twice; list all its values in one {flag} {name}=V1,V2")
-            parsed = [cls.parse_field(name, v) for v in values.split(",") if v.strip()]
+            try:
+                parsed = [cls.parse_field(name, v) for v in values.split(",") if v.strip()]
+            except ValueError as e:  # a value outside the field's limits: name the grid point
+                bad = next(v.strip() for v in values.split(",") if v.strip() and not _parses(cls, name, v))
+                raise ValueError(f"grid point {name}={bad}: {e}") from None
             if not parsed:
                 raise ValueError(f"{flag} {name} has no values (use {name}=V1,V2,...)")
             if len(set(map(repr, parsed))) != len(parsed):
@@ -270,6 +293,39 @@ class JsonConfig:
     def replace(self, **changes: Any) -> Any:
         """A copy with ``changes`` (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+#: Seeds are in ``[0, SEED_LIMIT)``: ``torch.Generator.manual_seed`` takes them (and the trainer's
+#: per-epoch seeds ``train_seed + 1_000_003 * epoch``) for any realistic number of epochs.
+SEED_LIMIT = 2**63
+
+
+def _at_least(low: int) -> tuple[Any, str]:
+    return (lambda v: v >= low), f"at least {low}"
+
+
+def _unit(text: str, low_open: bool, high_open: bool) -> tuple[Any, str]:
+    def ok(v: float) -> bool:
+        return (v > 0.0 if low_open else v >= 0.0) and (v < 1.0 if high_open else v <= 1.0)
+
+    return ok, f"in {text}"
+
+
+_COUNT_FIELDS = (
+    "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "epochs", "eval_every",
+    "checkpoint_every", "stop_patience", "grokfast_window", "batch_size",
+)  # fmt: skip
+#: Field -> (predicate, "what it must be"): the limits ``RunConfig.check_value`` enforces.
+_LIMITS: dict[str, tuple[Any, str]] = {
+    **{n: _at_least(1) for n in _COUNT_FIELDS},
+    **{n: _at_least(0) for n in ("warmup_steps", "cooldown_steps", "checkpoint_early_every", "checkpoint_early_until")},
+    **{n: ((lambda v: 0 <= v < SEED_LIMIT), "in [0, 2**63)") for n in ("model_seed", "data_seed", "train_seed")},
+    "train_frac": _unit("(0, 1)", True, True),
+    "stop_acc": _unit("(0, 1]", True, False),
+    **{n: _unit("[0, 1)", False, True) for n in ("beta1", "beta2", "grokfast_alpha", "dropout")},
+    "lr": ((lambda v: v > 0), "positive"),
+    "wd": ((lambda v: v >= 0), "non-negative"),
+}
 
 
 @dataclass(frozen=True)
@@ -337,37 +393,23 @@ class RunConfig(JsonConfig):
     preset: str | None = documented(None, "the preset this config started from (a label)", compare=False)
 
     def __post_init__(self) -> None:
-        """Check every field's type (``JsonConfig``), then the ranges and the task."""
+        """Check every field's type and limits (``JsonConfig``, ``check_value``), then the task."""
         super().__post_init__()
         tasks.validate_task(self.p, self.op, self.layout)
-        if not 0.0 < self.train_frac < 1.0:
-            raise ValueError(f"train_frac must be in (0, 1) (got {self.train_frac})")
-        positive = [
-            "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "epochs",
-            "eval_every", "checkpoint_every", "stop_patience", "grokfast_window",
-        ]  # fmt: skip
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, or None for full batch (got {self.batch_size})")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive (got {self.lr})")
-        if self.wd < 0:
-            raise ValueError(f"wd must be non-negative (got {self.wd})")
-        for name in ("beta1", "beta2", "grokfast_alpha"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1) (got {getattr(self, name)})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1) (got {self.dropout})")
-        if self.warmup_steps < 0 or self.cooldown_steps < 0:
-            raise ValueError("warmup_steps and cooldown_steps must be non-negative")
-        if self.checkpoint_early_every < 0 or self.checkpoint_early_until < 0:
-            raise ValueError("checkpoint_early_every and checkpoint_early_until must be non-negative")
-        if self.stop_acc is not None and not 0.0 < self.stop_acc <= 1.0:
-            raise ValueError(f"stop_acc must be in (0, 1] (got {self.stop_acc})")
         if self.arch == "mlp" and self.layout != "a b =":
             raise ValueError("arch 'mlp' reads only a and b; use layout 'a b ='")
+
+    @classmethod
+    def check_value(cls, name: str, value: Any) -> None:
+        """The limits of one field (``JsonConfig.check_value``): counts at least 1, seeds in
+        ``[0, SEED_LIMIT)``, rates and fractions in their ranges. ``parse_field`` runs it, so a
+        bad ``--lr``, ``--seed``, ``--set``, ``--grid`` or ``tune --search`` value fails as it is
+        parsed; a value of the wrong type is left to the type check."""
+        if isinstance(value, bool) or not isinstance(value, int | float):  # None, or a type error
+            return
+        limits = _LIMITS.get(name)
+        if limits is not None and not limits[0](value):
+            raise ValueError(f"{name} must be {limits[1]} (got {value})")
 
     # --- derived quantities ---
     @property

@@ -27,6 +27,14 @@ RUN_FILES = (
     CONFIG_FILE, SPLIT_FILE, METRICS_FILE, SUMMARY_FILE, STATE_FILE, LOCK_FILE, MEASURES_FILE, ANALYSIS_FILE,
 )  # fmt: skip
 
+#: Config fields ``--resume`` may change (recorded in config.json); any other change is refused,
+#: since it would make the run a different experiment. ``epochs`` may only grow. The run's config
+#: hash (``grokinterp.io.identity``) leaves them out.
+RESUMABLE_FIELDS = (
+    "epochs", "stop_acc", "stop_patience", "eval_every", "checkpoint_every",
+    "checkpoint_early_every", "checkpoint_early_until", "device",
+)  # fmt: skip
+
 CHECKPOINT_FORMAT = "grokinterp-checkpoint/1"
 STATE_FORMAT = "grokinterp-state/1"
 SPLIT_FORMAT = "grokinterp-split/1"

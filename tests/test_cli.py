@@ -31,7 +31,7 @@ def _run(argv, capsys):
         (["train", "--p", "23", "--out", "afile"], "is a file, not a folder"),
         (["train", "--p", "23", "--out", "afile/X"], "afile is a file"),
         (["train", "--p", "23", "--from-checkpoint", "--out", "X"], "--from-checkpoint goes with --resume"),
-        (["plot", "afile", "--out", "X"], "no such run directory"),
+        (["plot", "afile", "--out", "X"], "afile is a file, not a run directory"),
         (["export", "does/not/exist", "--out", "X"], "no such run directory"),
         (["tune", "--max-epochs", "0", "--out", "X"], "max_epochs must be at least 1"),
         (["sweep", "--grid", "lr=1e-3", "--out", "afile"], "afile"),

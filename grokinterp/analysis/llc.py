@@ -37,6 +37,7 @@ from grokinterp.config import JsonConfig, documented
 from grokinterp.errors import RunDirError
 from grokinterp.io import rundir
 from grokinterp.io.files import strict_json
+from grokinterp.io.lock import locks_run_when_writing
 from grokinterp.progress import progress_enabled
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
     from grokinterp.tasks import Dataset
 
-__all__ = ["LLCConfig", "LLCEstimate", "estimate_llc", "llc_over_run", "load_llc"]
+__all__ = ["LLCConfig", "LLCDivergedError", "LLCEstimate", "estimate_llc", "llc_over_run", "load_llc"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,12 @@ _INSTALL = "the LLC needs devinterp: pip install 'grokinterp[llc]'"
 #: chain is reported as not stationary (a heuristic: short chains of a few slow directions drift
 #: this much by chance too).
 DRIFT_TOLERANCE = 0.25
+
+
+#: The largest SGLD step size (``LLCConfig.epsilon``): larger steps make the chains diverge.
+MAX_EPSILON = 0.1
+#: The largest ``LLCConfig.seed`` (chain c seeds torch with seed + c, which must stay below 2**32).
+MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,12 @@ class LLCConfig(JsonConfig):
         super().__post_init__()
         if self.epsilon <= 0:
             raise ValueError(f"epsilon must be positive (got {self.epsilon})")
+        if self.epsilon > MAX_EPSILON:
+            raise ValueError(
+                f"epsilon must be at most {MAX_EPSILON:g} (got {self.epsilon:g}); SGLD diverges with larger steps"
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in 0..{MAX_SEED} (got {self.seed})")
         if self.gamma < 0:
             raise ValueError(f"gamma must be non-negative (got {self.gamma})")
         if self.nbeta is not None and self.nbeta <= 0:
@@ -378,6 +391,7 @@ def _drift(draws: Sequence[float], init_loss: float) -> float | None:
 # ----------------------------------------------------------------------------------------------
 
 
+@locks_run_when_writing  # holds the run's lock while it writes RUN/llc/
 def llc_over_run(
     run_dir: str | Path,
     cfg: LLCConfig | None = None,
@@ -395,7 +409,6 @@ def llc_over_run(
     import torch
     from tqdm.auto import tqdm
 
-    from grokinterp.io.files import load_tensors
     from grokinterp.io.runs import Run
     from grokinterp.models import build_model, load_weights
 
@@ -406,11 +419,6 @@ def llc_over_run(
         raise RunDirError(f"{run.path}: no checkpoints to estimate the LLC of")
     epochs = all_epochs if epochs is None else [run.resolve_epoch(e) for e in epochs]
     previous = _read_config(run.path)
-    if write:
-        if previous is not None and previous != cfg:
-            removed = rundir.remove_llc_estimates(run.path)
-            logger.info("%s: LLC config changed; removed %d earlier estimates", run.path, removed)
-        rundir.write_llc_config(run.path, cfg)
     model = build_model(run.config)
     results: dict[int, LLCEstimate] = {}
     for epoch in tqdm(epochs, desc="LLC", unit="ckpt", disable=not progress_enabled(progress)):
@@ -420,17 +428,32 @@ def llc_over_run(
             if est.config == cfg.to_dict():
                 results[epoch] = est
                 continue
-        cpath = rundir.checkpoint_path(run.path, epoch)
-        tensors, _ = load_tensors(cpath)
+        ckpt = run.checkpoint(epoch)  # checked: its epoch and its run identity
         with torch.no_grad():
-            load_weights(model, tensors, cpath)
+            load_weights(model, ckpt.state_dict, ckpt.path)
         est = dataclasses.replace(estimate_llc(model, run.dataset, cfg), epoch=epoch)
         for w in est.warnings:
             logger.info("%s epoch %d: %s", run.path, epoch, w)
-        if write:
-            rundir.write_llc_estimate(run.path, epoch, est)
         results[epoch] = est
+    diverged = [e for e, est in results.items() if not math.isfinite(est.llc_mean)]
+    if diverged:  # nothing written: the earlier estimates (if any) stay as they were
+        shown = ", ".join(map(str, diverged[:5])) + (" ..." if len(diverged) > 5 else "")
+        raise LLCDivergedError(
+            f"{run.path}: every SGLD chain diverged at epoch(s) {shown} (epsilon {cfg.epsilon:g}); "
+            "nothing written; lower --llc-epsilon or raise --llc-gamma"
+        )
+    if write:
+        if previous is not None and previous != cfg:
+            removed = rundir.remove_llc_estimates(run.path)
+            logger.info("%s: LLC config changed; removed %d earlier estimates", run.path, removed)
+        rundir.write_llc_config(run.path, cfg)
+        for epoch, est in results.items():
+            rundir.write_llc_estimate(run.path, epoch, est)
     return results
+
+
+class LLCDivergedError(RunDirError):
+    """Every SGLD chain of some checkpoint diverged: no estimate, nothing written."""
 
 
 def _read_config(run_dir: Path) -> LLCConfig | None:

@@ -30,7 +30,7 @@ from grokinterp.analysis.clusters import KeyFrequencies, KeyRule
 from grokinterp.analysis.phases import detect_phases
 from grokinterp.errors import RunDirError
 from grokinterp.io import rundir
-from grokinterp.io.files import load_tensors
+from grokinterp.io.lock import locks_run_when_writing
 from grokinterp.io.runs import Run
 from grokinterp.models import build_model, load_weights
 from grokinterp.progress import progress_enabled
@@ -58,6 +58,12 @@ VARIANTS = {
     "restricted_loss_neuron": "neuron level, last MLP layer, test rows of the grid (TransformerLens demo)",
     "excluded_loss_neuron": "neuron level, last MLP layer, train rows of the grid (TransformerLens demo)",
 }
+
+#: The JSON type of each entry of analysis.json that readers index into.
+_SHAPE: dict[str, type] = {
+    "basis": dict, "key_frequencies": dict, "key_freqs_by_rule": dict, "layers": list, "phases": dict,
+    "final": dict, "not_defined": dict, "warnings": list, "notes": list, "variants": dict, "clock_pizza": dict,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,9 @@ class Analysis:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Analysis:
         """The ``Analysis`` of an analysis.json dict (also of older versions, with defaults)."""
+        for key, kind in _SHAPE.items():
+            if d.get(key) is not None and not isinstance(d[key], kind):
+                raise TypeError(f"{key} is a {type(d[key]).__name__}, not a {kind.__name__}")
         kf = d.get("key_frequencies")
         if kf is None and d.get("key_freqs"):  # analysis.json of an older version
             kf = {"freqs": d["key_freqs"], "rule": "clustered", "basis": "Z_p (additive)"}
@@ -165,7 +174,13 @@ class Analysis:
     def load(cls, run_dir: str | Path) -> Analysis | None:
         """The ``Analysis`` of a run directory (None if it has no analysis.json)."""
         doc = rundir.read_analysis(run_dir)
-        return None if doc is None else cls.from_dict(doc)
+        if doc is None:
+            return None
+        try:
+            return cls.from_dict(doc)
+        except (TypeError, KeyError, AttributeError, ValueError) as e:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise rundir.not_an_analysis(run_dir, f"unexpected contents: {why}") from None
 
 
 def load_analysis(run_dir: str | Path) -> Analysis | None:
@@ -197,6 +212,7 @@ def _scalar_row(epoch: int, m: dict[str, Any], basis_label: str) -> dict[str, An
     return row
 
 
+@locks_run_when_writing  # holds the run's lock while it writes measures.csv, analysis.json, llc/
 def analyze_run(
     path: str | Path,
     key_freqs: Sequence[int] | None = None,
@@ -292,9 +308,8 @@ def analyze_run(
     label = basis.name if basis.defined else f"not defined: {basis.reason}"
     rows = []
     for epoch in tqdm(epochs, desc="analyse", unit="ckpt", disable=not progress_enabled(progress)):
-        path = rundir.checkpoint_path(run.path, epoch)
-        tensors, _ = load_tensors(path)
-        load_weights(model, tensors, path)
+        ckpt = run.checkpoint(epoch)  # checked: its epoch and its run identity
+        load_weights(model, ckpt.state_dict, ckpt.path)
         m = measures.compute_all_measures(model, dataset, keys, threshold, layer=sel_layer)
         m.update(clock_pizza.measure_columns(model, dataset))  # Zhong et al. 2023; NaN if not cyclic
         rows.append(_scalar_row(epoch, m, label))

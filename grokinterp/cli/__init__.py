@@ -17,7 +17,15 @@ import sys
 from collections.abc import Sequence
 
 from grokinterp.cli.commands import add_run_commands
-from grokinterp.cli.common import CLIError, Parser, add_config_flags, config_from_args, config_overrides, one_line
+from grokinterp.cli.common import (
+    CLIError,
+    Parser,
+    add_config_flags,
+    config_from_args,
+    config_overrides,
+    one_line,
+    os_error_line,
+)
 from grokinterp.cli.studies import add_sweep_parser, add_tune_parser
 
 __all__ = ["CLIError", "add_config_flags", "build_parser", "config_from_args", "config_overrides", "main"]
@@ -59,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grokinterp: error: {one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # a path that is a file, unwritable, missing
-        where = f" {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"grokinterp: error:{where}: {e.strerror or one_line(e)}", file=sys.stderr)
+        print(f"grokinterp: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as e:
         text = one_line(e) if str(e) else type(e).__name__

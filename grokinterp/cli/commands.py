@@ -6,6 +6,7 @@ happen inside the commands that need them.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,22 +17,89 @@ from grokinterp.cli.common import (
     config_from_args,
     config_overrides,
     field_type,
-    int_list,
+    key_freq_list,
     one_line,
     preset_in,
     shown,
 )
 
+#: The member folders of a ``train --seeds`` ensemble: exactly ``seed=N`` (N as written by it).
+_MEMBER_NAME = re.compile(r"seed=(0|[1-9][0-9]*)")
 
-def _ensemble_members(folder: Path) -> list[Path]:
-    """The member run directories of an ensemble folder written by ``train --seeds``."""
+
+def _is_member(d: Path) -> bool:
+    """Whether ``d`` is a ``seed=N`` folder holding a grokinterp run (an ensemble member)."""
     from grokinterp import constants as C
 
-    return sorted((d for d in folder.iterdir() if (d / C.CONFIG_FILE).is_file()), key=lambda d: d.name)
+    return bool(_MEMBER_NAME.fullmatch(d.name)) and d.is_dir() and not d.is_symlink() and (d / C.CONFIG_FILE).is_file()
+
+
+def _ensemble_members(folder: Path) -> list[Path]:
+    """The member run directories of an ensemble folder written by ``train --seeds``: its
+    ``seed=N`` folders, in seed order; one line naming a ``seed=N`` folder that is not a run."""
+    found = [d for d in folder.iterdir() if _MEMBER_NAME.fullmatch(d.name)]
+    broken = [d for d in found if not _is_member(d)]
+    if broken:
+        raise CLIError(
+            f"{broken[0]} is not a grokinterp run (no config.json), so the ensemble {folder} cannot be "
+            "resumed as a whole; move it away, or resume each member with --resume DIR/seed=S"
+        )
+    return sorted(found, key=lambda d: int(d.name[5:]))
+
+
+def _earlier_ensemble(out: Path, seeds: list[int], force: bool) -> list:
+    """Check ``--out`` for a new ensemble before anything is written: it must be new, empty, or
+    (with ``--force``) hold an earlier ensemble's members and nothing else. Returns the held locks
+    of the earlier members whose seeds are not in ``seeds`` (``--force`` removes them once the new
+    members exist; the others are replaced in place)."""
+    from grokinterp import constants as C
+    from grokinterp.io import rundir
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    if (out / C.CONFIG_FILE).is_file():
+        raise CLIError(
+            f"--out {out} is a single run, not an ensemble folder; choose an empty or new folder for --seeds"
+        )
+    others = sorted(e.name for e in out.iterdir() if not _is_member(e))
+    if others:
+        raise CLIError(
+            f"--out {out} holds {others[0]}"
+            + (f" and {len(others) - 1} more" if len(others) > 1 else "")
+            + ", which is not a member run (seed=N) of a grokinterp ensemble; choose an empty or new folder"
+        )
+    if not force:
+        raise CLIError(
+            f"--out {out} already holds an ensemble; continue it with --resume {out} or replace it with --force"
+        )
+    locks = []
+    try:
+        for d in sorted(out.iterdir()):
+            if int(d.name[5:]) not in set(seeds):
+                rundir.refuse_foreign(d)
+                locks.append(rundir.lock_run(d))
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return locks
+
+
+def _remove_members(locks: list) -> None:
+    """Delete the earlier members whose locks are held (their files only, then the folders)."""
+    from grokinterp.io import rundir
+
+    for lock in locks:
+        try:
+            rundir.remove_run_files(lock.run_dir)
+        finally:
+            lock.release()
+        rundir.discard_new_run_dir(lock.run_dir)
 
 
 def cmd_train_seeds(args: argparse.Namespace) -> int:
-    """``train --seeds 0-63 --out DIR``: one ensemble, members in DIR/seed=S (each a standard run)."""
+    """``train --seeds 0-63 --out DIR``: one ensemble, members in DIR/seed=S (each a standard run).
+    Everything is checked before the first write; a failed start removes what it made."""
     from grokinterp.io.rundir import check_out_path
     from grokinterp.training.ensemble import EnsembleTrainer, parse_seeds
 
@@ -49,10 +117,22 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
         )
         if given:
             raise CLIError("--seeds sets each member's model, data and train seed; drop --seed and --*-seed")
+        if args.out is None:
+            raise CLIError("--seeds needs --out DIR: the ensemble's folder (its members go to DIR/seed=S)")
         out = check_out_path(args.out)
         base = config_from_args(args)
         cfgs = [base.replace(model_seed=s, data_seed=s, train_seed=s) for s in seeds]
-        trainer = EnsembleTrainer.create(cfgs, [out / f"seed={s}" for s in seeds], force=args.force)
+        new_out = not out.exists()
+        earlier = _earlier_ensemble(out, seeds, args.force)
+        try:
+            trainer = EnsembleTrainer.create(cfgs, [out / f"seed={s}" for s in seeds], force=args.force)
+        except BaseException:
+            for lock in earlier:
+                lock.release()
+            if new_out and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+            raise
+        _remove_members(earlier)
     results = trainer.run(progress=not args.no_progress)
     grokked = [r.grokking_epoch for r in results if r.grokking_epoch is not None]
     for r in results:
@@ -74,12 +154,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     diverged, 130 when interrupted."""
     from grokinterp.training.trainer import Trainer
 
-    if args.seeds or (args.resume and args.resume.is_dir() and not (args.resume / "config.json").is_file()):
-        return cmd_train_seeds(args)
-    if args.resume:
-        given = [flag for flag, on in (("--out", args.out), ("--force", args.force), ("--preset", args.preset)) if on]
+    if args.resume:  # a run or an ensemble
+        flags = (("--out", args.out), ("--force", args.force), ("--preset", args.preset), ("--seeds", args.seeds))
+        given = [flag for flag, on in flags if on is not None and on is not False]
         if given:
             raise CLIError(f"--resume continues {args.resume} as it is; drop {', '.join(given)}")
+    if args.seeds is not None or (args.resume and args.resume.is_dir() and not (args.resume / "config.json").is_file()):
+        if args.seeds is None and not _ensemble_members(args.resume):
+            raise CLIError(f"{args.resume} has no config.json: it is not a run directory (nor an ensemble folder)")
+        return cmd_train_seeds(args)
+    if args.resume:
         trainer = Trainer.resume(args.resume, from_checkpoint=args.from_checkpoint, **config_overrides(args))
     else:
         if args.out is None:
@@ -133,7 +217,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.threshold <= 1.0:
         raise CLIError(f"--threshold must be in (0, 1] (got {args.threshold})")
-    keys = int_list(args.key_freqs, "--key-freqs") if args.key_freqs else None
+    keys = args.key_freqs
     llc = _llc_config(args)
     try:
         table, s = analyze_run(
@@ -146,7 +230,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             llc=llc,
         )
     except ValueError as e:  # a layer or key frequency that does not exist
-        raise CLIError(str(e)) from None
+        flag = "--key-freqs: " if keys and str(e).startswith("key frequency") else ""
+        raise CLIError(f"{flag}{one_line(e)}") from None
     f = s["final"]
     print(f"{args.run}: {s['n_checkpoints']} checkpoints analysed in {s['analysis_seconds']:.1f} s")
     basis = s["basis"]
@@ -199,6 +284,25 @@ _LLC_FLAGS = {
 }
 
 
+def _llc_flag_type(name: str):
+    """argparse ``type=`` of the ``--llc-*`` flag of LLCConfig field ``name``: parsed, then checked
+    against the field's limits (``LLCConfig``), so a bad value fails at parse time naming its flag."""
+    from grokinterp.analysis.llc import LLCConfig
+
+    parse = field_type(LLCConfig, name)
+
+    def check(text: str):
+        value = parse(text)
+        try:
+            LLCConfig(**{name: value})
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(one_line(e)) from None
+        return value
+
+    check.__name__ = parse.__name__
+    return check
+
+
 def _llc_config(args: argparse.Namespace):
     """The LLCConfig of ``--llc`` (None without it): ``--llc-config FILE.json``, then the
     ``--llc-*`` flags; either of those alone also turns the LLC on."""
@@ -227,9 +331,18 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """``grokinterp export RUN --out FILE``: a run in the TransformerLens Grokking demo layout."""
     from grokinterp.io.interop import export_tl_demo
+    from grokinterp.io.rundir import read_summary
+    from grokinterp.viz.report import check_out_path
 
+    if args.out.is_dir():
+        raise CLIError(f"--out {args.out} is a folder; give a file name such as {args.out / 'grokking_demo.pth'}")
+    check_out_path(args.out, force=args.force)  # not under a file, not a run's file, not kept without --force
     out = export_tl_demo(args.run, args.out, force=args.force)
     print(f"exported {args.run} -> {out} (TransformerLens Grokking demo layout)")
+    summary = read_summary(args.run)
+    if summary.get("status") == "diverged":
+        print(f"  the run diverged at epoch {summary.get('final_epoch')}: exported up to its last good "
+              f"checkpoint, epoch {summary.get('last_good_epoch')}, without the non-finite losses")  # fmt: skip
     return 0
 
 
@@ -237,6 +350,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """``grokinterp plot RUN``: every figure of a run (``write_all_figures``), screen or paper style."""
     from grokinterp.viz.figures import write_all_figures
 
+    if args.width is not None and args.style != "paper":
+        raise CLIError("--width sets the column width of the paper style; add --style paper")
+    from grokinterp.viz.report import is_run_file
+
+    if (args.out / "config.json").is_file() or is_run_file(args.out / "config.json"):
+        raise CLIError(f"--out {args.out} is a run directory (or inside one); write the figures elsewhere")
     paths = write_all_figures(
         args.run, args.out, fmt=args.format, epoch=args.epoch, style=args.style, column=args.width
     )
@@ -251,11 +370,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.max_checkpoints < 2:
         raise CLIError(f"--max-checkpoints must be at least 2 (got {args.max_checkpoints})")
-    check_out_path(args.out)  # before any work: not a folder, not under a file
+    check_out_path(args.out, force=args.force)  # before any work: not a folder, not a run's file, not kept
     if not args.run.is_dir():
         raise CLIError(f"{args.run}: no such run directory")
     out = write_report(
-        args.run, args.out, layer=args.layer, max_checkpoints=args.max_checkpoints, progress=not args.no_progress
+        args.run,
+        args.out,
+        layer=args.layer,
+        max_checkpoints=args.max_checkpoints,
+        progress=not args.no_progress,
+        force=args.force,
     )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); open it in a browser (no network needed)")
     return 0
@@ -290,7 +414,8 @@ def add_run_commands(sub, argv: Sequence[str] = ()) -> None:
         "--seeds",
         default=None,
         metavar="0-63",
-        help="train one run per seed (model, data and train seed) as one batched ensemble into OUT/seed=S",
+        help="train one run per seed (model, data and train seed) as one batched ensemble into OUT/seed=S "
+        "(needs --out; at most 4096 seeds, each in [0, 2**63))",
     )
     add_config_flags(p, preset if preset in PRESETS else "nanda-p113")
     p.set_defaults(func=cmd_train)
@@ -301,7 +426,8 @@ def add_run_commands(sub, argv: Sequence[str] = ()) -> None:
 
     p = sub.add_parser("analyze", help="compute every progress measure for every checkpoint of a run")
     p.add_argument("run", type=Path, help="run directory")
-    p.add_argument("--key-freqs", help="comma-separated key frequencies (default: the final checkpoint's)")
+    p.add_argument("--key-freqs", type=key_freq_list, metavar="14,35,41",
+                   help="comma-separated key frequencies (default: the final checkpoint's)")  # fmt: skip
     p.add_argument("--key-rule", choices=["clustered", "paper_code", "embedding", "logits"], default="clustered",
                    help="rule for the key frequencies at the final checkpoint (default clustered)")  # fmt: skip
     p.add_argument("--layer", type=int, default=None,
@@ -316,7 +442,7 @@ def add_run_commands(sub, argv: Sequence[str] = ()) -> None:
     g.add_argument("--llc-config", type=Path, default=None, metavar="FILE.json",
                    help="LLCConfig as JSON (fields: grokinterp.analysis.llc.LLCConfig); the --llc-* flags override it")  # fmt: skip
     for dest, (field, metavar) in _LLC_FLAGS.items():
-        g.add_argument(f"--{dest.replace('_', '-')}", type=field_type(LLCConfig, field), default=argparse.SUPPRESS,
+        g.add_argument(f"--{dest.replace('_', '-')}", type=_llc_flag_type(field), default=argparse.SUPPRESS,
                        metavar=metavar, help=f"{LLCConfig.doc(field)} [{shown(getattr(LLCConfig(), field))}]")  # fmt: skip
     p.set_defaults(func=cmd_analyze)
 
@@ -360,5 +486,7 @@ def add_run_commands(sub, argv: Sequence[str] = ()) -> None:
     p.add_argument("--layer", type=int, default=None, help="MLP layer of the neuron panels (default: the analysis's)")
     p.add_argument("--max-checkpoints", type=int, default=64,
                    help="at most this many checkpoints, evenly spread (keeps the file small) [64]")  # fmt: skip
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out file (never a file of a run)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)

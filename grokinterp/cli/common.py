@@ -31,12 +31,30 @@ def one_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def int_list(text: str, flag: str) -> list[int]:
-    """``"14,35,41"`` -> ``[14, 35, 41]``; anything else is a ``CLIError`` naming ``flag``."""
+def os_error_line(e: OSError) -> str:
+    """An OSError as one line: its reason, then the file(s) it names once (``No space left on
+    device: RUN/metrics.jsonl``); a message of our own that already names the file is kept."""
+    reason = e.strerror or one_line(e)
+    files = [str(f) for f in (e.filename, getattr(e, "filename2", None)) if f is not None]
+    files = [f for f in files if f not in reason]
+    return f"{reason}: {' -> '.join(files)}" if files else reason
+
+
+def key_freq_list(text: str) -> list[int]:
+    """argparse ``type=`` of ``--key-freqs``: distinct positive integers like 14,35,41 (at least
+    one); argparse names the flag in the error."""
     try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
+        freqs = [int(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
-        raise CLIError(f"{flag} takes comma-separated integers like 14,35,41 (got {text!r})") from None
+        raise argparse.ArgumentTypeError(f"takes comma-separated integers like 14,35,41 (got {text!r})") from None
+    if not freqs:
+        raise argparse.ArgumentTypeError(f"needs at least one frequency like 14,35,41 (got {text!r})")
+    if min(freqs) < 1:
+        raise argparse.ArgumentTypeError(f"frequencies are at least 1 (got {min(freqs)})")
+    repeated = sorted({f for f in freqs if freqs.count(f) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"frequency {repeated[0]} is given twice")
+    return freqs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -54,7 +72,7 @@ def field_type(cls: type[JsonConfig], name: str) -> Any:
         try:
             return cls.parse_field(name, text)
         except ValueError as e:
-            if name in cls.groups:
+            if name in cls.groups or " takes " not in str(e):  # a limit, not a malformed value: say which
                 raise argparse.ArgumentTypeError(str(e)) from None
             raise
 

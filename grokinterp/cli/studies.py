@@ -73,7 +73,9 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
                    help="a RunConfig field and its values (repeat for more fields)")  # fmt: skip
     _add_set_flag(p, "run")
     p.add_argument("--out", type=Path, required=True, help="sweep folder, e.g. sweeps/NAME")
-    p.add_argument("--workers", type=int, default=None, help="parallel runs (default: CPU count)")
+    p.add_argument(
+        "--workers", type=_positive_int("workers"), default=None, help="parallel runs, at least 1 (default: CPU count)"
+    )
     p.add_argument(
         "--backend",
         choices=["local", "ray", "ensemble"],
@@ -82,6 +84,9 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
     p.add_argument("--no-checkpoints", action="store_true", help="keep only each run's first and last checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="replace another sweep in --out (removes only its own files and run folders), and restart "
+                        "runs that cannot be continued (lost resume state, diverged)")  # fmt: skip
     p.add_argument("--no-plot", action="store_true", help="skip the figure")
     p.add_argument("--fit-on", choices=["epoch", "step"], default="epoch",
                    help="fit the grokking epoch (default) or optimizer step against train_frac")  # fmt: skip
@@ -90,7 +95,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
 
 def _print_sweep_row(name: str, row: dict[str, Any]) -> None:
     """One line per finished grid point."""
-    extra = f" ({row['error']})" if row["status"] == "failed" else ""
+    extra = f" ({row['error']})" if row["status"] in ("failed", "diverged") and row.get("error") else ""
     wall = row.get("wall_clock_s")
     wall_text = f", {wall:.1f} s" if wall is not None else ""
     grok = f"grokking epoch {row['grokking_epoch']} (step {row['grokking_step']})"
@@ -100,7 +105,8 @@ def _print_sweep_row(name: str, row: dict[str, Any]) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``grokinterp sweep``: train the grid (``run_sweep``) into ``--out``, writing results.csv,
     fit.json and the fit figure (``grokinterp.viz.sweep_figure``, unless ``--no-plot``); print one
-    line per run and the fit. Exit 1 when a run failed (re-running retries it)."""
+    line per run and the fit. Exit 1 when a run failed (re-running retries it), else 3 when a run
+    diverged (as ``train`` does)."""
     from grokinterp.config import RunConfig
     from grokinterp.training.sweep import run_sweep
 
@@ -123,6 +129,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         df = run_sweep(
             base, grid, args.out, workers=args.workers, backend=args.backend, address=args.address,
             checkpoints=not args.no_checkpoints, plot=plot, fit_on=args.fit_on, progress=_print_sweep_row,
+            force=args.force,
         )  # fmt: skip
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to resume the sweep", flush=True)
@@ -137,10 +144,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         print(f"fit: {fit.get('error', 'none')}")
     failed = int((df["status"] == "failed").sum())
+    diverged = int((df["status"] == "diverged").sum())
+    if diverged:
+        print(f"{diverged} run(s) diverged (the loss is not finite); lower the learning rate for them")
     if failed:
         print(f"{failed} run(s) failed; see the log above, fix, and re-run the same command to retry them")
         return 1
-    return 0
+    return 3 if diverged else 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,7 +164,9 @@ def add_tune_parser(sub) -> argparse.ArgumentParser:
 
     searchable = ", ".join(f"{k} {v.describe()}" for k, v in SEARCH_SPACE.items())
     p = _study_parser(sub, "tune", _TUNE_HELP, f"{_TUNE_DESCRIPTION} Searchable: {searchable}.", cmd_tune)
-    p.add_argument("--trials", type=int, default=20, help="finished trials the study should hold (default 20)")
+    p.add_argument(
+        "--trials", type=_positive_int("trials"), default=20, help="finished trials the study should hold (default 20)"
+    )
     p.add_argument(
         "--target-acc",
         type=float,
@@ -166,11 +178,35 @@ def add_tune_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--search", default=",".join(DEFAULT_SEARCH),
                    help="fields to search, e.g. lr,wd,grokfast or lr=1e-4:1e-2,grokfast=none|ema (default lr,wd)")  # fmt: skip
     _add_set_flag(p, "trial")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--seed", type=_tune_seed, default=0, help="sampler seed, in [0, 2**31) (default 0)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a study of other settings in --out (removes its study.db, trials.csv, best.json)")  # fmt: skip
     p.add_argument("--no-prune", action="store_true", help="train every trial to the end")
     p.add_argument("--wandb", action="store_true", help="log every trial to wandb, offline, under OUT/wandb")
     p.add_argument("--wandb-project", default="grokinterp-tune")
     return p
+
+
+def _tune_seed(text: str) -> int:
+    """``tune --seed``: an integer the sampler takes (argparse names the flag when it is not)."""
+    from grokinterp.training.tune import check_seed
+
+    return check_seed(int(text))
+
+
+def _positive_int(name: str):
+    """The argparse type of an integer flag of at least 1 (``--workers``, ``--trials``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} takes an integer (got {text!r})") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be at least 1 (got {value})")
+        return value
+
+    return parse
 
 
 def _trial_printer(target_acc: float):
@@ -205,7 +241,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     res = run_tune(
         base, args.out, trials=args.trials, target_acc=args.target_acc, max_epochs=max_epochs, search=space,
         seed=args.seed, use_wandb=args.wandb, wandb_project=args.wandb_project, prune=not args.no_prune,
-        on_trial=_trial_printer(args.target_acc),
+        on_trial=_trial_printer(args.target_acc), force=args.force,
     )  # fmt: skip
     print(f"wrote {args.out / 'trials.csv'} ({len(res.study.trials)} trials)")
     if res.best is None:

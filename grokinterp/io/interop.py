@@ -65,7 +65,7 @@ from torch import Tensor
 from grokinterp import constants as C
 from grokinterp.errors import RunDirError
 from grokinterp.io import rundir
-from grokinterp.io.checkpoints import load_checkpoint
+from grokinterp.io.checkpoints import read_checkpoint
 from grokinterp.io.files import atomic_write
 from grokinterp.io.tl_demo import METRICS_EVERY as METRICS_EVERY  # public here before tl_demo.py
 from grokinterp.io.tl_demo import REQUIRED_KEYS as REQUIRED_KEYS
@@ -91,9 +91,14 @@ EXPORT_FORMAT = "tl-demo+grokinterp/1"
 # ----------------------------------------------------------------------------------------------
 
 
+def _holds_something(out: Path) -> bool:
+    """``out`` is a folder with entries besides the run lock's file."""
+    return out.is_dir() and any(e.name != C.LOCK_FILE for e in out.iterdir())
+
+
 def _check_out(out: Path, force: bool) -> None:
     rundir.check_out_path(out)
-    if out.is_dir() and any(out.iterdir()):
+    if _holds_something(out):
         if not force:
             raise RunDirError(f"run directory {out} already exists; use --force to replace it")
         rundir.refuse_foreign(out)  # --force replaces a run, never anything else
@@ -112,7 +117,9 @@ def import_tl_demo(path: str | Path, out: str | Path, *, trust: bool = False, fo
 
     ``trust=True`` is required: the file is a pickle. The run directory is built in a temporary
     sibling folder and renamed into place at the end, so a failure leaves nothing behind; an
-    existing run directory at ``out`` is replaced only with ``force=True``.
+    existing run directory at ``out`` is replaced only with ``force=True``, and only while no other
+    process writes it: its lock is taken first and held until it is replaced (``RunLockedError``,
+    nothing changed, when another process holds it).
     """
     path, out = Path(path), Path(out)
     if not trust:
@@ -122,6 +129,15 @@ def import_tl_demo(path: str | Path, out: str | Path, *, trust: bool = False, fo
         )
     check_file(path)
     _check_out(out, force)
+    lock = rundir.lock_run(out) if _holds_something(out) else None  # before any work: fail fast
+    try:
+        return _import(path, out, force)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _import(path: Path, out: Path, force: bool) -> Path:
     data, loader = load_pickle(path)
     logger.info(
         "%s: loaded with %s", path, "torch.load(weights_only=True)" if loader == "weights_only" else "a full unpickle"
@@ -167,6 +183,17 @@ def _write_run(run_dir: Path, c: dict[str, Any], source: Path, loader: str) -> N
             "(disjoint, covering every (a, b) pair)"
         )
 
+    extra = {
+        "imported_from": {
+            "path": str(source.resolve()),
+            "format": EXPORT_FORMAT if c["exported"] else "tl-demo",
+            "sha256": _sha256(source),
+            "loaded_with": "torch.load(weights_only=True)" if loader == "weights_only" else "full pickle (trusted)",
+            "epoch_convention": "epoch = optimizer steps completed; demo checkpoint_epochs[k] + 1",
+            "notes": notes,
+        }
+    }
+    rundir.write_run_config(run_dir, cfg, extra)  # first: the files below carry its run identity
     model = build_model(cfg)
     model.eval()
     recorded: dict[int, dict[str, float]] = c["recorded"]
@@ -190,18 +217,6 @@ def _write_run(run_dir: Path, c: dict[str, Any], source: Path, loader: str) -> N
         if epoch not in rows and {"train_loss", "test_loss"} <= set(recorded.get(epoch, {})):
             rows[epoch] = {"epoch": epoch, **recorded[epoch]}
     metrics = [_ordered(rows[e]) for e in sorted(rows)]
-
-    extra = {
-        "imported_from": {
-            "path": str(source.resolve()),
-            "format": EXPORT_FORMAT if c["exported"] else "tl-demo",
-            "sha256": _sha256(source),
-            "loaded_with": "torch.load(weights_only=True)" if loader == "weights_only" else "full pickle (trusted)",
-            "epoch_convention": "epoch = optimizer steps completed; demo checkpoint_epochs[k] + 1",
-            "notes": notes,
-        }
-    }
-    rundir.write_run_config(run_dir, cfg, extra)
     rundir.write_split(run_dir, train_idx, test_idx)
     rundir.write_metrics(run_dir, metrics)
     with_acc = [r for r in metrics if "test_acc" in r]
@@ -228,10 +243,11 @@ def _move_into_place(tmp: Path, out: Path, force: bool) -> None:
     _check_out(out, force)  # again: something may have appeared while importing
     old = None
     if out.is_dir():
-        if any(out.iterdir()):
+        if _holds_something(out):
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.replaced-"))
             os.replace(out, old / out.name)
         else:
+            (out / C.LOCK_FILE).unlink(missing_ok=True)
             out.rmdir()
     try:
         os.replace(tmp, out)
@@ -273,15 +289,13 @@ def export_tl_demo(run_dir: str | Path, out_file: str | Path, *, force: bool = F
         raise ValueError(f"{out_file} exists; pass --force to overwrite it or choose another --out")
     states = []
     for epoch in epochs:
-        c = load_checkpoint(rundir.checkpoint_path(run.path, epoch))
-        if c.epoch != epoch:
-            raise RunDirError(f"{run.path}: checkpoint file for epoch {epoch} says epoch {c.epoch}")
-        states.append(c.state_dict)
+        states.append(read_checkpoint(run.path, epoch).state_dict)
     train_idx, test_idx = rundir.read_split(run.path)
 
     by_epoch: dict[int, dict[str, Any]] = {}
     for row in run.metrics_rows:
-        if isinstance(row, dict) and "epoch" in row and "train_loss" in row and "test_loss" in row:
+        losses = (row.get("train_loss"), row.get("test_loss")) if isinstance(row, dict) else (None, None)
+        if all(isinstance(x, int | float) for x in losses) and "epoch" in row:  # a diverged row has nulls
             by_epoch[int(row["epoch"])] = row  # a repeated epoch keeps its latest row
     rows = [by_epoch[e] for e in sorted(by_epoch)]
     nan = float("nan")

@@ -6,14 +6,21 @@ drops the lock when its holder dies, so a lock left by a killed process is taken
 
 This module only locks: ``grokinterp.io.rundir.lock_run`` takes the lock and then removes the
 temporary files a killed holder left (the run directory's files are written and deleted only
-there), and ``grokinterp.io.writer.RunDirWriter`` holds it while a trainer writes.
+there), and ``grokinterp.io.writer.RunDirWriter`` holds it while a trainer writes. ``hold`` and
+``locks_run_when_writing`` hold it around other writers (``grokinterp analyze``'s measures, analysis
+and LLC files, a report written into a run): re-entrant within one process, so a writer that calls
+another (analyze -> LLC) takes the lock once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from grokinterp import constants as C
 from grokinterp.errors import RunDirError
@@ -23,7 +30,9 @@ try:  # POSIX; elsewhere the lock is advisory-only (documented, never silently c
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["RunLock", "RunLockedError"]
+__all__ = ["RunLock", "RunLockedError", "hold", "locks_run_when_writing"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RunLockedError(RunDirError):
@@ -86,3 +95,43 @@ class RunLock:
                 self.release()
             except Exception:
                 pass
+
+
+_HELD: dict[Path, RunLock] = {}  # run directories this process holds through ``hold``
+
+
+@contextlib.contextmanager
+def hold(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock for the block (``RunLockedError`` naming the holder when another
+    process has it). Re-entrant: a nested ``hold`` of a run this process holds through ``hold`` is a
+    no-op. A folder that is not a run directory (no config.json) is not locked (and gets no
+    ``.lock`` file): the reader that follows reports it."""
+    key = Path(run_dir).resolve()
+    if key in _HELD or not (key / C.CONFIG_FILE).is_file():
+        yield
+        return
+    lock = RunLock(run_dir).acquire()
+    _HELD[key] = lock
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        lock.release()
+
+
+def locks_run_when_writing(func: F) -> F:
+    """Decorator: ``func(run_dir, ..., write=...)`` runs holding ``run_dir``'s lock (``hold``)
+    unless ``write`` is false."""
+    sig = inspect.signature(func)
+    first = next(iter(sig.parameters))
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = sig.bind_partial(*args, **kwargs).arguments
+        write = bound.get("write", sig.parameters["write"].default)
+        if not write or bound.get(first) is None:
+            return func(*args, **kwargs)
+        with hold(bound[first]):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

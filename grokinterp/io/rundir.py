@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from grokinterp import constants as C
 from grokinterp.errors import RunDirError
+from grokinterp.io import identity
 from grokinterp.io.files import atomic_write_text, load_tensors, save_tensors, strict_json
 from grokinterp.io.lock import RunLock
 
@@ -65,9 +66,9 @@ _TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+" + re.escape(C.TMP_SUFFIX) + "$")
 
 
 __all__ = [
-    "JsonDocument", "RunSummary", "Status", "append_metrics_row", "check_out_path", "checkpoint_epochs",
+    "JsonDocument", "RunSummary", "Status", "append_metrics_row", "check_belongs", "check_out_path", "checkpoint_epochs",
     "checkpoint_path", "create_run_dir", "discard_new_run_dir", "foreign_entries", "library_versions",
-    "llc_config_path", "llc_epochs", "llc_path", "lock_run", "metrics_line", "read_analysis",
+    "llc_config_path", "llc_epochs", "llc_path", "lock_run", "metrics_line", "not_an_analysis", "read_analysis",
     "read_config_doc", "read_llc_estimate", "read_measures", "read_metrics", "read_run_config", "read_split",
     "read_state", "read_summary", "record_config_change", "refuse_foreign", "remove_llc_estimates",
     "remove_run_files", "remove_stale_tmp", "save_checkpoint", "write_analysis", "write_llc_config",
@@ -260,9 +261,10 @@ def _now() -> str:
 
 
 def write_run_config(run_dir: str | Path, cfg: RunConfig, extra: dict | None = None) -> None:
-    """Write config.json: ``cfg``, the library versions, the creation time and ``extra`` keys
-    (an import records ``imported_from``)."""
+    """Write config.json: ``cfg``, a new ``run_id`` and the config's hash (``grokinterp.io.identity``),
+    the library versions, the creation time and ``extra`` keys (an import records ``imported_from``)."""
     doc = {"config": cfg.to_dict(), "versions": library_versions(), "created": _now(), **(extra or {})}
+    doc.update(run_id=identity.new_run_id(), config_hash=identity.config_hash(cfg))
     atomic_write_text(Path(run_dir) / C.CONFIG_FILE, strict_json(doc, indent=2, sort_keys=True))
 
 
@@ -297,7 +299,7 @@ def record_config_change(run_dir: str | Path, cfg: RunConfig, epoch: int, change
     history of changes made on resume, so config.json says what the run was trained with."""
     doc = read_config_doc(run_dir)
     history = [*doc.get("changes", []), {"epoch": epoch, "at": _now(), "changes": changes, "note": note}]
-    doc.update(config=cfg.to_dict(), changes=history)
+    doc.update(config=cfg.to_dict(), changes=history, config_hash=identity.config_hash(cfg))
     atomic_write_text(Path(run_dir) / C.CONFIG_FILE, strict_json(doc, indent=2, sort_keys=True))
 
 
@@ -313,13 +315,18 @@ def write_split(run_dir: str | Path, train_indices: Tensor, test_indices: Tensor
     save_tensors(
         Path(run_dir) / C.SPLIT_FILE,
         {"train_indices": train_indices.to(torch.int64), "test_indices": test_indices.to(torch.int64)},
-        {"format": C.SPLIT_FORMAT},
+        {"format": C.SPLIT_FORMAT, **identity.identity_meta(read_config_doc(run_dir))},
     )
 
 
 def read_split(run_dir: str | Path) -> tuple[Tensor, Tensor]:
-    """``(train_indices, test_indices)`` from split.safetensors; ``RunDirError`` when unreadable."""
-    tensors, _ = load_tensors(Path(run_dir) / C.SPLIT_FILE)
+    """``(train_indices, test_indices)`` from split.safetensors; ``RunDirError`` when it is missing
+    (never regenerated: the run was trained on it), unreadable or from another run."""
+    path = Path(run_dir) / C.SPLIT_FILE
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} has no {C.SPLIT_FILE} (the train/test split it was trained on); restore it")
+    tensors, meta = load_tensors(path)
+    check_belongs(run_dir, path, meta)
     try:
         return tensors["train_indices"], tensors["test_indices"]
     except KeyError:
@@ -386,6 +393,7 @@ def save_checkpoint(
     evaluation's ``metrics`` as metadata (``grokinterp.io.checkpoints`` reads it back)."""
     path = checkpoint_path(run_dir, epoch)
     meta = {"format": C.CHECKPOINT_FORMAT, "epoch": epoch, "config": cfg.to_dict(), "metrics": metrics or {}}
+    meta.update(identity.identity_meta(read_config_doc(run_dir), cfg))
     save_tensors(path, model.state_dict(), meta)
     return path
 
@@ -393,7 +401,7 @@ def save_checkpoint(
 def write_state(run_dir: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
     """Replace state.safetensors, the exact resume point (the trainer's weights, optimizer, RNG
     and filter state, laid out by ``Trainer.state_tensors``)."""
-    save_tensors(Path(run_dir) / C.STATE_FILE, tensors, meta)
+    save_tensors(Path(run_dir) / C.STATE_FILE, tensors, {**meta, **identity.identity_meta(read_config_doc(run_dir))})
 
 
 def read_state(run_dir: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -405,7 +413,14 @@ def read_state(run_dir: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     tensors, meta = load_tensors(path)
     if meta.get("format") != C.STATE_FORMAT:
         raise RunDirError(f"{path} is not a grokinterp resume state")
+    check_belongs(run_dir, path, meta)
     return tensors, meta
+
+
+def check_belongs(run_dir: str | Path, path: str | Path, meta: dict[str, str]) -> None:
+    """Refuse (one line naming both files) a file of ``run_dir`` whose metadata ``meta`` says it
+    belongs to another run, or to another config, than config.json (``identity.check_file``)."""
+    identity.check_file(path, meta, read_config_doc(run_dir), Path(run_dir) / C.CONFIG_FILE)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -504,9 +519,24 @@ def write_analysis(run_dir: str | Path, doc: JsonDocument) -> None:
 
 
 def read_analysis(run_dir: str | Path) -> dict[str, Any] | None:
-    """analysis.json as a dict (None when the run is not analysed yet)."""
+    """analysis.json as a dict (None when the run is not analysed yet); ``RunDirError`` naming
+    the file when it is not JSON or not a JSON object."""
     path = Path(run_dir) / C.ANALYSIS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise not_an_analysis(run_dir, f"not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise not_an_analysis(run_dir, f"a JSON {type(doc).__name__}, not an object")
+    return doc
+
+
+def not_an_analysis(run_dir: str | Path, why: str) -> RunDirError:
+    """The one-line error of an analysis.json that cannot be used, naming the file and the fix."""
+    path = Path(run_dir) / C.ANALYSIS_FILE
+    return RunDirError(f"{path} is not a grokinterp analysis ({why}); run grokinterp analyze {run_dir} again")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -538,14 +568,25 @@ def write_llc_config(run_dir: str | Path, cfg: JsonDocument) -> None:
 
 
 def write_llc_estimate(run_dir: str | Path, epoch: int, estimate: JsonDocument) -> None:
-    """Write the LLC estimate of ``epoch`` with its diagnostics (``estimate.to_json()``), atomically."""
-    atomic_write_text(llc_path(run_dir, epoch), estimate.to_json())
+    """Write the LLC estimate of ``epoch`` with its diagnostics (``estimate.to_json()``) and the run
+    identity, atomically."""
+    doc = {**json.loads(estimate.to_json()), **identity.identity_meta(read_config_doc(run_dir))}
+    atomic_write_text(llc_path(run_dir, epoch), strict_json(doc))
 
 
 def read_llc_estimate(run_dir: str | Path, epoch: int) -> dict[str, Any] | None:
-    """The LLC estimate file of ``epoch`` as a dict (None when there is none)."""
+    """The LLC estimate file of ``epoch`` as a dict (None when there is none); ``RunDirError`` when
+    it holds another epoch's estimate or another run's."""
     path = llc_path(run_dir, epoch)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    if doc.get("epoch") not in (None, epoch):
+        raise RunDirError(
+            f"{path} holds the LLC estimate of epoch {doc['epoch']}, not {epoch}; it was copied or renamed"
+        )
+    check_belongs(run_dir, path, {k: doc[k] for k in ("run_id", "config_hash") if isinstance(doc.get(k), str)})
+    return doc
 
 
 def remove_llc_estimates(run_dir: str | Path) -> int:

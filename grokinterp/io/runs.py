@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import operator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from grokinterp import constants as C
 from grokinterp.config import RunConfig
 from grokinterp.errors import RunDirError
 from grokinterp.io import rundir
-from grokinterp.io.checkpoints import Checkpoint, load_checkpoint
+from grokinterp.io.checkpoints import Checkpoint, read_checkpoint
 from grokinterp.tasks import Dataset, make_dataset
 
 __all__ = ["Run", "load_run"]
@@ -31,6 +32,8 @@ class Run:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_file():
+            raise RunDirError(f"{self.path} is a file, not a run directory")
         if not self.path.is_dir():
             raise RunDirError(f"{self.path}: no such run directory")
         self.config: RunConfig = rundir.read_run_config(self.path)
@@ -48,9 +51,10 @@ class Run:
 
     @cached_property
     def dataset(self) -> Dataset:
-        """The task with this run's saved train/test split."""
+        """The task with this run's saved train/test split (``RunDirError`` when split.safetensors is
+        missing or from another run: a split is never regenerated)."""
         cfg = self.config
-        split = rundir.read_split(self.path) if (self.path / C.SPLIT_FILE).is_file() else None
+        split = rundir.read_split(self.path)
         return make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed, split=split)
 
     @property
@@ -99,20 +103,25 @@ class Run:
 
     def resolve_epoch(self, epoch: int | None) -> int:
         """The checkpoint epoch ``epoch`` names: the last one for None; ``RunDirError`` (naming
-        the nearest) when there is no checkpoint at ``epoch``."""
+        the nearest) when there is no checkpoint at ``epoch``; ``TypeError`` (naming the epochs there
+        are) when ``epoch`` is not an integer."""
         epochs = self.checkpoint_epochs
+        if epoch is not None and (isinstance(epoch, bool) or not hasattr(type(epoch), "__index__")):
+            raise TypeError(f"epoch must be an integer, one of {_shown(epochs)} (got {epoch!r})")
         if not epochs:
             raise RunDirError(f"{self.path}: no checkpoints")
         if epoch is None:
             return epochs[-1]
+        epoch = operator.index(epoch)
         if epoch not in epochs:
             nearest = min(epochs, key=lambda e: abs(e - epoch))
             raise RunDirError(f"{self.path}: no checkpoint at epoch {epoch} (nearest: {nearest})")
         return epoch
 
     def checkpoint(self, epoch: int | None = None) -> Checkpoint:
-        """The checkpoint at ``epoch`` (default: the last)."""
-        return load_checkpoint(rundir.checkpoint_path(self.path, self.resolve_epoch(epoch)))
+        """The checkpoint at ``epoch`` (default: the last), checked against the run: its stored epoch
+        and its run identity (``grokinterp.io.checkpoints.read_checkpoint``)."""
+        return read_checkpoint(self.path, self.resolve_epoch(epoch))
 
     def state_dict(self, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """The weights at ``epoch`` (default: the last checkpoint)."""
@@ -122,6 +131,12 @@ class Run:
         """The model at ``epoch`` (default: the last checkpoint), in eval mode, ready for
         ``run_with_cache``."""
         return self.checkpoint(epoch).model(device)
+
+
+def _shown(epochs: list[int]) -> str:
+    if not epochs:
+        return "none (the run has no checkpoints)"
+    return ", ".join(map(str, epochs)) if len(epochs) <= 8 else f"{epochs[0]}, {epochs[1]}, ..., {epochs[-1]}"
 
 
 def load_run(path: str | Path) -> Run:

@@ -125,6 +125,15 @@ def load_pickle(path: Path) -> tuple[Any, str]:
                     f"{path}: not a readable PyTorch .pth file (no zip archive inside: truncated, corrupt, "
                     "or another format)"
                 ) from None
+            blocked = re.search(r"unsupported GLOBAL (\S+) whose module (\S+) is blocked", str(e))
+            call = re.search(r"Trying to call reduce for unrecognized function (.+)", str(e))
+            if blocked is not None or call is not None:
+                needs = blocked.group(1) if blocked else call.group(1).strip()
+                why = f"module {blocked.group(2)} is blocked" if blocked else "a function call on load"
+                raise ValueError(
+                    f"{path}: refused: --trust allows only the TransformerLens demo's classes and plain data; "
+                    f"the file needs {needs} ({why}: loading it could run code)"
+                ) from None
             if refused is None:
                 detail = re.search(r"WeightsUnpickler error: (.*)", str(e))
                 reason = detail.group(1).strip() if detail else one_line(e)

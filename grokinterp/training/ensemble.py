@@ -34,10 +34,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from grokinterp.config import RunConfig
+from grokinterp import constants as C
+from grokinterp.config import SEED_LIMIT, RunConfig
+from grokinterp.errors import RunDirError
 from grokinterp.forward import last_position_logits, split_metrics
+from grokinterp.io import rundir
+from grokinterp.io.writer import RunDirWriter
 from grokinterp.losses import log_probs
 from grokinterp.progress import progress_enabled
+from grokinterp.training.resume import open_run
 from grokinterp.training.trainer import Trainer, TrainResult
 
 logger = logging.getLogger(__name__)
@@ -50,6 +55,12 @@ SHARED_FIELDS = (
     "loss_fn", "dtype", "eval_every", "checkpoint_every", "checkpoint_early_every", "checkpoint_early_until",
     "device",
 )  # fmt: skip
+
+#: The most members one ``--seeds`` ensemble may have (each is a run directory and a model).
+MAX_SEEDS = 4096
+#: The largest seed ``--seeds`` accepts: the seeds become model, data and train seeds, so the
+#: limit is RunConfig's (``grokinterp.config.SEED_LIMIT``).
+MAX_SEED = SEED_LIMIT - 1
 
 
 def check_ensemble_configs(cfgs: Sequence[RunConfig]) -> None:
@@ -132,36 +143,68 @@ class EnsembleTrainer:
         """``members``: trainers of one shape (``check_ensemble_configs``), new or resumed."""
         check_ensemble_configs([m.cfg for m in members])
         self.members = list(members)
+        self._elapsed0: dict[int, float] = {}  # each member's elapsed time when ``run`` began
 
     @classmethod
     def create(
         cls, cfgs: Sequence[RunConfig], run_dirs: Sequence[str | Path | None], *, force: bool = False
     ) -> EnsembleTrainer:
         """New members ``cfgs`` writing into ``run_dirs`` (None: in memory); ``force`` replaces
-        earlier runs there. A failure releases the members made before it."""
+        earlier runs there and nothing else.
+
+        Every member is checked (configs, paths, existing folders) and built (data, model) before
+        the first file is written; a failure after that removes exactly the member folders this
+        call created and releases every lock taken, so nothing is left half-made.
+        """
         check_ensemble_configs(cfgs)
         if len(run_dirs) != len(cfgs):
             raise ValueError("one run directory per member (or None for in-memory members)")
-        members: list[Trainer] = []
+        paths = [None if d is None else rundir.check_out_path(d) for d in run_dirs]
+        named = [d.resolve() for d in paths if d is not None]
+        if len(set(named)) != len(named):
+            raise ValueError("every ensemble member needs a run directory of its own")
+        existed = {d for d in paths if d is not None and d.exists()}
+        for d in existed:
+            _check_replaceable(d, force)
+        members = [
+            Trainer(cfg, writer=_LateWriter(d, force) if d else None) for cfg, d in zip(cfgs, paths, strict=True)
+        ]
+        started: list[Trainer] = []
         try:
-            for cfg, d in zip(cfgs, run_dirs, strict=True):
-                members.append(Trainer(cfg, d, force=force))
+            for m in members:
+                if isinstance(m.writer, _LateWriter):
+                    started.append(m)
+                    m.writer.start()
         except BaseException:
-            for m in members:  # release what was taken before the failure
+            for m in started:  # release what was taken, remove what was made
                 m.writer.release()
+                if m.run_dir not in existed:
+                    rundir.discard_new_run_dir(m.run_dir)
             raise
         return cls(members)
 
     @classmethod
     def resume(cls, run_dirs: Sequence[str | Path], **overrides: Any) -> EnsembleTrainer:
-        """Reopen the members' run directories (``Trainer.resume`` with ``overrides`` each)."""
-        members: list[Trainer] = []
+        """Reopen the members' run directories (``Trainer.resume`` with ``overrides`` each).
+
+        Every member is opened and checked (its resume state, the overrides, the shared shape)
+        and rebuilt before any member's config.json or metrics are rewritten: a refusal changes
+        nothing.
+        """
+        points = []
         try:
             for d in run_dirs:
-                members.append(Trainer.resume(d, **overrides))
+                points.append(open_run(d, overrides=overrides))
+            check_ensemble_configs([pt.config for pt in points])
+            members = [Trainer(pt.config, dataset=pt.dataset, writer=pt.writer) for pt in points]
+            for m, pt in zip(members, points, strict=True):
+                if pt.state is not None:
+                    m.load_state(*pt.state)  # a state that does not fit fails here, before any write
+            for m, pt in zip(members, points, strict=True):
+                pt.restore(m)
         except BaseException:
-            for m in members:
-                m.writer.release()
+            for pt in points:
+                pt.writer.release()
             raise
         return cls(members)
 
@@ -182,14 +225,20 @@ class EnsembleTrainer:
         total = self.members[0].cfg.epochs
         bar = tqdm(total=total, disable=not progress_enabled(progress), unit="epoch", desc=f"{len(todo)} runs")
         start = time.perf_counter()
+        self._elapsed0 = {id(m): m.elapsed for m in self.members}  # a resumed member's time goes on
         interrupted = False
         try:
             first = [i for i in todo if self.members[i].epoch == 0 and not self.members[i].metrics]
             if first:  # the epoch-0 evaluation and checkpoint, as a single Trainer makes them
                 group = [self.members[i] for i in first]
-                for m, row in zip(group, self._evaluate(group, *self._stack(group)[:3]), strict=True):
-                    m.checkpoint_if_due(row)
-            while todo:
+                restore = group[0].install_signal_handlers()  # Ctrl-C here pauses after it
+                try:
+                    for m, row in zip(group, self._evaluate(group, *self._stack(group)[:3]), strict=True):
+                        m.checkpoint_if_due(row)
+                finally:
+                    restore()
+                interrupted = any(m.stop_requested for m in self.members)
+            while todo and not interrupted:
                 # Members resumed from different epochs (a kill between their saves) catch up first.
                 low = min(self.members[i].epoch for i in todo)
                 group = [i for i in todo if self.members[i].epoch == low]
@@ -287,7 +336,7 @@ class EnsembleTrainer:
                         m.step += 1
                 for m in group:
                     m.epoch += 1
-                    m.elapsed = time.perf_counter() - start
+                    m.elapsed = self._elapsed0.get(id(m), 0.0) + time.perf_counter() - start
                 bar.update(1)
                 epoch = group[0].epoch
                 if group[0].is_eval_epoch(epoch):
@@ -329,6 +378,44 @@ class EnsembleTrainer:
         return rows
 
 
+class _LateWriter(RunDirWriter):
+    """A ``RunDirWriter`` whose ``begin`` only records its arguments; ``start`` creates the run
+    directory. The ensemble builds every member (data, model) before it writes anything."""
+
+    def __init__(self, path: Path, force: bool) -> None:
+        super().__init__(path, force=force)
+        self._begin_args: tuple | None = None
+
+    def begin(self, cfg: RunConfig, train_indices: Tensor, test_indices: Tensor) -> None:
+        """Remember what ``start`` writes."""
+        self._begin_args = (cfg, train_indices, test_indices)
+
+    def start(self) -> None:
+        """Create the run directory and write config, split and empty metrics (``RunDirWriter.begin``)."""
+        if self._begin_args is None:
+            raise RuntimeError("start() before begin()")
+        super().begin(*self._begin_args)
+
+
+def _check_replaceable(path: Path, force: bool) -> None:
+    """Refuse (one line, nothing written) a member folder that holds anything, unless ``force``
+    and it holds an earlier grokinterp run and nothing else."""
+    if not path.is_dir() or not any(e.name != C.LOCK_FILE for e in path.iterdir()):
+        return
+    if not force:
+        hint = (
+            f"use --resume {path.parent} to continue the ensemble or --force to replace it"
+            if (path / C.CONFIG_FILE).is_file()
+            else "choose an empty or new folder"
+        )
+        raise RunDirError(f"{path} already exists and is not empty; {hint}")
+    if not (path / C.CONFIG_FILE).is_file():
+        raise RunDirError(
+            f"--force refuses to clear {path}: it is not a grokinterp run; move it away or choose another --out"
+        )
+    rundir.refuse_foreign(path)
+
+
 def train_ensemble(
     cfgs: Sequence[RunConfig], run_dirs: Sequence[str | Path | None], *, force: bool = False, progress: bool = True
 ) -> list[TrainResult]:
@@ -337,25 +424,38 @@ def train_ensemble(
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-63"``, ``"1,5,9"`` or ``"0-3,10"`` -> the seeds, in order, without repeats."""
-    seeds: list[int] = []
-    try:
-        for part in text.replace(" ", "").split(","):
-            if not part:
-                continue
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, part)
-                seeds += range(int(lo), int(hi) + 1)
-            else:
-                seeds.append(int(part))
-    except ValueError:
-        raise ValueError(f"--seeds takes ranges and lists like 0-63 or 1,5,9 (got {text!r})") from None
-    if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise ValueError(f"--seeds needs distinct non-negative seeds like 0-63 (got {text!r})")
+    """``"0-63"``, ``"1,5,9"`` or ``"0-3,10"`` -> the seeds, in order; ``ValueError`` naming
+    ``--seeds`` for empty text or parts, reversed ranges, repeats, seeds outside [0, MAX_SEED] and
+    more than ``MAX_SEEDS`` seeds (checked before any range is expanded)."""
+    usage = "--seeds takes ranges and lists like 0-63 or 1,5,9"
+    parts = text.replace(" ", "").split(",")
+    if not text.strip() or any(not part for part in parts):
+        raise ValueError(f"{usage} (got {text!r}: an empty seed)")
+    bounds = []
+    for part in parts:
+        lo, sep, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi if sep else lo)
+        except ValueError:
+            raise ValueError(f"{usage}, seeds non-negative (got {part!r})") from None
+        if b < a:
+            raise ValueError(f"--seeds range {part} runs backwards; write {b}-{a}")
+        if b > MAX_SEED:
+            raise ValueError(f"--seeds takes seeds from 0 to {MAX_SEED} (got {b})")
+        bounds.append((a, b))
+    count = sum(b - a + 1 for a, b in bounds)
+    if count > MAX_SEEDS:
+        raise ValueError(f"--seeds gives {count} seeds; one ensemble takes at most {MAX_SEEDS}")
+    seeds = [s for a, b in bounds for s in range(a, b + 1)]
+    if len(set(seeds)) != len(seeds):
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise ValueError(f"--seeds repeats seed {repeated[0]} (got {text!r}); each seed trains one member")
     return seeds
 
 
 __all__ = [
+    "MAX_SEED",
+    "MAX_SEEDS",
     "SHARED_FIELDS",
     "EnsembleTrainer",
     "StackedAdamW",

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grokinterp import constants as C
 from grokinterp.config import RunConfig
 from grokinterp.errors import RunDirError
 from grokinterp.io import rundir
-from grokinterp.io.checkpoints import load_checkpoint
+from grokinterp.io.checkpoints import read_checkpoint
 from grokinterp.io.writer import RunDirWriter
 from grokinterp.tasks import Dataset, make_dataset
 
@@ -33,12 +34,8 @@ __all__ = ["RESUMABLE_FIELDS", "ResumePoint", "apply_resume_overrides", "open_ru
 
 logger = logging.getLogger(__name__)
 
-#: Config fields ``--resume`` may change (recorded in config.json); any other change is refused,
-#: since it would make the run a different experiment. ``epochs`` may only grow.
-RESUMABLE_FIELDS = (
-    "epochs", "stop_acc", "stop_patience", "eval_every", "checkpoint_every",
-    "checkpoint_early_every", "checkpoint_early_until", "device",
-)  # fmt: skip
+#: Config fields ``--resume`` may change (their home is ``grokinterp.constants``).
+RESUMABLE_FIELDS = C.RESUMABLE_FIELDS
 
 
 @dataclass
@@ -62,7 +59,7 @@ class ResumePoint:
         if self.state is not None:
             trainer.load_state(*self.state)
         else:
-            c = load_checkpoint(rundir.checkpoint_path(self.run_dir, self.checkpoint_epoch))
+            c = read_checkpoint(self.run_dir, self.checkpoint_epoch)
             trainer.load_checkpoint_state(c, self.checkpoint_epoch, rows)
             note = (
                 f"resumed from checkpoint epoch {self.checkpoint_epoch} without a resume state: optimizer "
@@ -85,6 +82,8 @@ def open_run(run_dir: str | Path, *, from_checkpoint: bool = False, overrides: d
     with what to do; the lock is released again when one is raised.
     """
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise RunDirError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
     cfg = rundir.read_run_config(run_dir)

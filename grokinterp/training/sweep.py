@@ -96,8 +96,10 @@ def expand_grid(base_cfg: RunConfig, grid: dict[str, list[Any]]) -> list[tuple[s
 # ----------------------------------------------------------------------------------------------
 
 
-def _existing_state(run_dir: Path, cfg: RunConfig) -> str:
-    """``new``, ``finished``, ``resume`` or ``restart`` for a run directory; mismatches are errors."""
+def _existing_state(run_dir: Path, cfg: RunConfig, force: bool = False) -> str:
+    """``new``, ``finished``, ``resume``, ``restart`` (nothing worth keeping, or ``force``),
+    ``diverged`` or ``lost`` (unfinished, with checkpoints but no resume state) for a run
+    directory; mismatches are errors."""
     from grokinterp.io import rundir
 
     if not run_dir.exists() or not any(run_dir.iterdir()):
@@ -111,11 +113,33 @@ def _existing_state(run_dir: Path, cfg: RunConfig) -> str:
             f"{run_dir} was trained with a different config ({', '.join(diff)} differ); "
             "use a new --out or delete that run"
         )
-    if rundir.read_summary(run_dir).get("finished"):
+    summary = rundir.read_summary(run_dir)
+    if summary.get("finished"):
         return "finished"
+    if summary.get("status") == "diverged":  # training is deterministic: it would diverge again
+        return "restart" if force else "diverged"
     if (run_dir / C.STATE_FILE).is_file():
         return "resume"
+    if rundir.checkpoint_epochs(run_dir) and not force:
+        return "lost"  # restarting would delete its checkpoints: never without --force
     return "restart"
+
+
+def _lost_row(run_dir: Path) -> dict[str, Any]:
+    """The row of an unfinished run whose resume state is gone (left as it is)."""
+    return {
+        "status": "failed",
+        "error": f"{run_dir} has checkpoints but no resume state ({C.STATE_FILE}); continue it with "
+        f"grokinterp train --resume {run_dir} --from-checkpoint, or re-run the sweep with --force to restart it",
+    }
+
+
+def _diverged_row(run_dir: Path) -> dict[str, Any]:
+    """The row of a run that diverged earlier (left as it is)."""
+    from grokinterp.io import rundir
+
+    summary = rundir.read_summary(run_dir)
+    return {**_row_from_summary(summary), "status": "diverged", "error": summary.get("message") or ""}
 
 
 def _row_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
@@ -142,8 +166,30 @@ def _skipped_row(run_dir: Path) -> dict[str, Any]:
     return {**row, "status": "skipped", "error": ""}
 
 
-def run_one(cfg_dict: dict[str, Any], run_dir: str, single_thread: bool = True) -> dict[str, Any]:
-    """Train (or skip, or resume) one grid point; returns its results row. Never raises."""
+def _result_row(result, resumed: bool = False) -> dict[str, Any]:
+    """The results row of a ``TrainResult``: status ``diverged`` (never ``done``) when the loss
+    went non-finite, ``interrupted``, ``resumed`` or ``done``."""
+    if result.diverged:
+        status = "diverged"
+    elif result.interrupted:
+        status = "interrupted"
+    else:
+        status = "resumed" if resumed else "done"
+    error = (result.summary.get("message") or "") if result.diverged else ""
+    return {**_row_from_summary(result.summary), "status": status, "error": error}
+
+
+#: Run states that train nothing, and the row each reports.
+_NOT_TRAINED: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "finished": _skipped_row,
+    "diverged": _diverged_row,
+    "lost": _lost_row,
+}
+
+
+def run_one(cfg_dict: dict[str, Any], run_dir: str, single_thread: bool = True, force: bool = False) -> dict[str, Any]:
+    """Train (or skip, or resume) one grid point; returns its results row. Never raises.
+    ``force`` restarts a run that diverged or lost its resume state."""
     import torch
 
     path = Path(run_dir)
@@ -152,15 +198,13 @@ def run_one(cfg_dict: dict[str, Any], run_dir: str, single_thread: bool = True) 
         torch.set_num_threads(1)  # tiny matrices: one thread per run, one run per core
     try:
         cfg = RunConfig.from_dict(cfg_dict)
-        state = _existing_state(path, cfg)
-        if state == "finished":
-            return _skipped_row(path)
+        state = _existing_state(path, cfg, force)
+        if state in _NOT_TRAINED:
+            return _NOT_TRAINED[state](path)
         from grokinterp.training.trainer import Trainer  # imports transformer_lens: only when training
 
         trainer = Trainer.resume(path) if state == "resume" else Trainer(cfg, path, force=state == "restart")
-        result = trainer.run(progress=False)
-        status = "resumed" if state == "resume" else "interrupted" if result.interrupted else "done"
-        return {**_row_from_summary(result.summary), "status": status, "error": ""}
+        return _result_row(trainer.run(progress=False), resumed=state == "resume")
     except Exception as e:  # one failing grid point must not end the sweep
         log.exception("run %s failed", run_dir)
         return {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
@@ -173,14 +217,14 @@ def run_one(cfg_dict: dict[str, Any], run_dir: str, single_thread: bool = True) 
 # Executors
 # ----------------------------------------------------------------------------------------------
 
-Job = tuple[int, dict[str, Any], str]
+Job = tuple[int, dict[str, Any], str, bool]  # (index, config, run folder, force)
 Done = Callable[[int, dict[str, Any]], None]
 
 
 def _run_local(jobs: list[Job], workers: int, done: Done) -> None:
     if workers <= 1 or len(jobs) <= 1:
-        for i, cfg_dict, run_dir in jobs:
-            row = run_one(cfg_dict, run_dir)
+        for i, cfg_dict, run_dir, force in jobs:
+            row = run_one(cfg_dict, run_dir, force=force)
             done(i, row)
             if row["status"] == "interrupted":  # Ctrl-C: the run saved its state; start no more
                 raise KeyboardInterrupt
@@ -190,7 +234,7 @@ def _run_local(jobs: list[Job], workers: int, done: Done) -> None:
 
     pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"))
     try:
-        futures = {pool.submit(run_one, cfg_dict, run_dir): i for i, cfg_dict, run_dir in jobs}
+        futures = {pool.submit(run_one, cfg_dict, run_dir, force=force): i for i, cfg_dict, run_dir, force in jobs}
         for fut in as_completed(futures):
             try:
                 row = fut.result()
@@ -210,7 +254,8 @@ def _run_ensemble(jobs: list[Job], done: Done) -> None:
     from grokinterp.training.trainer import Trainer
 
     groups: dict[tuple, list[tuple[int, RunConfig, str]]] = {}
-    for i, cfg_dict, run_dir in jobs:
+    forced = {i for i, _, _, force in jobs if force}
+    for i, cfg_dict, run_dir, _ in jobs:
         cfg = RunConfig.from_dict(cfg_dict)
         key = (*(getattr(cfg, f) for f in SHARED_FIELDS), cfg.n_train)
         try:
@@ -221,12 +266,14 @@ def _run_ensemble(jobs: list[Job], done: Done) -> None:
     for members in groups.values():
         if len(members) == 1:
             i, cfg, run_dir = members[0]
-            done(i, run_one(cfg.to_dict(), run_dir, single_thread=False))
+            done(i, run_one(cfg.to_dict(), run_dir, single_thread=False, force=i in forced))
             continue
         trainers = []
         try:
-            for _, cfg, run_dir in members:
-                state = _existing_state(Path(run_dir), cfg)
+            for i, cfg, run_dir in members:
+                state = _existing_state(Path(run_dir), cfg, i in forced)
+                if state in _NOT_TRAINED:  # run_sweep reports these without a job
+                    raise ValueError(f"{run_dir}: unexpected state {state}")
                 trainers.append(
                     Trainer.resume(run_dir) if state == "resume" else Trainer(cfg, run_dir, force=state == "restart")
                 )
@@ -240,38 +287,44 @@ def _run_ensemble(jobs: list[Job], done: Done) -> None:
                 done(i, {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]})
             continue
         for (i, _, _), r in zip(members, results, strict=True):
-            status = "interrupted" if r.interrupted else "done"
-            done(i, {**_row_from_summary(r.summary), "status": status, "error": ""})
+            done(i, _result_row(r))
         if any(r.interrupted for r in results):
             raise KeyboardInterrupt
 
 
-def _run_ray(jobs: list[Job], workers: int | None, address: str | None, done: Done) -> None:
+def _start_ray(workers: int | None, address: str | None):
+    """The ray module, connected (``address``) or with a local instance started, and whether this
+    call started it (so the sweep shuts it down). Runs before the sweep folder is made: a missing
+    Ray or an unreachable cluster is one line and leaves nothing behind."""
     try:
         import ray
     except ImportError:
         raise ValueError("the ray backend needs Ray; install with pip install 'grokinterp[ray]'") from None
-    started = False
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return ray, False
+    try:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        started = True
-    try:
-        task = ray.remote(num_cpus=1, max_retries=0)(run_one)
-        refs = {task.remote(cfg_dict, run_dir): i for i, cfg_dict, run_dir in jobs}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            try:
-                row = ray.get(ready[0])
-            except Exception as e:  # a task whose worker crashed
-                row = {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
-            done(refs[ready[0]], row)
-    finally:
-        if started:
-            ray.shutdown()
+    except Exception as e:  # an unreachable or malformed address: Ray raises several kinds
+        where = f"the Ray cluster at --address {address}" if address else "a local Ray instance"
+        msg = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ValueError(f"could not start {where}: {msg}") from None
+    return ray, True
+
+
+def _run_ray(ray, jobs: list[Job], done: Done) -> None:
+    task = ray.remote(num_cpus=1, max_retries=0)(run_one)
+    refs = {task.remote(cfg_dict, run_dir, force=force): i for i, cfg_dict, run_dir, force in jobs}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        try:
+            row = ray.get(ready[0])
+        except Exception as e:  # a task whose worker crashed
+            row = {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+        done(refs[ready[0]], row)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,6 +344,7 @@ def run_sweep(
     plot: PlotFit | None = None,
     fit_on: FitOn = "epoch",
     progress: Callable[[str, dict[str, Any]], None] | None = None,
+    force: bool = False,
 ):
     """Run every grid point into ``out/runs/NAME``; write results.csv and fit.json.
 
@@ -299,10 +353,11 @@ def run_sweep(
     run. ``plot(df, fit, out)`` draws the fit figure (e.g.
     ``grokinterp.viz.sweep_figure.write_sweep_figure``); None (or False) draws none. ``fit_on``
     picks what the power law fits: the grokking epoch or optimizer step. ``progress(name, row)``
-    is called as each run ends.
+    is called as each run ends. ``out`` must be new, empty or this sweep's folder;
+    ``force=True`` replaces another sweep there (another base config or other grid fields) (removing only ``SWEEP_FILES`` and its run
+    folders) and restarts runs that diverged or lost their resume state. Everything is checked,
+    and a Ray cluster connected, before the first write.
     """
-    from grokinterp.io.files import atomic_write_text
-
     if plot is not None and plot is not False and not callable(plot):
         raise ValueError(
             "plot takes a function plot(df, fit, out) such as grokinterp.viz.sweep_figure.write_sweep_figure, or None"
@@ -317,39 +372,130 @@ def run_sweep(
     points = expand_grid(base_cfg, grid)
     out = Path(out)
     runs = out / "runs"
-    states = [_existing_state(runs / name, cfg) for name, _, cfg in points]  # mismatches fail here, early
+    spec = json.loads(json.dumps({"base": base_cfg.to_dict(), "grid": grid}))
+    replaced = _check_sweep_folder(out, spec, force)  # another sweep's run folders, removed below
+    # Every run's state before the first write: mismatches fail here, early.
+    states = ["new" if runs / name in replaced else _existing_state(runs / name, cfg, force) for name, _, cfg in points]
+    needs_training = any(st not in _NOT_TRAINED for st in states)
+    ray, ray_started = _start_ray(workers, address) if backend == "ray" and needs_training else (None, False)
+    try:
+        return _sweep(out, points, states, grid, spec, replaced, backend, workers, ray, plot, fit_on, progress, force)
+    finally:
+        if ray_started:
+            ray.shutdown()
+
+
+#: The files a sweep writes in its folder (besides ``runs/``); ``--force`` removes exactly these.
+SWEEP_FILES = (
+    "sweep.json", "results.csv", "fit.json", "grokking_vs_train_frac.html", "grokking_vs_train_frac.png",
+)  # fmt: skip
+
+
+def _check_sweep_folder(out: Path, spec: dict[str, Any], force: bool) -> list[Path]:
+    """Refuse an ``out`` that is not this sweep's: a file, a run directory, a non-empty folder
+    without ``sweep.json``, or another sweep (unless ``force``). Returns the run folders of the
+    other sweep that ``force`` replaces (checked here: each holds only what grokinterp wrote)."""
+    from grokinterp.io import rundir
+
+    rundir.check_out_path(out)
+    if not out.is_dir() or not any(e.name != C.LOCK_FILE for e in out.iterdir()):
+        return []
+    if (out / C.CONFIG_FILE).is_file():
+        raise ValueError(f"{out} is a run directory, not a sweep folder; give --out a new or empty folder")
+    if not (out / "sweep.json").is_file():
+        if all(e.name == C.LOCK_FILE or (e.name == "runs" and e.is_dir()) for e in out.iterdir()):
+            return []  # only run folders: each is checked against its grid point on its own
+        raise ValueError(f"{out} is not empty and holds no sweep (no sweep.json); give --out a new or empty folder")
+    try:
+        old = json.loads((out / "sweep.json").read_text())
+        old_grid = old["grid"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{out / 'sweep.json'} is not a sweep description; move it away or use a new --out") from None
+    old_base = old.get("base") if isinstance(old.get("base"), dict) else {}
+    if old_base == spec["base"] and set(old_grid) == set(spec["grid"]):
+        return []  # this sweep, or it with values added or dropped: each run is checked on its own
+    if not force:
+        if set(old_grid) != set(spec["grid"]):
+            what = f"another sweep (--grid {_grid_text(old_grid)}, not --grid {_grid_text(spec['grid'])})"
+        else:
+            diff = [k for k, v in spec["base"].items() if k != "preset" and old_base.get(k) != v]
+            what = f"a sweep trained with a different config ({', '.join(diff)} differ)"
+        raise ValueError(f"{out} holds {what}; use a new --out, or --force to replace that sweep")
+    old_names = [name for name, _, _ in expand_grid(RunConfig.from_dict(old["base"]), old_grid)]
+    replaced = [out / "runs" / n for n in old_names if (out / "runs" / n).exists()]
+    for run in replaced:
+        if not (run / C.CONFIG_FILE).is_file():
+            raise ValueError(f"--force replaces only the other sweep's runs, but {run} is not a run; move it away")
+        rundir.refuse_foreign(run)
+    return replaced
+
+
+def _grid_text(grid: dict[str, Any]) -> str:
+    return " --grid ".join(f"{k}={','.join(map(str, v))}" for k, v in grid.items())
+
+
+def _remove_sweep(out: Path, replaced: list[Path]) -> None:
+    """Delete another sweep's own files and run folders (``--force``; each run under its lock)."""
+    from grokinterp.io import rundir
+
+    for run in replaced:
+        lock = rundir.lock_run(run)
+        try:
+            rundir.remove_run_files(run)
+        finally:
+            lock.release()
+        rundir.discard_new_run_dir(run)
+    for name in SWEEP_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def _sweep(out, points, states, grid, spec, replaced, backend, workers, ray, plot, fit_on, progress, force):
+    """The writing half of ``run_sweep``: everything has been checked; the folder is locked."""
+    from grokinterp.io import rundir
+    from grokinterp.io.files import atomic_write_text
+
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "sweep.json", json.dumps({"base": base_cfg.to_dict(), "grid": grid}, indent=2) + "\n")
+    try:
+        lock = rundir.lock_run(out)  # one process writes a sweep folder at a time
+    except BaseException:
+        if created:
+            out.rmdir()
+        raise
+    try:
+        _remove_sweep(out, replaced)
+        atomic_write_text(out / "sweep.json", json.dumps(spec, indent=2) + "\n")
+        runs = out / "runs"
+        rows: list[dict[str, Any] | None] = [None] * len(points)
 
-    rows: list[dict[str, Any] | None] = [None] * len(points)
+        def done(i: int, row: dict[str, Any]) -> None:
+            name, params, _ = points[i]
+            rows[i] = {**params, **{k: row.get(k) for k in RESULT_METRICS}, **{k: row.get(k) for k in RESULT_TAIL}}
+            rows[i]["run"] = name
+            if row["status"] in ("failed", "diverged"):
+                log.warning("%s %s: %s", name, row["status"], row.get("error"))
+            if progress is not None:
+                progress(name, rows[i])
+            _write_results(out, grid, rows)
 
-    def done(i: int, row: dict[str, Any]) -> None:
-        name, params, _ = points[i]
-        rows[i] = {**params, **{k: row.get(k) for k in RESULT_METRICS}, **{k: row.get(k) for k in RESULT_TAIL}}
-        rows[i]["run"] = name
-        if row["status"] == "failed":
-            log.warning("%s failed: %s", name, row.get("error"))
-        if progress is not None:
-            progress(name, rows[i])
-        _write_results(out, grid, rows)
-
-    jobs: list[Job] = []
-    for i, ((name, _, cfg), state) in enumerate(zip(points, states, strict=True)):
-        if state == "finished":  # no worker needed
-            done(i, _skipped_row(runs / name))
-        else:
-            jobs.append((i, cfg.to_dict(), str((runs / name).resolve())))
-    if jobs:
-        n_workers = workers or os.cpu_count() or 1
-        if backend == "local":
-            _run_local(jobs, n_workers, done)
-        elif backend == "ensemble":
-            _run_ensemble(jobs, done)
-        else:
-            _run_ray(jobs, workers, address, done)
-    df = _write_results(out, grid, rows)
-    df.attrs["fit"] = write_fit(df, out, plot=plot, fit_on=fit_on)
-    return df
+        jobs: list[Job] = []
+        for i, ((name, _, cfg), state) in enumerate(zip(points, states, strict=True)):
+            if state in _NOT_TRAINED:  # no worker needed
+                done(i, _NOT_TRAINED[state](runs / name))
+            else:
+                jobs.append((i, cfg.to_dict(), str((runs / name).resolve()), force))
+        if jobs:
+            if backend == "local":
+                _run_local(jobs, workers or os.cpu_count() or 1, done)
+            elif backend == "ensemble":
+                _run_ensemble(jobs, done)
+            else:
+                _run_ray(ray, jobs, done)
+        df = _write_results(out, grid, rows)
+        df.attrs["fit"] = write_fit(df, out, plot=plot, fit_on=fit_on)
+        return df
+    finally:
+        lock.release()
 
 
 def _write_results(out: Path, grid: dict[str, list[Any]], rows: list[dict[str, Any] | None]):

@@ -113,6 +113,8 @@ def parse_search(spec: str | Sequence[str] | None) -> dict[str, Param]:
         name = name.strip().replace("-", "_")
         if name not in SEARCH_SPACE:
             raise ValueError(f"cannot search {name!r}; searchable fields: {', '.join(SEARCH_SPACE)}")
+        if name in out:
+            raise ValueError(f"--search names {name} twice; give it once")
         param = SEARCH_SPACE[name]
         if rng:
             param = _override_range(name, param, rng)
@@ -121,25 +123,51 @@ def parse_search(spec: str | Sequence[str] | None) -> dict[str, Param]:
 
 
 def _override_range(name: str, param: Param, rng: str) -> Param:
+    """``param`` with the range or choices of ``rng``; both ends must be values the field takes
+    (``RunConfig.parse_field``: finite, within the field's limits)."""
     from dataclasses import replace
 
     if param.kind == "categorical":
-        choices = tuple(RunConfig.parse_field(name, c) for c in rng.split("|") if c)
+        try:
+            choices = tuple(RunConfig.parse_field(name, c) for c in rng.split("|") if c)
+        except ValueError as e:
+            raise ValueError(f"--search {name}: {e}") from None
         if not choices:
             raise ValueError(f"--search {name}= needs choices like none|ema")
+        if len(set(choices)) != len(choices):
+            raise ValueError(f"--search {name} repeats a choice ({rng})")
         return replace(param, choices=choices)
     lo_hi = rng.split(":")
+    like = f"--search {name} range must be LOW:HIGH like {param.describe().split()[0]} (got {rng!r})"
+    if len(lo_hi) != 2:
+        raise ValueError(like)
     try:
-        if len(lo_hi) != 2:
-            raise ValueError
         lo, hi = (float(RunConfig.parse_field(name, x)) for x in lo_hi)
-    except ValueError:
-        raise ValueError(
-            f"--search {name} range must be LOW:HIGH like {param.describe().split()[0]} (got {rng!r})"
-        ) from None
+    except ValueError as e:  # not a number, not finite, or outside the field's limits
+        raise ValueError(f"{like}: {e}") from None
     if not lo < hi or (param.log and lo <= 0):
         raise ValueError(f"--search {name} range must have LOW < HIGH{' and LOW > 0 (log scale)' if param.log else ''}")
     return replace(param, low=lo, high=hi)
+
+
+def check_search(space: dict[str, Param], base: RunConfig) -> None:
+    """Every end of every range and every choice of ``space`` must give a valid config with
+    ``base`` (RunConfig's validation, the task included); and a grokfast setting is searched only
+    when grokfast can be on. Raises one line naming ``--search``."""
+    grokfast = space["grokfast"].choices if "grokfast" in space else (base.grokfast,)
+    for name, param in space.items():
+        values = param.choices if param.kind == "categorical" else (param.low, param.high)
+        for v in values:
+            value = int(v) if param.kind == "int" else v
+            try:
+                base.replace(**{name: value})
+            except ValueError as e:
+                raise ValueError(f"--search {name}={param.describe()}: {e}") from None
+        if param.when_grokfast and not set(param.when_grokfast) & set(grokfast):
+            raise ValueError(
+                f"--search {name} is used only with grokfast {' or '.join(param.when_grokfast)}; "
+                f"add grokfast to --search or --set grokfast={param.when_grokfast[0]}"
+            )
 
 
 def sample_params(trial, space: dict[str, Param], base: RunConfig) -> dict[str, Any]:
@@ -284,12 +312,15 @@ def run_tune(
     pruner: Any = None,
     prune: bool = True,
     on_trial: Callable[[Any], None] | None = None,
+    force: bool = False,
 ) -> TuneResult:
     """Run (or continue) the study in ``out`` until it holds ``trials`` finished trials.
 
     Writes ``out/trials.csv`` and ``out/best.json`` (also when interrupted). ``pruner`` replaces the
     default ``MedianPruner(n_startup_trials=5, n_warmup_steps=max_epochs // 10)``; ``prune=False``
-    turns pruning off. ``on_trial(frozen_trial)`` is called after each trial.
+    turns pruning off. ``on_trial(frozen_trial)`` is called after each trial. A folder holding a
+    study of other settings is refused; ``force=True`` removes that study's files (``STUDY_FILES``)
+    and starts a new one. Every value is checked before ``out`` is created.
     """
     optuna = require_optuna()
     if use_wandb:
@@ -301,11 +332,11 @@ def run_tune(
         raise ValueError(f"target_acc must be in (0, 1] (got {target_acc})")
     if trials < 1:
         raise ValueError(f"trials must be at least 1 (got {trials})")
+    check_seed(seed)
     space = search if isinstance(search, dict) else parse_search(search)
     trial_config(base_cfg, {}, target_acc, max_epochs)  # validates the base before any trial
+    check_search(space, base_cfg)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-
     settings = {
         "base": base_cfg.to_dict(),
         "target_acc": target_acc,
@@ -314,36 +345,100 @@ def run_tune(
         "seed": seed,
     }
     settings = json.loads(json.dumps(settings))
-    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    _check_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from grokinterp.io.lock import RunLock
+
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.create_study(
-            storage=storage, study_name=out.name or "tune", load_if_exists=True, direction="minimize"
-        )
-        old = study.user_attrs.get("settings")
-        if old is not None and old != settings:
-            changed = [k for k in settings if old.get(k) != settings[k]]
-            raise ValueError(f"{out} holds a study with different settings ({', '.join(changed)}); use a new --out")
-        study.set_user_attr("settings", settings)
-        done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        finished = [t for t in study.trials if t.state in done_states]  # failed/interrupted ones run again
-        # A fresh seed per continuation, so a resumed study does not replay its first trials.
-        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
-        if not prune:
-            study.pruner = optuna.pruners.NopPruner()
-        else:
-            study.pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max_epochs // 10)
-        objective = _make_objective(base_cfg, space, target_acc, max_epochs, out, use_wandb, wandb_project, study)
-        callbacks = [lambda study, t: on_trial(t)] if on_trial else []
-        try:
-            remaining = trials - len(finished)
-            if remaining > 0:
-                study.optimize(objective, n_trials=remaining, callbacks=callbacks, gc_after_trial=False)
-        finally:
-            result = _write_outputs(study, out, base_cfg, target_acc, max_epochs)
+        with RunLock(out):  # one process writes a study at a time: a RUNNING trial found now is stale
+            study = _open_study(optuna, out, settings, force)
+            result = _optimize(study, optuna, out, base_cfg, settings, space, trials, pruner, prune, on_trial, use_wandb,
+                               wandb_project)  # fmt: skip
     finally:
         optuna.logging.set_verbosity(verbosity)
+    return result
+
+
+#: Sampler seeds are in ``[0, TUNE_SEED_LIMIT)``: a continued study seeds its sampler with
+#: ``seed + len(trials)``, which numpy's ``RandomState`` must take (``< 2**32``).
+TUNE_SEED_LIMIT = 2**31
+#: The files a study folder holds; ``--force`` removes exactly these (and nothing else).
+STUDY_FILES = ("study.db", "trials.csv", "best.json")
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` if it is a valid sampler seed, else one ``ValueError`` line naming ``--seed``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < TUNE_SEED_LIMIT:
+        raise ValueError(f"tune --seed must be an integer in [0, 2**31) (got {seed!r})")
+    return seed
+
+
+def _check_out(out: Path) -> None:
+    """Refuse a non-empty folder that holds no study (``study.db``): tune writes only its own files."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; tune --out takes a folder")
+    if out.is_dir() and not (out / "study.db").is_file() and any(p.name != ".lock" for p in out.iterdir()):
+        raise ValueError(f"{out} is not empty and holds no study (no study.db); use a new or empty --out")
+
+
+def _search_text(search: dict[str, str]) -> str:
+    return "--search " + ",".join(f"{k}={v}".replace(" (log)", "") for k, v in search.items())
+
+
+def _open_study(optuna, out: Path, settings: dict[str, Any], force: bool):
+    """Create or continue the study in ``out/study.db``; a study of other settings is refused
+    (``force``: its files are removed and a new one starts); RUNNING trials a killed process left
+    are marked failed, with ``user_attrs["interrupted"]``, so trials.csv says so."""
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    name = out.name or "tune"
+    study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True, direction="minimize")
+    old = study.user_attrs.get("settings")
+    if old is not None and old != settings:
+        if not force:
+            changed = [k for k in settings if old.get(k) != settings[k]]
+            space = (
+                f" (it searches {_search_text(old.get('search', {}))}, not {_search_text(settings['search'])})"
+                if "search" in changed
+                else ""
+            )
+            raise ValueError(
+                f"{out} holds a study with different settings ({', '.join(changed)}); "
+                f"use a new --out, or --force to replace that study{space}"
+            )
+        del study
+        for f in STUDY_FILES:
+            (out / f).unlink(missing_ok=True)
+        study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
+    study.set_user_attr("settings", settings)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        # Optuna has no public call for this; the lock guarantees no process is running the trial.
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL)
+    return study
+
+
+def _optimize(study, optuna, out, base_cfg, settings, space, trials, pruner, prune, on_trial, use_wandb,
+              wandb_project):  # fmt: skip
+    """Run trials until the study holds ``trials`` finished ones; write trials.csv and best.json."""
+    target_acc, max_epochs, seed = settings["target_acc"], settings["max_epochs"], settings["seed"]
+    done_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    finished = [t for t in study.trials if t.state in done_states]  # failed/interrupted ones run again
+    # A fresh seed per continuation, so a resumed study does not replay its first trials.
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    if not prune:
+        study.pruner = optuna.pruners.NopPruner()
+    else:
+        study.pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max_epochs // 10)
+    objective = _make_objective(base_cfg, space, target_acc, max_epochs, out, use_wandb, wandb_project, study)
+    callbacks = [lambda study, t: on_trial(t)] if on_trial else []
+    try:
+        remaining = trials - len(finished)
+        if remaining > 0:
+            study.optimize(objective, n_trials=remaining, callbacks=callbacks, gc_after_trial=False)
+    finally:
+        result = _write_outputs(study, out, base_cfg, target_acc, max_epochs)
     return result
 
 

@@ -103,7 +103,9 @@ def export_figures(
     fmt = fmt.lower()
     if fmt not in (*STATIC_FORMATS, "html"):
         raise ValueError(f"format must be one of png, pdf, svg, html (got {fmt!r})")
-    out = Path(out_dir)
+    from grokinterp.io.rundir import check_out_path
+
+    out = check_out_path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not figs:
         return []
@@ -113,10 +115,36 @@ def export_figures(
             log.warning(_NO_BROWSER)
             fmt = "html"
     paths = [out / f"{name}.{fmt}" for name in figs]
-    if fmt == "html":
-        for fig, path in zip(figs.values(), paths, strict=True):
-            fig.write_html(path, include_plotlyjs="directory", include_mathjax=False, full_html=True)
-        return paths
+    with _renamed_last(paths) as tmps:
+        if fmt == "html":
+            for fig, tmp in zip(figs.values(), tmps, strict=True):
+                fig.write_html(tmp, include_plotlyjs="directory", include_mathjax=False, full_html=True)
+        else:
+            _render_static(figs, tmps, fmt, scale, browser)
+    return paths
+
+
+@contextlib.contextmanager
+def _renamed_last(paths: Sequence[Path]):
+    """Yield a temporary name beside each of ``paths`` (same suffix, so kaleido keeps the format);
+    when the block succeeds, rename each over its path; on any failure or interrupt remove them:
+    a figure is never seen half-written under its final name."""
+    token = f"{os.getpid()}-{time.monotonic_ns()}"
+    tmps = [p.with_name(f".{p.stem}.{token}.tmp{p.suffix}") for p in paths]
+    try:
+        yield tmps
+        for tmp, path in zip(tmps, paths, strict=True):
+            if not tmp.is_file() or tmp.stat().st_size == 0:
+                raise OSError(f"figure export wrote nothing for {path}")
+        for tmp, path in zip(tmps, paths, strict=True):
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+
+
+def _render_static(figs: Mapping[str, go.Figure], paths: Sequence[Path], fmt: str, scale: float, browser: str) -> None:
+    """Render ``figs`` to ``paths`` as ``fmt`` in one kaleido (Chromium) session."""
 
     import kaleido
 
@@ -139,14 +167,15 @@ def export_figures(
     with _quiet_kaleido():
         kaleido.write_fig_from_object_sync(specs, kopts=kopts, cancel_on_error=True)
     log.debug("rendered %d %s figures in %.1f s", len(specs), fmt, time.perf_counter() - start)
-    return paths
 
 
 def write_captions(
     figs: Mapping[str, go.Figure], paths: Sequence[Path], out_dir: str | Path, skipped: Mapping[str, str] | None = None
 ) -> Path:
     """Write ``out_dir/captions.md``: one entry per figure file (its name and caption), then the
-    figures left out and why."""
+    figures left out and why (atomically)."""
+    from grokinterp.io.files import atomic_write_text
+
     lines = ["# Figure captions", ""]
     for path, fig in zip(paths, figs.values(), strict=True):
         lines += [f"## {Path(path).name}", "", figure_caption(fig), ""]
@@ -155,5 +184,5 @@ def write_captions(
         lines += [f"- `{name}`: {reason}." for name, reason in skipped.items()]
         lines.append("")
     out = Path(out_dir) / "captions.md"
-    out.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(out, "\n".join(lines))
     return out

@@ -157,8 +157,10 @@ def write_all_figures(
     figures (``PAPER``: no titles, column widths, 8-10 pt, PNG at 288 dpi) and their captions in
     ``out_dir/captions.md``; ``column`` forces "single" or "double" column width."""
     from grokinterp.analysis.checkpoint_views import ensure_analysed
+    from grokinterp.io.rundir import check_out_path
     from grokinterp.io.runs import load_run
 
+    check_out_path(out_dir)  # before any work: a folder we can write
     run = load_run(run_dir)
     ensure_analysed(run)
     style = get_style(style, column)

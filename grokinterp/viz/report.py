@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from grokinterp.io.runs import Run
     from grokinterp.viz.explorer import Explorer
 
-__all__ = ["DEFAULT_MAX_CHECKPOINTS", "build_report", "check_out_path", "select_epochs", "write_report"]
+__all__ = ["DEFAULT_MAX_CHECKPOINTS", "build_report", "check_out_path", "is_run_file", "select_epochs", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,22 @@ DEFAULT_MAX_CHECKPOINTS = 64
 DIGITS = 4
 
 
-def check_out_path(out: str | Path) -> Path:
-    """``out`` as a file path that can be written: not a folder, not under a file (``ValueError``
-    with one line otherwise). Missing parent folders are fine (they are created)."""
+def is_run_file(path: str | Path) -> bool:
+    """Whether ``path`` names a file of a run directory (config.json, metrics.jsonl, a checkpoint,
+    an LLC estimate, ...): a path no report or figure may be written to, even with ``--force``."""
+    from grokinterp import constants as C
+
+    path = Path(path).absolute()
+    folder = path.parent
+    if (folder / C.CONFIG_FILE).is_file() and path.name in C.RUN_FILES:
+        return True
+    return folder.name in (C.CHECKPOINT_DIR, C.LLC_DIR) and (folder.parent / C.CONFIG_FILE).is_file()
+
+
+def check_out_path(out: str | Path, force: bool = False) -> Path:
+    """``out`` as a file path that can be written: not a folder, not under a file, not a run's
+    file, and not an existing file unless ``force`` (``ValueError`` with one line otherwise).
+    Missing parent folders are fine (they are created)."""
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'report.html'}")
@@ -52,6 +65,10 @@ def check_out_path(out: str | Path) -> Path:
             if not parent.is_dir():
                 raise ValueError(f"--out {out}: {parent} is a file, not a folder")
             break
+    if is_run_file(out):
+        raise ValueError(f"--out {out} is a file of the run in {out.parent}; choose a path outside the run's files")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise ValueError(f"--out {out} already exists; pass --force to replace it, or choose another file")
     return out
 
 
@@ -272,15 +289,20 @@ def write_report(
     layer: int | None = None,
     max_checkpoints: int | None = DEFAULT_MAX_CHECKPOINTS,
     progress: bool = False,
+    force: bool = False,
 ) -> Path:
     """Write the report of ``run`` to ``out`` (one self-contained HTML file) and return its path.
-    ``out`` must not be a folder or lie under a file (``ValueError``); it is written atomically."""
+    ``out`` must not be a folder, lie under a file, be a run's file, or exist without ``force``
+    (``ValueError``, ``check_out_path``); it is written atomically."""
     from grokinterp.io.files import atomic_write_text
 
-    out = check_out_path(out)
+    out = check_out_path(out, force=force)
     page = build_report(run, layer=layer, max_checkpoints=max_checkpoints, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, page)
+    from grokinterp.io.lock import hold
+
+    with hold(out.parent):  # a report written into a run directory: its lock, as every writer
+        atomic_write_text(out, page)
     log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return out
 

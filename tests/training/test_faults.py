@@ -86,8 +86,13 @@ def test_second_writer_gets_one_line_and_a_dead_writers_lock_is_taken_over(tmp_p
         ["train", "--out", str(run), *MODEL, "--epochs", "100000", "--checkpoint-every", "5", "--no-progress"]
     )
     try:
-        deadline = time.time() + 30
-        while not (run / C.STATE_FILE).exists() and time.time() < deadline:
+        # Wait for a resume point past epoch 0 (the state is saved after each checkpoint, so a checkpoint
+        # at epoch 10 means a state at epoch >= 5 exists): on a loaded
+        # machine the child may take seconds to get there, and resuming at epoch 0 proves nothing.
+        deadline = time.time() + 120
+        while time.time() < deadline and not (
+            (run / C.STATE_FILE).exists() and any(e >= 10 for e in rundir.checkpoint_epochs(run))
+        ):
             time.sleep(0.05)
         for argv in (["train", "--resume", str(run)], ["train", "--out", str(run), "--force", *FLAGS]):
             assert main(argv) == 2
