@@ -70,7 +70,7 @@ __all__ = [
     "checkpoint_path", "create_run_dir", "discard_new_run_dir", "foreign_entries", "library_versions",
     "llc_config_path", "llc_epochs", "llc_path", "lock_run", "metrics_line", "not_an_analysis", "read_analysis",
     "read_config_doc", "read_llc_estimate", "read_measures", "read_metrics", "read_run_config", "read_split",
-    "read_state", "read_summary", "record_config_change", "refuse_foreign", "remove_llc_estimates",
+    "read_state", "read_summary", "record_config_change", "refuse_foreign", "refuse_occupied", "remove_llc_estimates",
     "remove_run_files", "remove_stale_tmp", "save_checkpoint", "write_analysis", "write_llc_config",
     "write_llc_estimate", "write_measures", "write_metrics", "write_run_config", "write_split", "write_state",
     "write_summary",
@@ -86,9 +86,7 @@ class JsonDocument(Protocol):
         ...
 
 
-# ----------------------------------------------------------------------------------------------
-# Paths
-# ----------------------------------------------------------------------------------------------
+# ---- Paths -------------------------------------------------------------------------------------
 
 
 def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
@@ -188,9 +186,7 @@ def check_out_path(path: str | Path, flag: str = "--out") -> Path:
     return path
 
 
-# ----------------------------------------------------------------------------------------------
-# The lock (``grokinterp.io.lock``) and creating a run
-# ----------------------------------------------------------------------------------------------
+# ---- The lock (``grokinterp.io.lock``) and creating a run --------------------------------------
 
 
 def lock_run(run_dir: str | Path) -> RunLock:
@@ -200,6 +196,20 @@ def lock_run(run_dir: str | Path) -> RunLock:
     lock = RunLock(run_dir).acquire()
     remove_stale_tmp(run_dir)
     return lock
+
+
+def refuse_occupied(path: Path, force: bool, resume: str) -> bool:
+    """Whether ``path`` holds anything but its lock; without ``force`` that is one line, with the
+    ``resume`` hint when it holds a run."""
+    if not path.is_dir() or not any(e.name != C.LOCK_FILE for e in path.iterdir()):
+        return False
+    if force:
+        return True
+    run = (path / C.CONFIG_FILE).is_file()
+    raise RunDirError(
+        f"{path} already exists and is not empty; "
+        + (f"{resume} or --force to replace it" if run else "choose an empty or new folder")
+    )
 
 
 def create_run_dir(path: str | Path, force: bool = False) -> RunLock:
@@ -213,15 +223,7 @@ def create_run_dir(path: str | Path, force: bool = False) -> RunLock:
     path.mkdir(parents=True, exist_ok=True)
     lock = lock_run(path)
     try:
-        others = [e for e in path.iterdir() if e.name != C.LOCK_FILE]
-        if others:
-            if not force:
-                hint = (
-                    f"use --resume {path} to continue it or --force to replace it"
-                    if (path / C.CONFIG_FILE).is_file()
-                    else "choose an empty or new folder"
-                )
-                raise RunDirError(f"{path} already exists and is not empty; {hint}")
+        if refuse_occupied(path, force, f"use --resume {path} to continue it"):
             remove_run_files(path)
     except BaseException:
         lock.release()
@@ -238,9 +240,7 @@ def discard_new_run_dir(path: str | Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-# ----------------------------------------------------------------------------------------------
-# config.json
-# ----------------------------------------------------------------------------------------------
+# ---- config.json -------------------------------------------------------------------------------
 
 
 def library_versions() -> dict[str, str]:
@@ -303,9 +303,7 @@ def record_config_change(run_dir: str | Path, cfg: RunConfig, epoch: int, change
     atomic_write_text(Path(run_dir) / C.CONFIG_FILE, strict_json(doc, indent=2, sort_keys=True))
 
 
-# ----------------------------------------------------------------------------------------------
-# split.safetensors
-# ----------------------------------------------------------------------------------------------
+# ---- split.safetensors -------------------------------------------------------------------------
 
 
 def write_split(run_dir: str | Path, train_indices: Tensor, test_indices: Tensor) -> None:
@@ -333,9 +331,7 @@ def read_split(run_dir: str | Path) -> tuple[Tensor, Tensor]:
         raise RunDirError(f"{Path(run_dir) / C.SPLIT_FILE}: no train_indices/test_indices") from None
 
 
-# ----------------------------------------------------------------------------------------------
-# metrics.jsonl
-# ----------------------------------------------------------------------------------------------
+# ---- metrics.jsonl -----------------------------------------------------------------------------
 
 
 def metrics_line(row: dict[str, Any]) -> str:
@@ -381,9 +377,7 @@ def append_metrics_row(run_dir: str | Path, row: dict[str, Any]) -> None:
         f.write(metrics_line(row))
 
 
-# ----------------------------------------------------------------------------------------------
-# checkpoints/ and state.safetensors
-# ----------------------------------------------------------------------------------------------
+# ---- checkpoints/ and state.safetensors --------------------------------------------------------
 
 
 def save_checkpoint(
@@ -423,9 +417,7 @@ def check_belongs(run_dir: str | Path, path: str | Path, meta: dict[str, str]) -
     identity.check_file(path, meta, read_config_doc(run_dir), Path(run_dir) / C.CONFIG_FILE)
 
 
-# ----------------------------------------------------------------------------------------------
-# summary.json
-# ----------------------------------------------------------------------------------------------
+# ---- summary.json ------------------------------------------------------------------------------
 
 Status = Literal["finished", "stopped_early", "interrupted", "diverged"]
 
@@ -489,9 +481,7 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-# ----------------------------------------------------------------------------------------------
-# measures.csv and analysis.json (``grokinterp analyze``)
-# ----------------------------------------------------------------------------------------------
+# ---- measures.csv and analysis.json (``grokinterp analyze``) -----------------------------------
 
 
 def write_measures(run_dir: str | Path, table: pd.DataFrame) -> None:
@@ -539,9 +529,7 @@ def not_an_analysis(run_dir: str | Path, why: str) -> RunDirError:
     return RunDirError(f"{path} is not a grokinterp analysis ({why}); run grokinterp analyze {run_dir} again")
 
 
-# ----------------------------------------------------------------------------------------------
-# llc/ (``grokinterp analyze --llc``)
-# ----------------------------------------------------------------------------------------------
+# ---- llc/ (``grokinterp analyze --llc``) -------------------------------------------------------
 
 
 def llc_path(run_dir: str | Path, epoch: int) -> Path:

@@ -400,15 +400,8 @@ class _LateWriter(RunDirWriter):
 def _check_replaceable(path: Path, force: bool) -> None:
     """Refuse (one line, nothing written) a member folder that holds anything, unless ``force``
     and it holds an earlier grokinterp run and nothing else."""
-    if not path.is_dir() or not any(e.name != C.LOCK_FILE for e in path.iterdir()):
+    if not rundir.refuse_occupied(path, force, f"use --resume {path.parent} to continue the ensemble"):
         return
-    if not force:
-        hint = (
-            f"use --resume {path.parent} to continue the ensemble or --force to replace it"
-            if (path / C.CONFIG_FILE).is_file()
-            else "choose an empty or new folder"
-        )
-        raise RunDirError(f"{path} already exists and is not empty; {hint}")
     if not (path / C.CONFIG_FILE).is_file():
         raise RunDirError(
             f"--force refuses to clear {path}: it is not a grokinterp run; move it away or choose another --out"
