@@ -31,6 +31,7 @@ from grokinterp import tasks
 Arch = Literal["transformer", "mlp"]
 ActFn = Literal["relu", "gelu", "gelu_new", "silu"]
 Norm = Literal["none", "LN", "LNPre"]
+AttentionDir = Literal["causal", "bidirectional"]
 GrokfastKind = Literal["none", "ema", "ma"]
 LossFn = Literal["cross_entropy", "stablemax"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -321,6 +322,7 @@ _LIMITS: dict[str, tuple[Any, str]] = {
     **{n: _at_least(0) for n in ("warmup_steps", "cooldown_steps", "checkpoint_early_every", "checkpoint_early_until")},
     **{n: ((lambda v: 0 <= v < SEED_LIMIT), "in [0, 2**63)") for n in ("model_seed", "data_seed", "train_seed")},
     "train_frac": _unit("(0, 1)", True, True),
+    "attention_rate": _unit("[0, 1]", False, False),
     "stop_acc": _unit("(0, 1]", True, False),
     **{n: _unit("[0, 1)", False, True) for n in ("beta1", "beta2", "grokfast_alpha", "dropout")},
     "lr": ((lambda v: v > 0), "positive"),
@@ -343,7 +345,9 @@ class RunConfig(JsonConfig):
     op: str = documented(
         "add", "the operation mod p: " + ", ".join(f"{o.name} ({o.formula})" for o in tasks.OPERATIONS.values())
     )
-    layout: tasks.Layout = documented("a b =", "token layout: 'a b =' (Nanda et al.) or 'a op b =' (Power et al.)")
+    layout: tasks.Layout = documented(
+        "a b =", "token layout: 'a b =' (Nanda et al.), 'a op b =' (Power et al.) or 'a b' (Zhong et al.: no '=' token)"
+    )
     train_frac: float = documented(0.3, "fraction of all (a, b) pairs in the train split")
     data_seed: int = documented(598, "seed of the train/test split (torch.randperm)")
     # --- model ---
@@ -355,6 +359,15 @@ class RunConfig(JsonConfig):
     d_mlp: int = documented(512, "MLP hidden width")
     act_fn: ActFn = documented("relu", "MLP activation")
     normalization_type: Norm = documented("none", "LayerNorm: none, LN (with weights) or LNPre (without)")
+    attention_dir: AttentionDir = documented(
+        "causal", "attention mask: causal (each position sees itself and earlier ones) or bidirectional (no mask)"
+    )
+    attention_rate: float = documented(
+        1.0,
+        "Zhong et al.'s attention rate r, in [0, 1]: attention = r * softmax(scores) + (1 - r), as in their "
+        "train-main.py; 1 = ordinary attention, 0 = constant attention (every position weighted 1: a pizza's "
+        "recipe); below 1 needs --attention-dir bidirectional",
+    )
     freeze_biases: bool = documented(True, "freeze every b_* parameter (Nanda et al.: biases stay 0)")
     model_seed: int = documented(999, "seed of the initial weights")
     dropout: float = documented(0.0, "residual dropout during training, in [0, 1)")
@@ -396,8 +409,16 @@ class RunConfig(JsonConfig):
         """Check every field's type and limits (``JsonConfig``, ``check_value``), then the task."""
         super().__post_init__()
         tasks.validate_task(self.p, self.op, self.layout)
-        if self.arch == "mlp" and self.layout != "a b =":
-            raise ValueError("arch 'mlp' reads only a and b; use layout 'a b ='")
+        if self.arch == "mlp" and self.layout not in ("a b =", "a b"):
+            raise ValueError("arch 'mlp' reads only a and b; use layout 'a b =' or 'a b'")
+        if self.attention_rate < 1.0:
+            if self.arch != "transformer":
+                raise ValueError("attention_rate below 1 needs arch 'transformer' (the MLP has no attention)")
+            if self.attention_dir != "bidirectional":
+                raise ValueError(
+                    "attention_rate below 1 needs attention_dir 'bidirectional': the (1 - rate) term would undo "
+                    "the causal mask (Zhong et al.'s models apply no mask)"
+                )
 
     @classmethod
     def check_value(cls, name: str, value: Any) -> None:

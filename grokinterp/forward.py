@@ -9,6 +9,14 @@ analysis forward that also returns the intermediates the measures need.
   values are computed once per step as tables of shape (n_ctx, d_vocab, n_heads, d_head) and
   gathered, instead of being multiplied out for every example.
 
+Zhong et al.'s attention rate (``AttentionRate``: attention = rate * softmax + (1 - rate)) is a
+permanent forward hook on each block's ``attn.hook_pattern``; the fused path applies the same
+formula itself, and bidirectional attention (no causal mask) on every layer.
+
+Every fused path (``last_position_logits``, ``final_position_cache``, ``all_logits``,
+``evaluate``) falls back to the hooked forward when the caller attached hooks (``has_hooks``,
+which ignores the ``AttentionRate`` hooks), so a hook always changes what is measured.
+
 ``final_position_cache(model, tokens)`` runs the same fused forward (or ``run_with_cache`` where
 the fused path does not apply: the hooked ``GrokMLP``, a model with hooks attached, or
 ``fast=False``) and returns a ``FinalCache``: the logits, the post-activation neurons of every MLP
@@ -39,9 +47,11 @@ if TYPE_CHECKING:
     from grokinterp.tasks import Dataset
 
 __all__ = [
+    "AttentionRate",
     "FinalCache",
     "all_logits",
     "apply_norm",
+    "attention_rate",
     "evaluate",
     "final_position_cache",
     "has_hooks",
@@ -52,6 +62,40 @@ __all__ = [
 ]
 
 _SCORE_TABLE_MAX = 8_000_000  # entries of the layer-0 score table (ctx * vocab^2 * heads)
+
+
+class AttentionRate:
+    """Zhong et al. 2023's attention rate as a forward hook of a ``HookPoint`` (``attn.hook_pattern``):
+    the pattern becomes ``pattern * rate + (1 - rate)``, their train-main.py's
+    ``normalized * attn_coeff + (1 - attn_coeff)``. Rate 1 is ordinary attention, 0 constant
+    attention (every position weighted 1).
+
+    ``grokinterp.models.build_model`` registers it with torch's ``register_forward_hook`` (not
+    TransformerLens' ``add_hook``), so ``reset_hooks`` keeps it: it is part of the model.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"attention rate must be in [0, 1] (got {rate})")
+        self.rate = float(rate)
+
+    def apply(self, pattern: Tensor) -> Tensor:
+        """``pattern * rate + (1 - rate)``."""
+        return pattern * self.rate + (1 - self.rate)
+
+    def __call__(self, module: nn.Module, inputs: object, output: Tensor) -> Tensor:
+        """The forward hook: the transformed pattern replaces the HookPoint's output."""
+        return self.apply(output)
+
+    def __repr__(self) -> str:
+        return f"AttentionRate({self.rate})"
+
+
+def attention_rate(attn: nn.Module) -> AttentionRate | None:
+    """The ``AttentionRate`` hook of an attention module's ``hook_pattern`` (None without one)."""
+    hook_point = getattr(attn, "hook_pattern", None)
+    hooks = getattr(hook_point, "_forward_hooks", {})
+    return next((h for h in hooks.values() if isinstance(h, AttentionRate)), None)
 
 
 def supports_fused(model: nn.Module) -> bool:
@@ -137,8 +181,10 @@ def last_position_logits(
 
     ``dropout`` > 0 applies residual dropout (after each attention and MLP output) for training;
     TransformerLens has no dropout, so with ``dropout=0`` this is exactly the model's function.
+    A model with hooks attached (``has_hooks``) runs the hooked forward, ``model(tokens)[:, -1]``
+    (no dropout there).
     """
-    if not supports_fused(model):
+    if not supports_fused(model) or has_hooks(model):
         return model(tokens)[:, -1]
     return _fused_forward(model, tokens, dropout, generator, None)
 
@@ -162,6 +208,8 @@ def _fused_forward(
     n_ctx = tokens.shape[1]
     pos = torch.arange(n_ctx, device=tokens.device)
     scale = model.blocks[0].attn.attn_scale
+    causal_mask = cfg.attention_dir == "causal"
+    rates = [attention_rate(b.attn) for b in model.blocks]
 
     # Layer 0: its input is a function of (position, token) alone, so tabulate Q, K, V and
     # gather rows. F.embedding's backward is much faster than advanced indexing's index_put.
@@ -210,11 +258,18 @@ def _fused_forward(
             # few positions, multiply-and-sum beats einsum's batched matmul of 1 x ctx matrices.
             if scores is None:
                 scores = (q[:, None] * k).sum(-1).transpose(1, 2) / scale  # (batch, heads, ctx)
-            z = (scores.softmax(-1).transpose(1, 2)[..., None] * v).sum(1)  # (batch, heads, d_head)
+            pattern = scores.softmax(-1)
+            if rates[layer] is not None:
+                pattern = rates[layer].apply(pattern)
+            z = (pattern.transpose(1, 2)[..., None] * v).sum(1)  # (batch, heads, d_head)
         else:
             scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / scale
-            causal = torch.ones(n_ctx, n_ctx, dtype=torch.bool, device=tokens.device).triu(1)
-            pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
+            if causal_mask:
+                causal = torch.ones(n_ctx, n_ctx, dtype=torch.bool, device=tokens.device).triu(1)
+                scores = scores.masked_fill(causal, float("-inf"))
+            pattern = scores.softmax(-1)
+            if rates[layer] is not None:
+                pattern = rates[layer].apply(pattern)
             z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
         resid = resid + _dropout(_attn_out(z, block.attn), dropout, generator)
         mlp_in = _norm(resid, block.ln2, norm, eps)
@@ -266,8 +321,15 @@ def mlp_hook_names(model: nn.Module) -> list[str]:
 
 
 def has_hooks(model: nn.Module) -> bool:
-    """Whether the caller attached forward hooks (then only ``run_with_cache`` honours them)."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    """Whether the caller attached hooks (forward, pre-forward or backward; then only the hooked
+    forward honours them). The model's own ``AttentionRate`` hooks do not count: the fused
+    forward applies the rate itself."""
+    for m in model.modules():
+        if m._forward_pre_hooks or m._backward_hooks or getattr(m, "_backward_pre_hooks", None):
+            return True
+        if any(not isinstance(h, AttentionRate) for h in m._forward_hooks.values()):
+            return True
+    return False
 
 
 def _hooked_cache(model: nn.Module, tokens: Tensor) -> tuple:

@@ -26,9 +26,10 @@ from transformer_lens.hook_points import HookPoint
 
 from grokinterp.config import RunConfig
 from grokinterp.errors import RunDirError
-from grokinterp.forward import last_position_logits, supports_fused
+from grokinterp.forward import AttentionRate, last_position_logits, supports_fused
 
 __all__ = [
+    "AttentionRate",
     "GrokMLP",
     "MLPConfig",
     "build_model",
@@ -52,6 +53,7 @@ def hooked_transformer_config(cfg: RunConfig, device: str | torch.device = "cpu"
         d_vocab_out=cfg.p,
         n_ctx=cfg.n_ctx,
         act_fn=cfg.act_fn,
+        attention_dir=cfg.attention_dir,
         normalization_type=None if cfg.normalization_type == "none" else cfg.normalization_type,
         seed=cfg.model_seed,
         device=str(device),
@@ -78,8 +80,9 @@ class GrokMLP(HookedRootModule):
     One embedding ``W_E`` (p, d_model) looks up a and b; the two vectors are concatenated
     (2*d_model) and pass through ``n_layers`` Linear+ReLU blocks of width d_mlp, then the unembedding
     ``W_U`` (d_mlp, p). Hooks: ``hook_embed`` (batch, 2, d_model), ``blocks.{i}.mlp.hook_pre`` and
-    ``blocks.{i}.mlp.hook_post`` (batch, d_mlp). The forward takes the same ``[a, b, =]`` tokens as
-    the transformer and returns logits of shape (batch, 1, p), so ``logits[:, -1]`` works for both.
+    ``blocks.{i}.mlp.hook_post`` (batch, d_mlp). The forward takes the same ``[a, b, =]`` (or
+    ``[a, b]``) tokens as the transformer and returns logits of shape (batch, 1, p), so
+    ``logits[:, -1]`` works for both.
     """
 
     def __init__(self, cfg: RunConfig) -> None:
@@ -97,7 +100,7 @@ class GrokMLP(HookedRootModule):
         self.setup()
 
     def forward(self, tokens: Int[Tensor, "batch ctx"]) -> Float[Tensor, "batch 1 p"]:
-        """Logits (batch, 1, p) of ``[a, b, =]`` token rows (the "=" token is not read)."""
+        """Logits (batch, 1, p) of ``[a, b, =]`` or ``[a, b]`` token rows (an "=" token is not read)."""
         x = self.hook_embed(self.W_E[tokens[:, :2]])  # (batch, 2, d_model)
         x = x.flatten(1)
         for block in self.blocks:
@@ -138,6 +141,10 @@ def build_model(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.Module
 
     For transformers the HookedTransformer seeds itself from ``cfg.model_seed`` exactly as the
     TransformerLens Grokking demo does; with ``freeze_biases`` every ``b_*`` parameter is frozen.
+    An ``attention_rate`` below 1 is installed as an ``AttentionRate`` forward hook on every block's
+    ``attn.hook_pattern`` (torch's ``register_forward_hook``, so TransformerLens' ``reset_hooks``
+    keeps it): ``model(tokens)`` and ``run_with_cache`` then compute Zhong et al.'s
+    ``rate * softmax(scores) + (1 - rate)``, and ``hook_pattern`` caches that attention.
     """
     if cfg.arch == "mlp":
         model = GrokMLP(cfg).to(device)
@@ -145,6 +152,9 @@ def build_model(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.Module
         # HookedTransformer seeds the global RNG from cfg.seed; keep the caller's RNG untouched.
         with torch.random.fork_rng(devices=[]):
             model = HookedTransformer(hooked_transformer_config(cfg, device))
+        if cfg.attention_rate != 1.0:
+            for block in model.blocks:
+                block.attn.hook_pattern.register_forward_hook(AttentionRate(cfg.attention_rate))
     if cfg.dtype == "float64":
         # Cast after the float32 initialisation, so both precisions start from the same values.
         # nn.Module.to, not HookedTransformer.to, which prints; cfg.dtype follows for TL's own code.

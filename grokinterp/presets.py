@@ -8,11 +8,22 @@
   d_model 128, 4 heads, d_mlp 512, pre-LayerNorm, GELU, p=97, 50% train, minibatch 512, AdamW lr 1e-3,
   wd 1.0, 10-step warm-up (dropout and a cosine cool-down are options).
 - ``nanda-p113-fast``: nanda-p113's model and task with a recipe chosen by measurement to grok in
-  seconds and clean up in a few more (lr 5e-3, wd 3.0, 10-step warm-up, stops 100 epochs after test
-  accuracy first reaches 0.99; see benchmarks/bench_fast.py).
+  seconds and clean up in a few more (lr 5e-3, wd 3.0, 10-step warm-up, stops 500 epochs after test
+  accuracy first reaches 0.99, past the end of cleanup by the phase rule; see
+  benchmarks/bench_fast.py).
 - ``mlp-p97``: the MLP of a published grokking study: Embedding(p, 128) for a and b, concatenated,
   Linear 256-256 ReLU, 256-256 ReLU, 256-p; AdamW lr 1e-3, wd 1e-2, batch 256 sampled with
   replacement.
+- ``zhong-model-a`` and ``zhong-model-b``: the recipe of Zhong et al. 2023 ("The Clock and the
+  Pizza", code/train-main.py of github.com/fjzzq2002/pizza) for their Model A (a pizza: attention
+  rate 0, constant attention) and Model B (a clock: attention rate 1): p=59 addition, tokens
+  ``a b`` (no "="), bidirectional attention, 1 layer, d_model 128, 4 heads of 32, d_mlp 512, ReLU,
+  no LayerNorm, biases trained, 80% train, full-batch AdamW lr 1e-3, wd 2.0, betas (0.9, 0.98),
+  10-step warm-up, 20,000 epochs. What still differs from the authors' runs: their split is an
+  unseeded ``torch.utils.data.random_split`` (not reproducible; here ``data_seed`` 0), their model
+  has no b_Q/b_K/b_V/b_O/b_U (TransformerLens has them, initialised to 0 and trained here), and
+  their initialisation is ``randn / sqrt(d)`` per matrix while TransformerLens draws its own
+  (so the initial weight scale differs; seeds are grokinterp's).
 """
 
 from __future__ import annotations
@@ -37,9 +48,10 @@ PRESETS: dict[str, RunConfig] = {
         # 270-470; wd 5 or lr 7e-3 are faster but test accuracy then oscillates around 0.9.
         lr=5e-3, wd=3.0, warmup_steps=10,
         epochs=3_000, eval_every=10, checkpoint_every=50,
-        # Stop 100 epochs after test acc first reaches 0.99: at that moment only 30-50% of neurons
-        # are explained by one frequency; 100 epochs of cleanup bring it to 70-80% (seeds 0-2).
-        stop_acc=0.99, stop_patience=11,
+        # Stop 500 epochs after test acc first reaches 0.99, so that the run's own analysis sees
+        # cleanup end (grokinterp.analysis.phases): the plateau that ends it was confirmed 240-340
+        # epochs after the first 0.99 on seeds 0-3 and the default seeds (grokked at 220-510).
+        stop_acc=0.99, stop_patience=51,
     ),
     "mlp-p97": RunConfig(
         preset="mlp-p97",
@@ -47,6 +59,23 @@ PRESETS: dict[str, RunConfig] = {
         arch="mlp", n_layers=2, d_model=128, d_mlp=256, freeze_biases=False, model_seed=0,
         lr=1e-3, wd=1e-2, beta2=0.999, batch_size=256, sample_with_replacement=True,
         epochs=50_000, eval_every=10, checkpoint_every=1_000, stop_acc=0.99, stop_patience=1,
+    ),
+    # Zhong et al. 2023, code/train-main.py (see the module docstring for what still differs).
+    "zhong-model-a": RunConfig(
+        preset="zhong-model-a",
+        p=59, layout="a b", train_frac=0.8, data_seed=0,
+        n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu", normalization_type="none",
+        attention_dir="bidirectional", attention_rate=0.0, freeze_biases=False, model_seed=0,
+        lr=1e-3, wd=2.0, beta1=0.9, beta2=0.98, warmup_steps=10,
+        epochs=20_000, eval_every=10, checkpoint_every=200,
+    ),
+    "zhong-model-b": RunConfig(
+        preset="zhong-model-b",
+        p=59, layout="a b", train_frac=0.8, data_seed=0,
+        n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu", normalization_type="none",
+        attention_dir="bidirectional", attention_rate=1.0, freeze_biases=False, model_seed=0,
+        lr=1e-3, wd=2.0, beta1=0.9, beta2=0.98, warmup_steps=10,
+        epochs=20_000, eval_every=10, checkpoint_every=200,
     ),
 }  # fmt: skip
 

@@ -1,11 +1,13 @@
 """Algorithmic tasks: binary operations mod p, token layouts and train/test splits.
 
 Inputs are all p*p pairs (a, b) in a-major order (row = a*p + b), as in Nanda et al. 2023.
-Two token layouts are supported:
+Three token layouts are supported:
 
 - ``"a b ="`` (Nanda et al.): tokens ``[a, b, p]``; d_vocab = p + 1.
 - ``"a op b ="`` (Power et al.): tokens ``[a, p, b, p + 1]`` (op token p, "=" token p + 1);
   d_vocab = p + 2.
+- ``"a b"`` (Zhong et al. 2023, "The Clock and the Pizza"): tokens ``[a, b]``, no "=" token;
+  d_vocab = p. The answer is read at the final position, which holds b.
 
 Answers are always one of the p residues, so the output vocabulary (d_vocab_out) is p.
 """
@@ -20,8 +22,14 @@ if TYPE_CHECKING:  # torch is imported where it is used, so `grokinterp --help` 
     from jaxtyping import Bool, Int
     from torch import Tensor
 
-Layout = Literal["a b =", "a op b ="]
-LAYOUTS: tuple[str, ...] = ("a b =", "a op b =")
+Layout = Literal["a b =", "a op b =", "a b"]
+LAYOUTS: tuple[str, ...] = ("a b =", "a op b =", "a b")
+#: Per layout: (sequence length, extra tokens beyond the p residues, position of a, position of b).
+_LAYOUT_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "a b =": (3, 1, 0, 1),
+    "a op b =": (4, 2, 0, 2),
+    "a b": (2, 0, 0, 1),
+}
 
 
 def is_prime(n: int) -> bool:
@@ -88,14 +96,35 @@ def validate_task(p: int, op: str, layout: str = "a b =") -> None:
         raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
 
 
+def _shape(layout: str) -> tuple[int, int, int, int]:
+    try:
+        return _LAYOUT_SHAPES[layout]
+    except KeyError:
+        raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}") from None
+
+
 def d_vocab(p: int, layout: str) -> int:
-    """Input vocabulary size: the p residues plus "=" (and the op token for ``a op b =``)."""
-    return p + 1 if layout == "a b =" else p + 2
+    """Input vocabulary size: the p residues plus "=" (``a b =``), plus the op token and "="
+    (``a op b =``), or the residues alone (``a b``)."""
+    return p + _shape(layout)[1]
 
 
 def n_ctx(layout: str) -> int:
-    """Sequence length of a layout: 3 for ``a b =``, 4 for ``a op b =``."""
-    return 3 if layout == "a b =" else 4
+    """Sequence length of a layout: 3 for ``a b =``, 4 for ``a op b =``, 2 for ``a b``."""
+    return _shape(layout)[0]
+
+
+def operand_positions(layout: str) -> tuple[int, int]:
+    """Positions (a_pos, b_pos) of a and b in a token row: (0, 1) for ``a b =`` and ``a b``,
+    (0, 2) for ``a op b =``."""
+    _, _, a_pos, b_pos = _shape(layout)
+    return a_pos, b_pos
+
+
+def has_equals_token(layout: str) -> bool:
+    """Whether the layout ends with an "=" token (``a b =``, ``a op b =``); in ``a b`` the final
+    position holds b itself."""
+    return layout != "a b"
 
 
 def all_pairs(p: int) -> tuple[Int[Tensor, " p*p"], Int[Tensor, " p*p"]]:
@@ -108,10 +137,13 @@ def all_pairs(p: int) -> tuple[Int[Tensor, " p*p"], Int[Tensor, " p*p"]]:
 
 
 def make_tokens(a: Int[Tensor, " n"], b: Int[Tensor, " n"], p: int, layout: str) -> Int[Tensor, "n ctx"]:
-    """The token rows of the pairs (a, b) in ``layout`` (module docstring): ``[a, b, p]`` or
-    ``[a, p, b, p + 1]``."""
+    """The token rows of the pairs (a, b) in ``layout`` (module docstring): ``[a, b, p]``,
+    ``[a, p, b, p + 1]`` or ``[a, b]``."""
     import torch
 
+    _shape(layout)  # an unknown layout fails here, not with a silent default
+    if layout == "a b":
+        return torch.stack([a, b], dim=1)
     eq = torch.full_like(a, p if layout == "a b =" else p + 1)
     if layout == "a b =":
         return torch.stack([a, b, eq], dim=1)

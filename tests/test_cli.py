@@ -197,3 +197,45 @@ def test_progress_bar_is_quiet_off_a_terminal(tmp_path):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # stderr is a pipe
     assert res.returncode == 0 and "epoch/s" not in res.stderr and "it/s" not in res.stderr, res.stderr[-500:]
+
+
+def test_analyze_says_no_verdict_and_why_for_a_model_that_learned_nothing(tmp_path, capsys):
+    """Issue 18: a run of 20 epochs (test accuracy ~0.05) gets no clock/pizza verdict on the CLI
+    line, with analysis.json's reason; the values are still shown. The key rule is the default
+    "auto", and the line says what it chose and why."""
+    run = tmp_path / "run"
+    rc, _, _ = _run(["train", "--out", str(run), "--p", "23", "--epochs", "20", "--checkpoint-every", "10",
+                     "--no-progress"], capsys)  # fmt: skip
+    assert rc == 0
+    rc, out, _ = _run(["analyze", str(run), "--no-progress"], capsys)
+    assert rc == 0
+    a = json.loads((run / "analysis.json").read_text())
+    cp = a["clock_pizza"]
+    assert a["final"]["test_acc"] < 0.99 and cp["verdict"] is None
+    line = next(x for x in out.splitlines() if "clock/pizza" in x)
+    why = (cp.get("verdict_reason") or cp["reason"]).removeprefix("no verdict: ")
+    assert "-> no verdict: " + why in line and "-> clock" not in line and "gradient symmetricity" in line
+    assert a["key_rule"]["requested"] == "auto" and a["key_rule"]["used"] == "clustered"
+    assert "key rule auto -> clustered: 1-layer transformer" in out
+
+
+def test_llc_nbeta_flag_takes_devinterps_rule():
+    import math
+
+    from grokinterp.analysis.llc import LLCConfig
+    from grokinterp.cli import build_parser
+
+    args = build_parser(["analyze"]).parse_args(
+        ["analyze", "RUN", "--llc-nbeta", "devinterp", "--llc-batch-size", "64"]
+    )
+    cfg = LLCConfig(nbeta=args.llc_nbeta, batch_size=args.llc_batch_size)
+    assert args.llc_nbeta == "devinterp" and cfg.resolved_nbeta(3830) == pytest.approx(64 / math.log(64))
+    assert build_parser(["analyze"]).parse_args(["analyze", "RUN", "--llc-nbeta", "12"]).llc_nbeta == 12.0
+    assert build_parser(["analyze"]).parse_args(["analyze", "RUN"]).key_rule == "auto"
+    help_text = build_parser(["analyze"])._subparsers._group_actions[0].choices["analyze"].format_help()
+    assert "'devinterp' = B/log(B)" in " ".join(help_text.split()) and "devinterp's default_nbeta(n)" not in help_text
+
+
+def test_llc_nbeta_flag_bad_value_names_the_rules(capsys):
+    rc, _, err = _run(["analyze", "RUN", "--llc-nbeta", "n"], capsys)
+    assert rc == 2 and "argument --llc-nbeta: nbeta takes a number, train or devinterp" in err

@@ -73,3 +73,14 @@ def test_split_is_a_partition_and_seeded():
 def test_bad_tasks_raise_one_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         tasks.make_dataset(**kwargs)
+
+
+def test_zhong_layout_has_no_equals_token():
+    p = 5
+    ds = tasks.make_dataset(p, "add", "a b")
+    assert ds.tokens.shape == (25, 2) and ds.tokens[7].tolist() == [1, 2]
+    assert (tasks.d_vocab(p, "a b"), tasks.n_ctx("a b")) == (p, 2)
+    assert [tasks.operand_positions(x) for x in ("a b =", "a op b =", "a b")] == [(0, 1), (0, 2), (0, 1)]
+    assert not tasks.has_equals_token("a b") and tasks.has_equals_token("a b =")
+    with pytest.raises(ValueError, match="unknown layout"):
+        tasks.n_ctx("a + b")

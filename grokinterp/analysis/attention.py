@@ -7,7 +7,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from grokinterp.tasks import Dataset
+from grokinterp.tasks import Dataset, operand_positions
 
 __all__ = ["attention_to_a_b", "has_attention"]
 
@@ -25,12 +25,13 @@ def attention_to_a_b(
 ) -> tuple[Float[Tensor, "heads p p"], Float[Tensor, "heads p p"]]:
     """Attention paid by the final position to the a and to the b position, as (n_heads, p, p)
     maps over (a, b) per head (demo: ``cache["pattern", 0][:, :, -1, 0]``). Positions: a = 0 and
-    b = 1 for ``a b =``, b = 2 for ``a op b =``. Pairs missing from the dataset (b = 0 for
+    b = 1 for ``a b =`` and ``a b``, b = 2 for ``a op b =`` (``tasks.operand_positions``; in ``a b``
+    the final position is b itself, there is no "="). Pairs missing from the dataset (b = 0 for
     ``div``) are NaN."""
     if not has_attention(model):
         raise ValueError("attention_to_a_b needs a transformer; GrokMLP has no attention")
     name = f"blocks.{layer}.attn.hook_pattern"
-    pos_b = 1 if dataset.layout == "a b =" else 2
+    pos_b = operand_positions(dataset.layout)[1]
     tokens = dataset.tokens.to(next(model.parameters()).device)
     parts = []
     for t in tokens.split(chunk):

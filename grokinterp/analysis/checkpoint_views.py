@@ -3,13 +3,14 @@
 The batch figures (``grokinterp.viz.make_all_figures``) and the checkpoint explorer
 (``grokinterp.viz.explorer``) draw the same per-checkpoint arrays: the embedding and W_L spectra in
 the task's Fourier basis, the neuron-frequency clusters of one MLP layer, the activations of its
-neurons over the task grid and the attention from "=" to a. ``checkpoint_view`` computes them for
+neurons over the task grid and the attention from the last token ("=") to every position, for
+every layer and head (``attention_from_last``). ``checkpoint_view`` computes them for
 one model (one forward pass for the clusters and the activations) and returns a frozen
 ``CheckpointView``; the figure functions only draw it.
 
 >>> run = grokinterp.load_run("checkpoints/nanda-p113")
 >>> view = checkpoint_view(run.model(), run.dataset, view_settings(run))
->>> view.clusters.cluster_sizes(), view.attention_to_a.shape
+>>> view.clusters.cluster_sizes(), view.attention.shape  # (layers, heads, positions, p, p)
 
 ``ensure_analysed`` is the batch decision the figure writers share: analyse a run (``analyze_run``)
 before drawing it when it has no measures.csv, or when the run went on after its last analysis.
@@ -25,7 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from grokinterp.analysis.attention import attention_to_a_b, has_attention
+from grokinterp.analysis.attention import has_attention
 from grokinterp.analysis.bases import TaskBasis, task_basis, task_grid
 from grokinterp.analysis.clusters import DEFAULT_THRESHOLD, NeuronClusters, best_layer
 from grokinterp.analysis.fourier import basis_names
@@ -38,7 +39,15 @@ from grokinterp.tasks import Dataset
 if TYPE_CHECKING:
     from grokinterp.io.runs import Run
 
-__all__ = ["CheckpointView", "ViewSettings", "checkpoint_view", "ensure_analysed", "view_settings"]
+__all__ = [
+    "CheckpointView",
+    "ViewSettings",
+    "attention_from_last",
+    "checkpoint_view",
+    "ensure_analysed",
+    "position_labels",
+    "view_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +93,10 @@ class CheckpointView:
     ``embedding_spectrum`` / ``wl_spectrum``: the norm of each component of W_E and of
     W_L = W_out W_U (``spectra``); ``layer``: the MLP layer of ``clusters`` (its neuron-frequency
     clusters) and ``neuron_acts`` (its post-activations over the task grid, (m, m, d_mlp));
-    ``attention_to_a``: the attention from "=" to a per head of layer 0, (heads, p, p) (None for
-    a model without attention)."""
+    ``attention``: the attention from the last position to every position, per layer and head,
+    (layers, heads, positions, p, p) over the (a, b) grid (``attention_from_last``), with
+    ``positions`` the token label of each position (``position_labels``); ``attention_to_a``:
+    its layer-0 share on a, (heads, p, p). None for a model without attention."""
 
     settings: ViewSettings
     basis_names: tuple[str, ...] | None = None
@@ -95,6 +106,8 @@ class CheckpointView:
     clusters: NeuronClusters | None = None
     neuron_acts: Float[Tensor, "m m d_mlp"] | None = None
     attention_to_a: Float[Tensor, "heads p p"] | None = None
+    attention: Float[Tensor, "layers heads pos p p"] | None = None
+    positions: tuple[str, ...] = ()
 
     @property
     def fourier(self) -> bool:
@@ -126,8 +139,38 @@ def checkpoint_view(
                 neuron_acts=grid.values(cache.posts[layer]).reshape(grid.m, grid.m, -1),
             )
         if has_attention(model):
-            arrays["attention_to_a"] = attention_to_a_b(model, dataset)[0]
+            att = attention_from_last(model, dataset)
+            arrays.update(attention=att, attention_to_a=att[0, :, 0], positions=position_labels(dataset.layout))
     return CheckpointView(settings, **arrays)
+
+
+def position_labels(layout: str) -> tuple[str, ...]:
+    """The token label of each position of a token layout: ``("a", "b", "=")`` for "a b =",
+    ``("a", "op", "b", "=")`` for "a op b =" (the layout's own words, so a new layout names its
+    positions)."""
+    return tuple(layout.split())
+
+
+@torch.no_grad()
+def attention_from_last(model: nn.Module, dataset: Dataset, chunk: int = 8192) -> Float[Tensor, "layers heads pos p p"]:
+    """The attention paid by the last position to every position (itself included), per layer and
+    head, over the (a, b) grid: shape (n_layers, n_heads, n_ctx, p, p), float32 on the CPU; pairs
+    missing from the dataset (b = 0 for ``div``) are NaN. Each (layer, head, a, b) sums to 1 over
+    the positions (the demo's ``cache["pattern", layer][:, :, -1, :]``)."""
+    if not has_attention(model):
+        raise ValueError("attention_from_last needs a transformer; GrokMLP has no attention")
+    n_layers = len(model.blocks)
+    names = {f"blocks.{i}.attn.hook_pattern" for i in range(n_layers)}
+    tokens = dataset.tokens.to(next(model.parameters()).device)
+    parts = []
+    for t in tokens.split(chunk):
+        _, cache = model.run_with_cache(t, names_filter=lambda n: n in names)
+        parts.append(torch.stack([cache[f"blocks.{i}.attn.hook_pattern"][:, :, -1, :] for i in range(n_layers)], 1))
+    pat = torch.cat(parts).float().cpu()  # (rows, layers, heads, pos)
+    p = dataset.p
+    full = pat.new_full((p * p, *pat.shape[1:]), float("nan"))
+    full[dataset.a * p + dataset.b] = pat
+    return full.reshape(p, p, *pat.shape[1:]).permute(2, 3, 4, 0, 1).contiguous()
 
 
 def ensure_analysed(run: Run, *, stale: bool = True) -> bool:

@@ -60,9 +60,11 @@ Thresholds: the paper separates Clock from Pizza qualitatively (its phase diagra
 the two measures) and states no numeric cut-offs that we could verify; ``classify`` uses
 symmetricity > 0.9 and irrelevance < 0.5 -> "pizza", symmetricity < 0.8 and irrelevance > 0.7 ->
 "clock", anything else "unclear" (the project's choice, consistent with the paper's reference
-models above). The verdict is meant for trained (grokked) models, as in the paper, which also
-filters its runs by the circularity of the embeddings: at initialisation a transformer's attention
-is near uniform (s_g ~ 1, q ~ 1: "unclear") and the GrokMLP reads a and b through separate weights
+models above). The verdict is given only for a model that generalises (``analysis_entry``: final
+test accuracy at least ``GROKKING_THRESHOLD``, else no verdict and a ``verdict_reason``), as in the
+paper, which also filters its runs by the circularity of the embeddings (``circularity``, the third
+column; ``grokinterp.analysis.circularity``): at initialisation a transformer's attention is near
+uniform (s_g ~ 1, q ~ 1: "unclear") and the GrokMLP reads a and b through separate weights
 (s_g ~ 0, q ~ 1: "clock").
 
 Reference values (this module, p = 23, three key frequencies; see tests/analysis/test_clock_pizza.py):
@@ -84,6 +86,7 @@ from torch import Tensor, nn
 
 from grokinterp import tasks
 from grokinterp.analysis.bases import task_basis
+from grokinterp.analysis.circularity import CIRCULARITY_COMPONENTS, circularity, group_embedding
 from grokinterp.constants import GROKKING_THRESHOLD
 from grokinterp.forward import last_position_logits
 
@@ -106,12 +109,10 @@ CLOCK_MIN_IRRELEVANCE = 0.7
 def embed_positions(layout: str) -> tuple[int, int]:
     """Positions (a_pos, b_pos) of a and b in the output of ``hook_embed`` for a token layout.
 
-    ``"a b ="`` (and the GrokMLP, whose hook_embed is (batch, 2, d_model)): (0, 1);
-    ``"a op b ="``: (0, 2).
+    ``"a b ="`` and ``"a b"`` (and the GrokMLP, whose hook_embed is (batch, 2, d_model)): (0, 1);
+    ``"a op b ="``: (0, 2) (``grokinterp.tasks.operand_positions``).
     """
-    if layout not in tasks.LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(tasks.LAYOUTS)}")
-    return (0, 1) if layout == "a b =" else (0, 2)
+    return tasks.operand_positions(layout)
 
 
 @dataclass(frozen=True)
@@ -474,7 +475,7 @@ def clock_pizza(
 #: seed of their ``torch.Generator``: the same triples at every checkpoint of every run.
 ANALYSIS_SAMPLES = 100
 ANALYSIS_SEED = 0
-COLUMNS = ("gradient_symmetricity", "distance_irrelevance")
+COLUMNS = ("gradient_symmetricity", "distance_irrelevance", "circularity")
 
 DEFINITIONS = {
     "gradient_symmetricity": (
@@ -486,6 +487,12 @@ DEFINITIONS = {
         "mean over distances d = phi_a - phi_b (mod m) of the population sd of the correct logit at distance d, "
         "divided by the sd of all correct logits, over every input of the group (Zhong et al. 2023, Sec. 4, "
         "Definition 4.2); near 0 for pizza, near 1 for clock"
+    ),
+    "circularity": (
+        f"mean over the first {CIRCULARITY_COMPONENTS} principal components of the centred token embeddings (rows in "
+        "group order) of the share of the component's energy in its strongest frequency pair +-k of the DFT over "
+        "Z_m (Zhong et al. 2023, eval notebook, cell 'Circularity'; grokinterp.analysis.circularity); 1 when the "
+        "embedding lies on circles"
     ),
 }
 THRESHOLDS = {
@@ -511,10 +518,11 @@ def not_defined_reason(op: str, p: int) -> str | None:
 
 
 def measure_columns(model: nn.Module, dataset: tasks.Dataset) -> dict[str, float]:
-    """``gradient_symmetricity`` and ``distance_irrelevance`` of one checkpoint for the measures
-    table: ``clock_pizza`` with ``ANALYSIS_SAMPLES`` triples from a generator seeded with
-    ``ANALYSIS_SEED``; NaN for a task without a cyclic group (``not_defined_reason``) and a
-    distance irrelevance of NaN when the correct logits are constant."""
+    """``gradient_symmetricity``, ``distance_irrelevance`` and ``circularity`` of one checkpoint for
+    the measures table: ``clock_pizza`` with ``ANALYSIS_SAMPLES`` triples from a generator seeded
+    with ``ANALYSIS_SEED``, and ``grokinterp.analysis.circularity`` of the token embeddings; NaN for
+    a task without a cyclic group (``not_defined_reason``) and a distance irrelevance of NaN when
+    the correct logits are constant."""
     nan = float("nan")
     if not_defined_reason(dataset.op, dataset.p) is not None:
         return dict.fromkeys(COLUMNS, nan)
@@ -526,20 +534,40 @@ def measure_columns(model: nn.Module, dataset: tasks.Dataset) -> dict[str, float
     except ValueError as err:
         logger.debug("distance irrelevance not defined: %s", err)
         q = nan
-    return {"gradient_symmetricity": s_g, "distance_irrelevance": q}
+    circ = circularity(group_embedding(model, dataset.op, dataset.p))
+    return {"gradient_symmetricity": s_g, "distance_irrelevance": q, "circularity": circ}
+
+
+def no_verdict_reason(test_acc: float | None) -> str | None:
+    """Why the final checkpoint gets no clock/pizza verdict (None when it gets one): the verdict is
+    only for a model that generalises (final test accuracy at least ``GROKKING_THRESHOLD``)."""
+    if isinstance(test_acc, float) and test_acc == test_acc and test_acc >= GROKKING_THRESHOLD:
+        return None
+    shown = "unknown" if not isinstance(test_acc, float) or test_acc != test_acc else f"{test_acc:.2f}"
+    return (
+        f"no verdict: final test accuracy {shown} < {GROKKING_THRESHOLD}, the model has not generalised; distance "
+        "irrelevance is about 1 at initialisation, so an untrained model reads as a clock"
+    )
 
 
 def analysis_entry(dataset: tasks.Dataset, final: dict[str, float], *, epoch: int) -> dict:
     """The ``clock_pizza`` entry of analysis.json from the final checkpoint's ``measure_columns``
-    (and its ``test_acc``): values, verdict, thresholds, definitions, or null with the reason."""
+    (and its ``test_acc``): values, verdict, thresholds, definitions, or null with the reason.
+    The verdict is given only for a model that generalises: below ``GROKKING_THRESHOLD`` final
+    test accuracy it is None and ``verdict_reason`` says why (``no_verdict_reason``); the values
+    are kept."""
     reason = not_defined_reason(dataset.op, dataset.p)
     entry: dict = {"defined": reason is None, "reason": reason, "epoch": epoch}
     s_g, q = final.get("gradient_symmetricity"), final.get("distance_irrelevance")
     ok = reason is None and all(isinstance(x, float) and x == x for x in (s_g, q))
+    circ = final.get("circularity")
+    why_not = no_verdict_reason(final.get("test_acc")) if ok else None
     entry.update(
         gradient_symmetricity=s_g if ok else None,
         distance_irrelevance=q if ok else None,
-        verdict=classify(s_g, q) if ok else None,
+        circularity=circ if reason is None and isinstance(circ, float) and circ == circ else None,
+        verdict=classify(s_g, q) if ok and why_not is None else None,
+        verdict_reason=why_not,
     )
     if reason is None and not ok:
         entry["reason"] = "the correct logits are constant at the final checkpoint: distance irrelevance undefined"
@@ -550,11 +578,6 @@ def analysis_entry(dataset: tasks.Dataset, final: dict[str, float], *, epoch: in
             notes.append(
                 f"m = {m} is even: a correct logit that depends on the answer alone gives distance irrelevance "
                 "below 1 (each distance meets the answers of one parity)"
-            )
-        acc = final.get("test_acc")
-        if isinstance(acc, float) and acc < GROKKING_THRESHOLD:
-            notes.append(
-                f"final test accuracy {acc:.3f} < {GROKKING_THRESHOLD}: the verdict is meant for grokked models"
             )
     entry.update(
         samples=ANALYSIS_SAMPLES,

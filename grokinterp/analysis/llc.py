@@ -45,7 +45,16 @@ if TYPE_CHECKING:
 
     from grokinterp.tasks import Dataset
 
-__all__ = ["LLCConfig", "LLCDivergedError", "LLCEstimate", "estimate_llc", "llc_over_run", "load_llc"]
+__all__ = [
+    "NBETA_RULES",
+    "LLCConfig",
+    "LLCDivergedError",
+    "LLCEstimate",
+    "estimate_llc",
+    "llc_over_run",
+    "load_llc",
+    "nbeta_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,18 @@ MAX_EPSILON = 0.1
 MAX_SEED = 2**31 - 1
 
 
+#: Named rules for ``LLCConfig.nbeta``: "train" = n/log n of the n train examples (grokinterp's
+#: default, also None), "devinterp" = B/log B of the SGLD batch size B (devinterp's
+#: ``default_nbeta(dataloader)``).
+NBETA_RULES = ("train", "devinterp")
+
+
+def nbeta_of(x: int) -> float:
+    """``x / log(x)``, and 1 for ``x <= 1``: devinterp's ``default_nbeta`` of a count (or of a
+    DataLoader's batch size)."""
+    return float(x) / math.log(x) if x > 1 else 1.0
+
+
 @dataclass(frozen=True)
 class LLCConfig(JsonConfig):
     """Hyperparameters of the SGLD estimate of the LLC (``LLCConfig.doc(name)`` documents each).
@@ -79,8 +100,11 @@ class LLCConfig(JsonConfig):
     sampler: Sampler = documented("sgld", "devinterp sampler: sgld (Lau et al. 2023) or rmsprop_sgld (preconditioned)")
     epsilon: float = documented(3e-5, "SGLD step size (devinterp's lr)")
     gamma: float = documented(1000.0, "localization: strength of the pull back to the checkpoint's weights")
-    nbeta: float | None = documented(
-        None, "inverse temperature n*beta; none = devinterp's default_nbeta(n) = n/log(n) for the n train examples"
+    nbeta: float | str | None = documented(
+        None,
+        "inverse temperature n*beta: a number; 'train' or none = n/log(n) for the n train examples "
+        "(grokinterp's default); 'devinterp' = B/log(B) for the SGLD batch size B (devinterp's "
+        "default_nbeta of its DataLoader)",
     )
     num_chains: int = documented(2, "independent SGLD chains (llc_std is their spread)")
     num_draws: int = documented(150, "draws per chain that enter the estimate")
@@ -107,8 +131,6 @@ class LLCConfig(JsonConfig):
             raise ValueError(f"seed must be in 0..{MAX_SEED} (got {self.seed})")
         if self.gamma < 0:
             raise ValueError(f"gamma must be non-negative (got {self.gamma})")
-        if self.nbeta is not None and self.nbeta <= 0:
-            raise ValueError(f"nbeta must be positive, or None for devinterp's default (got {self.nbeta})")
         for name in ("num_chains", "num_draws", "num_steps_bw_draws", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
@@ -120,13 +142,56 @@ class LLCConfig(JsonConfig):
         """SGLD steps per chain."""
         return self.num_burnin_steps + self.num_draws * self.num_steps_bw_draws
 
-    def resolved_nbeta(self, n_train: int) -> float:
-        """``nbeta``, or devinterp's recommendation n/log(n) for ``n_train`` examples."""
-        if self.nbeta is not None:
-            return self.nbeta
-        from devinterp.utils import default_nbeta
+    def _check_type(self, name: str) -> None:
+        """``JsonConfig``'s type check; nbeta (a number or a rule): a positive finite number (an int
+        is stored as a float), a rule of ``NBETA_RULES``, or None."""
+        if name != "nbeta":
+            super()._check_type(name)
+            return
+        v = self.nbeta
+        if v is None or v in NBETA_RULES:
+            return
+        if isinstance(v, str):
+            raise ValueError(f"nbeta must be a positive number, {' or '.join(map(repr, NBETA_RULES))} (got {v!r})")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"nbeta must be a finite number (got {v!r})")
+        if v <= 0:
+            raise ValueError(f"nbeta must be positive, or a rule ({', '.join(NBETA_RULES)}) (got {v})")
+        object.__setattr__(self, "nbeta", float(v))
 
-        return float(default_nbeta(n_train))
+    @classmethod
+    def parse_field(cls, name: str, text: str) -> Any:
+        """``JsonConfig.parse_field``, and for ``nbeta``: a number, a rule of ``NBETA_RULES``
+        (any case) or none."""
+        if name != "nbeta":
+            return super().parse_field(name, text)
+        t = text.strip().lower()
+        if t in NBETA_RULES:
+            return t
+        if t in ("none", "null", ""):
+            return None
+        try:
+            value = float(t)
+        except ValueError:
+            raise ValueError(f"nbeta takes a number, {' or '.join(NBETA_RULES)} (got {text!r})") from None
+        cls(nbeta=value)  # its limits, named
+        return value
+
+    @property
+    def nbeta_rule(self) -> str:
+        """How n*beta is set: "given" (a number), "train" (n/log n of the train split; also None) or
+        "devinterp" (B/log B of the SGLD batch size)."""
+        return "given" if isinstance(self.nbeta, float) else (self.nbeta or "train")
+
+    def resolved_nbeta(self, n_train: int) -> float:
+        """n*beta for a train split of ``n_train`` examples: the number given, or
+        ``x/log(x)`` (``nbeta_of``) of x = ``n_train`` ("train", None: grokinterp's default) or
+        x = ``batch_size`` ("devinterp": what devinterp's ``default_nbeta`` returns for the SGLD
+        DataLoader)."""
+        rule = self.nbeta_rule
+        if rule == "given":
+            return float(self.nbeta)  # type: ignore[arg-type]
+        return nbeta_of(self.batch_size if rule == "devinterp" else n_train)
 
     @classmethod
     def load(cls, path: str | Path) -> LLCConfig:

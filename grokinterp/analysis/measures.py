@@ -40,13 +40,14 @@ from grokinterp.analysis.ablations import (
     restricted_loss,
     restricted_loss_neuron,
 )
-from grokinterp.analysis.attention import attention_to_a_b
+from grokinterp.analysis.attention import attention_to_a_b, has_attention
 from grokinterp.analysis.bases import task_basis, task_grid
 from grokinterp.analysis.clusters import (
     DEFAULT_THRESHOLD,
     KeyFrequencies,
     KeyRule,
     NeuronClusters,
+    auto_key_rule,
     best_layer,
     clusters_and_apb,
     embedding_key_frequencies,
@@ -160,7 +161,7 @@ def select_key_frequencies(
     model: nn.Module,
     dataset: Dataset,
     *,
-    rule: KeyRule = "clustered",
+    rule: KeyRule = "auto",
     layer: int | None = None,
     given: Sequence[int] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
@@ -168,7 +169,9 @@ def select_key_frequencies(
 ) -> tuple[KeyFrequencies, dict[str, KeyFrequencies], list[NeuronClusters]]:
     """Key frequencies of a model by ``rule`` ("given" when ``given`` is passed), the keys of every
     rule, and the clusters of every layer. ``layer``: the layer of the neuron rules (default the
-    one with the most neurons explained)."""
+    one with the most neurons explained). ``rule="auto"``: the rule of the model's architecture
+    (``clusters.auto_key_rule``: "logits" for a transformer with two or more layers, else
+    "clustered")."""
     basis = task_basis(dataset.op, dataset.p)
     if not basis.defined:
         raise ValueError(f"no key frequencies for op {dataset.op!r} at p={dataset.p}: {basis.reason}")
@@ -202,8 +205,10 @@ def select_key_frequencies(
         chosen = KeyFrequencies(tuple(keys_g), "given", basis.name)
         by_rule["given"] = chosen
     else:
+        if rule == "auto":
+            rule = auto_key_rule("transformer" if has_attention(model) else "mlp", n)[0]
         if rule not in by_rule:
-            raise ValueError(f"rule must be one of {', '.join(by_rule)} (got {rule!r})")
+            raise ValueError(f"rule must be auto or one of {', '.join(by_rule)} (got {rule!r})")
         chosen = by_rule[rule]
     return chosen, by_rule, layers
 

@@ -1,7 +1,9 @@
 """Every progress measure over every checkpoint of a run, plus the phases.
 
-``analyze_run(path)`` chooses the key frequencies at the final checkpoint (rule "clustered" on the
-MLP layer with the most neurons explained, as in the paper; overridable: another rule, another
+``analyze_run(path)`` chooses the key frequencies at the final checkpoint (rule "auto": the rule of
+the architecture, ``clusters.auto_key_rule``: "clustered" on the MLP layer with the most neurons
+explained, as in the paper, for a 1-layer transformer and the MLP, "logits" for a transformer with
+more layers; recorded in analysis.json's ``key_rule`` with why; overridable: another rule, another
 layer, or given keys), computes ``measures.compute_all_measures`` with them at every checkpoint,
 and writes ``measures.csv`` (one row per checkpoint) and ``analysis.json`` (the typed
 ``Analysis``: the task's basis, key frequencies by every rule, each MLP layer, the phases, final
@@ -26,10 +28,11 @@ import torch
 from grokinterp import constants as C
 from grokinterp.analysis import clock_pizza, measures
 from grokinterp.analysis.bases import task_basis
-from grokinterp.analysis.clusters import KeyFrequencies, KeyRule
+from grokinterp.analysis.clusters import KeyFrequencies, KeyRule, auto_key_rule
 from grokinterp.analysis.phases import detect_phases
 from grokinterp.errors import RunDirError
 from grokinterp.io import rundir
+from grokinterp.io.interop import import_warnings
 from grokinterp.io.lock import locks_run_when_writing
 from grokinterp.io.runs import Run
 from grokinterp.models import build_model, load_weights
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 
     from grokinterp.analysis.llc import LLCConfig
 
-__all__ = ["Analysis", "analyze_run", "load_analysis"]
+__all__ = ["Analysis", "analyze_run", "clock_pizza_verdict", "load_analysis"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ _FINAL_KEYS = (
     "epoch", "train_loss", "test_loss", "train_acc", "test_acc",
     "restricted_loss", "restricted_loss_train", "excluded_loss",
     "restricted_loss_neuron", "excluded_loss_neuron", "gini_W_E", "gini_W_L", "sum_sq_weights",
-    "gradient_symmetricity", "distance_irrelevance",
+    "gradient_symmetricity", "distance_irrelevance", "circularity",
 )  # fmt: skip
 
 VARIANTS = {
@@ -63,12 +66,15 @@ VARIANTS = {
 _SHAPE: dict[str, type] = {
     "basis": dict, "key_frequencies": dict, "key_freqs_by_rule": dict, "layers": list, "phases": dict,
     "final": dict, "not_defined": dict, "warnings": list, "notes": list, "variants": dict, "clock_pizza": dict,
+    "key_rule": dict,
 }  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """The contents of analysis.json. ``key_frequencies`` is None for a task without a basis."""
+    """The contents of analysis.json. ``key_frequencies`` is None for a task without a basis.
+    ``key_rule``: the rule asked for ("requested", e.g. "auto"), the rule used ("used") and why
+    ("why")."""
 
     run: str
     n_checkpoints: int
@@ -85,6 +91,7 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     clock_pizza: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, str] = field(default_factory=lambda: dict(VARIANTS))
+    key_rule: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key_freqs(self) -> list[int]:
@@ -118,6 +125,7 @@ class Analysis:
             "basis": self.basis,
             "key_freqs": self.key_freqs,
             "key_freqs_source": src,
+            "key_rule": self.key_rule,
             "key_frequencies": None if kf is None else kf.to_dict(),
             "key_freqs_by_rule": {r: k.to_dict() for r, k in self.key_freqs_by_rule.items()},
             "key_freqs_final_clustered": list(self.key_freqs_by_rule["clustered"].freqs)
@@ -164,6 +172,7 @@ class Analysis:
             notes=d.get("notes", []),
             variants=d.get("variants", dict(VARIANTS)),
             clock_pizza=d.get("clock_pizza", {}),
+            key_rule=d.get("key_rule") or {},
         )
 
     def to_json(self) -> str:
@@ -181,6 +190,19 @@ class Analysis:
         except (TypeError, KeyError, AttributeError, ValueError) as e:
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise rundir.not_an_analysis(run_dir, f"unexpected contents: {why}") from None
+
+
+def clock_pizza_verdict(entry: dict[str, Any] | None) -> tuple[str | None, str]:
+    """The clock/pizza verdict of analysis.json's ``clock_pizza`` entry and the text every output
+    shows for it: ``("clock", "clock")``, or ``(None, "no verdict: <why>")`` where there is none
+    (a model that does not generalise, a task without the measures, constant logits), the reason
+    being the entry's own (``verdict_reason``, else ``reason``)."""
+    entry = entry or {}
+    verdict = entry.get("verdict")
+    if verdict:
+        return str(verdict), str(verdict)
+    why = entry.get("verdict_reason") or entry.get("reason") or "the run has no clock/pizza measures; re-run analyze"
+    return None, "no verdict: " + str(why).removeprefix("no verdict: ")
 
 
 def load_analysis(run_dir: str | Path) -> Analysis | None:
@@ -212,6 +234,16 @@ def _scalar_row(epoch: int, m: dict[str, Any], basis_label: str) -> dict[str, An
     return row
 
 
+def _key_rule_record(requested: str, given: Sequence[int] | None, arch: str, n_layers: int) -> dict[str, Any]:
+    """analysis.json's ``key_rule``: the rule asked for, the rule used and why."""
+    if given is not None:
+        return {"requested": "given", "used": "given", "why": "key frequencies given (--key-freqs)"}
+    if requested == "auto":
+        used, why = auto_key_rule(arch, n_layers)
+        return {"requested": "auto", "used": used, "why": why}
+    return {"requested": requested, "used": requested, "why": "asked for (--key-rule)"}
+
+
 @locks_run_when_writing  # holds the run's lock while it writes measures.csv, analysis.json, llc/
 def analyze_run(
     path: str | Path,
@@ -222,13 +254,14 @@ def analyze_run(
     write: bool = True,
     *,
     layer: int | None = None,
-    key_rule: KeyRule = "clustered",
+    key_rule: KeyRule = "auto",
     llc: LLCConfig | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Compute all measures for every checkpoint; return ``(DataFrame, analysis.json as a dict)``
     (``Analysis.from_dict`` types it). ``layer``: the MLP layer of the neuron key rules (default
-    the one with the most neurons explained); ``key_rule``: "clustered", "paper_code" or
-    "embedding"; ``key_freqs``: given keys (rule "given"); ``llc``: also estimate the local
+    the one with the most neurons explained); ``key_rule``: "auto" (the architecture's rule,
+    ``clusters.auto_key_rule``), "clustered", "paper_code", "embedding" or "logits"; ``key_freqs``:
+    given keys (rule "given"); ``llc``: also estimate the local
     learning coefficient with these hyperparameters (columns ``llc_mean``, ``llc_std``; chain
     diagnostics in ``RUN/llc/``; needs ``grokinterp[llc]``)."""
     import pandas as pd
@@ -249,7 +282,9 @@ def analyze_run(
     load_weights(model, final_ckpt.state_dict, final_ckpt.path)
 
     basis = task_basis(dataset.op, dataset.p)
-    warnings: list[str] = []
+    rule_record = _key_rule_record(key_rule, key_freqs, cfg.arch, cfg.n_layers)
+    rule_used = rule_record["used"]
+    warnings: list[str] = import_warnings(run.path)  # e.g. an imported checkpoint's split is not its authors'
     notes: list[str] = []
     not_defined: dict[str, str] = {}
     chosen: KeyFrequencies | None = None
@@ -264,7 +299,7 @@ def analyze_run(
     else:
         with torch.no_grad():
             chosen, by_rule, layers = measures.select_key_frequencies(
-                model, dataset, rule=key_rule, layer=layer, given=key_freqs, threshold=threshold
+                model, dataset, rule=rule_used, layer=layer, given=key_freqs, threshold=threshold
             )
         for cl in layers:
             layers_info.append(
@@ -323,7 +358,7 @@ def analyze_run(
         notes.append(f"llc_mean/llc_std: devinterp SGLD on the train split, config in {C.LLC_DIR}/{C.LLC_CONFIG_FILE}")
     elapsed = time.perf_counter() - start
 
-    phases = detect_phases(run.metrics_rows, table, p=cfg.p)
+    phases = detect_phases(run.metrics_rows, table, p=cfg.p, excluded_reason=not_defined.get("excluded_loss"))
     last = rows[-1]
     analysis = Analysis(
         run=str(run.path),
@@ -340,6 +375,7 @@ def analyze_run(
         warnings=warnings,
         notes=notes,
         clock_pizza=clock_pizza.analysis_entry(dataset, last, epoch=int(last["epoch"])),
+        key_rule=rule_record if basis.defined else {**rule_record, "used": None, "why": basis.reason},
     )
     summary = analysis.to_dict()
     if write:

@@ -100,6 +100,7 @@ def _remove_members(locks: list) -> None:
 def cmd_train_seeds(args: argparse.Namespace) -> int:
     """``train --seeds 0-63 --out DIR``: one ensemble, members in DIR/seed=S (each a standard run).
     Everything is checked before the first write; a failed start removes what it made."""
+    from grokinterp.analysis.instabilities import Instability
     from grokinterp.io.rundir import check_out_path
     from grokinterp.training.ensemble import EnsembleTrainer, parse_seeds
 
@@ -138,6 +139,8 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
     for r in results:
         tail = r.summary.get("message") or f"grokking epoch {r.grokking_epoch}"
         print(f"{r.run_dir}: {r.status} at epoch {r.final_epoch}, {tail}")
+        for spike in r.summary.get("instabilities") or []:
+            print(f"  instability: {Instability.from_dict(spike).describe()}")
     print(
         f"{len(results)} runs, {len(grokked)} grokked"
         + (f" (median epoch {sorted(grokked)[len(grokked) // 2]})" if grokked else "")
@@ -152,6 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``grokinterp train``: train a preset (flags override its fields) into ``--out``, or continue
     ``--resume RUN``; ``--seeds`` trains an ensemble (``cmd_train_seeds``). Exit 3 when the run
     diverged, 130 when interrupted."""
+    from grokinterp.analysis.instabilities import Instability
     from grokinterp.training.trainer import Trainer
 
     if args.resume:  # a run or an ensemble
@@ -187,6 +191,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"test loss {num('test_loss', '.3e')}, test acc {num('test_acc', '.4f')}, "
         f"grokking epoch {result.grokking_epoch}, {result.wall_clock_s:.1f} s"
     )
+    for spike in result.summary.get("instabilities") or []:
+        print(f"  instability: {Instability.from_dict(spike).describe()}")
     if result.interrupted:
         print(f"interrupted; resume with: grokinterp train --resume {result.run_dir}")
         return 130
@@ -203,7 +209,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
         if args.show:
             print(cfg.to_json())
         else:
-            print(f"{name:18s} p={cfg.p} op={cfg.op} layout='{cfg.layout}' layers={cfg.n_layers} "
+            rate = f" attention_rate={cfg.attention_rate:g}" if cfg.attention_rate != 1.0 else ""
+            print(f"{name:18s} p={cfg.p} op={cfg.op} layout='{cfg.layout}' layers={cfg.n_layers}{rate} "
                   f"lr={cfg.lr} wd={cfg.wd} frac={cfg.train_frac} epochs={cfg.epochs}")  # fmt: skip
     if args.show and args.show not in PRESETS:
         raise CLIError(f"unknown preset {args.show!r}; choose one of: {', '.join(PRESETS)}")
@@ -213,7 +220,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     """``grokinterp analyze RUN``: every progress measure of every checkpoint (``analyze_run``;
     ``--llc`` adds the LLC); writes measures.csv and analysis.json and prints a summary."""
-    from grokinterp.analysis.run_analysis import analyze_run
+    from grokinterp.analysis.instabilities import Instability
+    from grokinterp.analysis.run_analysis import analyze_run, clock_pizza_verdict
 
     if not 0.0 < args.threshold <= 1.0:
         raise CLIError(f"--threshold must be in (0, 1] (got {args.threshold})")
@@ -239,6 +247,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"  Fourier measures not defined: {basis['reason']}")
     else:
         print(f"  basis {basis['name']}; key frequencies {s['key_freqs']} ({s['key_freqs_source']})")
+        rule = s.get("key_rule") or {}
+        if rule.get("requested") == "auto":
+            print(f"    key rule auto -> {rule['used']}: {rule['why']}")
         for d in s["layers"]:
             print(f"  layer {d['layer']}: {d['n_explained']}/{d['d_mlp']} neurons explained "
                   f"({d['frac_explained']:.1%}), clustered keys {d['key_freqs_clustered']}")  # fmt: skip
@@ -248,6 +259,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for name, why in zip(("memorisation", "circuit formation", "cleanup"), s["phases"]["reasons"], strict=True):
         if why:
             print(f"    end of {name} not reached: {why}")
+    for spike in s["phases"].get("instabilities") or []:
+        print(f"    instability (not a phase boundary): {Instability.from_dict(spike).describe()}")
 
     def num(x):
         return "n/a" if x is None else f"{x:.3e}"
@@ -255,11 +268,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     print(f"  final: test loss {num(f['test_loss'])}, restricted loss {num(f['restricted_loss'])} (logit, all), "
           f"excluded loss {num(f['excluded_loss'])} (logit, train)")  # fmt: skip
     cp = s.get("clock_pizza") or {}
-    if cp.get("verdict"):
-        print(f"  clock/pizza (Zhong et al. 2023): gradient symmetricity {cp['gradient_symmetricity']:.3f}, "
-              f"distance irrelevance {cp['distance_irrelevance']:.3f} -> {cp['verdict']}")  # fmt: skip
-    elif cp:
-        print(f"  clock/pizza: not defined: {cp.get('reason')}")
+    if cp:
+        _, verdict = clock_pizza_verdict(cp)
+        values = [f"{name.replace('_', ' ')} {cp[name]:.3f}" for name in ("gradient_symmetricity",
+                  "distance_irrelevance", "circularity") if isinstance(cp.get(name), float)]  # fmt: skip
+        print(f"  clock/pizza (Zhong et al. 2023): {', '.join(values) + ' -> ' if values else ''}{verdict}")
     for w in s["warnings"]:
         print(f"  warning: {w}")
     if llc is not None:
@@ -292,7 +305,12 @@ def _llc_flag_type(name: str):
     parse = field_type(LLCConfig, name)
 
     def check(text: str):
-        value = parse(text)
+        try:
+            value = parse(text)
+        except ValueError as e:  # nbeta takes a number or a rule: say which rules, not "invalid float"
+            if name != "nbeta":
+                raise
+            raise argparse.ArgumentTypeError(one_line(e)) from None
         try:
             LLCConfig(**{name: value})
         except ValueError as e:
@@ -320,9 +338,15 @@ def _llc_config(args: argparse.Namespace):
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """``grokinterp import FILE --out RUN``: a TransformerLens Grokking demo .pth as a run directory."""
-    from grokinterp.io.interop import import_tl_demo
+    """``grokinterp import FILE --out RUN``: a TransformerLens Grokking demo .pth (``--from tl-demo``)
+    or a checkpoint Zhong et al. 2023 released (``--from pizza``: model_<id>.pt, config_<id>.json
+    beside it) as a run directory."""
+    from grokinterp.io.interop import import_pizza, import_tl_demo
 
+    if args.source == "pizza":
+        run_dir = import_pizza(args.file, args.out, force=args.force)
+        print(f"imported {args.file} -> {run_dir} (Zhong et al. 2023; the train/test split is not the authors')")
+        return 0
     run_dir = import_tl_demo(args.file, args.out, trust=args.trust, force=args.force)
     print(f"imported {args.file} -> {run_dir}")
     return 0
@@ -361,6 +385,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     )
     captions = " and captions.md" if args.style == "paper" else ""
     print(f"wrote {len(paths)} figures{captions} to {args.out}")
+    for name, why in getattr(paths, "skipped", {}).items():
+        print(f"  not drawn: {name}: {why}")
     return 0
 
 
@@ -428,8 +454,9 @@ def add_run_commands(sub, argv: Sequence[str] = ()) -> None:
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--key-freqs", type=key_freq_list, metavar="14,35,41",
                    help="comma-separated key frequencies (default: the final checkpoint's)")  # fmt: skip
-    p.add_argument("--key-rule", choices=["clustered", "paper_code", "embedding", "logits"], default="clustered",
-                   help="rule for the key frequencies at the final checkpoint (default clustered)")  # fmt: skip
+    p.add_argument("--key-rule", choices=["auto", "clustered", "paper_code", "embedding", "logits"], default="auto",
+                   help="rule for the key frequencies at the final checkpoint (default auto: clustered for a 1-layer "
+                        "transformer and the MLP, logits for a transformer with more layers; docs/measures.md)")  # fmt: skip
     p.add_argument("--layer", type=int, default=None,
                    help="MLP layer of the neuron rules (default: the layer with the most neurons explained)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=0.85, help="fraction explained for a neuron's cluster, in (0, 1]")
@@ -446,10 +473,17 @@ def add_run_commands(sub, argv: Sequence[str] = ()) -> None:
                        metavar=metavar, help=f"{LLCConfig.doc(field)} [{shown(getattr(LLCConfig(), field))}]")  # fmt: skip
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("import", help="import a TransformerLens Grokking demo .pth into a run directory")
+    p = sub.add_parser(
+        "import",
+        help="import a TransformerLens Grokking demo .pth or a Zhong et al. 2023 checkpoint into a run directory",
+    )
     p.add_argument("file", type=Path)
+    p.add_argument("--from", dest="source", choices=["tl-demo", "pizza"], default="tl-demo",
+                   help="tl-demo: the TransformerLens Grokking demo's .pth (needs --trust); pizza: a "
+                   "model_<id>.pt of github.com/fjzzq2002/pizza code/save/ with config_<id>.json beside it "
+                   "(a plain state dict: no --trust needed) [tl-demo]")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="run directory to create")
-    p.add_argument("--trust", action="store_true", help="the file is a pickle: confirm you trust its source")
+    p.add_argument("--trust", action="store_true", help="tl-demo: the file is a pickle: confirm you trust its source")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.set_defaults(func=cmd_import)
 

@@ -39,9 +39,16 @@ def new_run_id() -> str:
     return secrets.token_hex(8)
 
 
+#: Fields added to RunConfig after runs were made, with their defaults: at the default they are left
+#: out of the hash, so a run made before the field existed keeps its hash.
+LATER_FIELDS = {"attention_dir": "causal", "attention_rate": 1.0}
+
+
 def _core(cfg: RunConfig | dict[str, Any]) -> dict[str, Any]:
     d = RunConfig.from_dict(cfg).to_dict() if isinstance(cfg, dict) else cfg.to_dict()
-    return {k: v for k, v in d.items() if k not in C.RESUMABLE_FIELDS}
+    return {
+        k: v for k, v in d.items() if k not in C.RESUMABLE_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
+    }
 
 
 def config_hash(cfg: RunConfig | dict[str, Any]) -> str:

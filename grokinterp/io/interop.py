@@ -46,6 +46,11 @@ and the numpy scalars it holds; it falls back to a full unpickle only if that is
 
 Loading and checking the file and mapping its config live in ``grokinterp.io.tl_demo``; this
 module writes the run directory (through ``grokinterp.io.rundir``) and the exported file.
+
+``import_pizza`` turns a checkpoint Zhong et al. 2023 released (``model_<id>.pt`` with
+``config_<id>.json`` beside it; read and mapped by ``grokinterp.io.pizza``) into a run directory
+with one checkpoint, at the epochs the authors trained, and a split drawn with a documented seed
+(theirs is unknown: config.json's ``imported_from`` notes say so, and ``analyze`` warns).
 """
 
 from __future__ import annotations
@@ -79,7 +84,15 @@ from grokinterp.io.tl_demo import (
     parse_demo,
 )
 
-__all__ = ["EXPORT_FORMAT", "METRICS_EVERY", "REQUIRED_KEYS", "export_tl_demo", "import_tl_demo"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "METRICS_EVERY",
+    "REQUIRED_KEYS",
+    "export_tl_demo",
+    "import_pizza",
+    "import_tl_demo",
+    "import_warnings",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +148,92 @@ def import_tl_demo(path: str | Path, out: str | Path, *, trust: bool = False, fo
     finally:
         if lock is not None:
             lock.release()
+
+
+def import_pizza(path: str | Path, out: str | Path, *, force: bool = False) -> Path:
+    """Turn a checkpoint of Zhong et al. 2023 (``model_<id>.pt``, ``config_<id>.json`` beside it)
+    into a run directory at ``out``: config.json (with ``imported_from``: file, sha256, the
+    authors' config and the notes of ``grokinterp.io.pizza``), one checkpoint at the authors' final
+    epoch with its train/test metrics, the split (seeded, not the authors'), metrics and summary.
+    The file is a plain state dict read with ``torch.load(weights_only=True)``, so no trust flag is
+    needed. Built in a temporary sibling folder and moved into place, as ``import_tl_demo``."""
+    from grokinterp.io.pizza import PizzaFileError, read_pizza
+
+    path, out = Path(path), Path(out)
+    try:
+        ckpt = read_pizza(path)
+    except PizzaFileError as e:
+        raise ValueError(str(e)) from None
+    _check_out(out, force)
+    lock = rundir.lock_run(out) if _holds_something(out) else None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.importing-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            try:
+                _write_pizza_run(tmp, ckpt)
+                _move_into_place(tmp, out, force)
+            except OSError as e:
+                raise RunDirError(f"{out}: could not write the run directory ({one_line(e)})") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
+    return out
+
+
+def import_warnings(run_dir: str | Path) -> list[str]:
+    """The warnings an imported run's config.json carries under ``imported_from.warnings`` (e.g. a
+    Zhong et al. checkpoint's split is not the authors'), for ``analyze`` to repeat; [] for a run
+    made here."""
+    imported = rundir.read_config_doc(run_dir).get("imported_from")
+    found = imported.get("warnings") if isinstance(imported, dict) else None
+    return [w for w in found if isinstance(w, str)] if isinstance(found, list) else []
+
+
+def _write_pizza_run(run_dir: Path, ckpt: Any) -> None:
+    from grokinterp.forward import evaluate
+    from grokinterp.io.pizza import FORMAT, SPLIT_NOTE
+    from grokinterp.models import model_from_state_dict
+    from grokinterp.tasks import make_dataset
+
+    cfg = ckpt.config
+    source = ckpt.model_path
+    imported = {
+        "path": str(source.resolve()),
+        "format": FORMAT,
+        "sha256": _sha256(source),
+        "config_path": str(ckpt.config_path.resolve()),
+        "authors_config": ckpt.authors_config,
+        "loaded_with": "torch.load(weights_only=True)",
+        "epoch_convention": "the authors' config 'epoch' (full-batch optimizer steps); one checkpoint",
+        "notes": ckpt.notes,
+        "warnings": [SPLIT_NOTE],  # repeated by every analysis (import_warnings)
+    }
+    rundir.write_run_config(run_dir, cfg, {"imported_from": imported})  # first: the files carry its identity
+    dataset = make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed)
+    model = model_from_state_dict(cfg, ckpt.state, source=source)
+    model.eval()
+    epoch = ckpt.final_epoch
+    row = _ordered({"epoch": epoch, **evaluate(model, dataset)})
+    rundir.save_checkpoint(run_dir, epoch, model, cfg, row)
+    rundir.write_split(run_dir, dataset.train_indices, dataset.test_indices)
+    rundir.write_metrics(run_dir, [row])
+    grok = epoch if row["test_acc"] >= C.GROKKING_THRESHOLD else None
+    summary = rundir.RunSummary(
+        final_epoch=epoch,
+        status="finished",
+        grokking_epoch=grok,  # at most this: only the final checkpoint was released
+        grokking_step=None,
+        grokking_threshold=C.GROKKING_THRESHOLD,
+        wall_clock_s=None,
+        final=row,
+        imported_from=imported["path"],
+    )
+    rundir.write_summary(run_dir, summary)
 
 
 def _import(path: Path, out: Path, force: bool) -> Path:
@@ -279,6 +378,11 @@ def export_tl_demo(run_dir: str | Path, out_file: str | Path, *, force: bool = F
         raise ValueError(
             f"{run.path}: only transformer runs can be exported to the TransformerLens demo layout "
             f"(this run has arch {cfg.arch!r})"
+        )
+    if cfg.attention_rate != 1.0:
+        raise ValueError(
+            f"{run.path}: the TransformerLens demo layout has no attention rate (this run has attention_rate "
+            f"{cfg.attention_rate:g}); only runs with ordinary attention (rate 1) can be exported"
         )
     epochs = run.checkpoint_epochs
     if not epochs:

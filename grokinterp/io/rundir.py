@@ -431,6 +431,9 @@ class RunSummary:
     last good checkpoint is ``last_good_epoch``). ``finished`` is true for the first two.
     ``wall_clock_s`` is None for an imported run (the file does not record it), and
     ``imported_from`` names the file an imported run came from (absent from summary.json otherwise).
+    ``instabilities``: the train-loss spikes seen (``grokinterp.analysis.instabilities``: ``start``,
+    ``end``, ``peak_epoch``, ``peak_loss``, ``baseline``, ``recovered`` per spike; the trainer
+    writes the list, empty when there was none); None (absent from summary.json) when not looked for.
     """
 
     final_epoch: int
@@ -443,6 +446,7 @@ class RunSummary:
     last_good_epoch: int | None = None
     message: str | None = None
     imported_from: str | None = None
+    instabilities: list[dict[str, Any]] | None = None
 
     @property
     def finished(self) -> bool:
@@ -457,8 +461,9 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         """summary.json as a dict (``imported_from`` only for an imported run)."""
         doc = asdict(self)
-        if doc["imported_from"] is None:
-            del doc["imported_from"]
+        for key in ("imported_from", "instabilities"):
+            if doc[key] is None:
+                del doc[key]
         # finished / stopped_early are stored too: sweeps and older readers look them up.
         return {**doc, "finished": self.finished, "stopped_early": self.stopped_early}
 

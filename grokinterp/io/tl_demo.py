@@ -258,9 +258,11 @@ def _layout(tl_cfg: Any) -> tuple[int, str]:
         return p, "a b ="
     if n_ctx == 4 and d_vocab == p + 2:
         return p, "a op b ="
+    if n_ctx == 2 and d_vocab == p:
+        return p, "a b"
     raise DemoFileError(
-        f"unsupported config: n_ctx={n_ctx}, d_vocab={d_vocab}, d_vocab_out={p} is neither the "
-        "'a b =' layout (n_ctx 3, d_vocab p+1) nor 'a op b =' (n_ctx 4, d_vocab p+2)"
+        f"unsupported config: n_ctx={n_ctx}, d_vocab={d_vocab}, d_vocab_out={p} is none of the "
+        "'a b =' layout (n_ctx 3, d_vocab p+1), 'a op b =' (n_ctx 4, d_vocab p+2) and 'a b' (n_ctx 2, d_vocab p)"
     )
 
 
@@ -329,6 +331,7 @@ def config_from_file(
             d_mlp=_as_int(_cfg_get(tl_cfg, "d_mlp"), "config.d_mlp"),
             act_fn=act_fn,
             normalization_type="none" if norm is None else norm,
+            attention_dir="bidirectional" if _cfg_get(tl_cfg, "attention_dir") == "bidirectional" else "causal",
             model_seed=model_seed,
             epochs=max(final_epoch, 1),
             eval_every=METRICS_EVERY,

@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 #: evaluations and checkpoints, and the device.
 SHARED_FIELDS = (
     "p", "op", "layout", "arch", "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act_fn",
-    "normalization_type", "freeze_biases", "epochs", "batch_size", "sample_with_replacement", "loss_dtype",
+    "normalization_type", "attention_dir", "attention_rate", "freeze_biases", "epochs", "batch_size", "sample_with_replacement", "loss_dtype",
     "loss_fn", "dtype", "eval_every", "checkpoint_every", "checkpoint_early_every", "checkpoint_early_until",
     "device",
 )  # fmt: skip

@@ -11,6 +11,9 @@ The trainer writes through the ``RunWriter`` it is handed (``grokinterp.io.write
 ``RunDirWriter`` writes the run directory through ``grokinterp.io.rundir`` and holds the run's lock
 from the moment it creates or reopens the run until ``run`` returns; a ``MemoryWriter`` keeps an
 in-memory run. Reopening a run to continue it lives in ``grokinterp.training.resume``.
+
+summary.json, written when training stops, lists the train-loss spikes of the whole run
+(``instabilities``, by the rule of ``grokinterp.analysis.instabilities``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from grokinterp import constants as C
+from grokinterp.analysis.instabilities import instabilities_of_run
 from grokinterp.config import RunConfig
 from grokinterp.forward import evaluate, last_position_logits
 from grokinterp.io.checkpoints import Checkpoint
@@ -447,6 +451,7 @@ class Trainer:
             final=good[-1] if good else {},
             last_good_epoch=last_good[0] if last_good else None,
             message=message,
+            instabilities=instabilities_of_run(self.metrics, cfg.p),
         )
         self.writer.write_summary(summary)
         if interrupted:

@@ -48,6 +48,7 @@ __all__ = [
     "add_phase_bands",
     "analysis_of",
     "measures_table",
+    "not_drawn_reason",
     "phase_spans",
     "plot_accuracy",
     "plot_clock_pizza",
@@ -178,22 +179,53 @@ def analysis_of(run: Run | None) -> Analysis | None:
     return None if run is None else Analysis.load(run.path)
 
 
-def _not_defined_note(fig: go.Figure, run: Run | None, what: str, reason: str | None = None) -> go.Figure:
-    """A visible annotation saying that ``what`` is not defined for this run, and why (``reason``;
-    default: why the run's operation has no Fourier basis)."""
-    if reason is None:
-        a = analysis_of(run)
-        reason = (a.basis.get("reason") if a is not None else None) or "no Fourier basis for this task"
+def not_drawn_reason(run: Run | None, *columns: str) -> str:
+    """Why the measures ``columns`` are not drawn, in the analysis' own words: the ``not_defined``
+    entry of analysis.json of the first column that has one (the basis' reason, "no key frequencies
+    by the clustered rule (...)", ...), else the basis' reason, else that measures.csv lacks them."""
+    a = analysis_of(run)
+    if a is not None:
+        for col in columns:
+            if a.not_defined.get(col):
+                return str(a.not_defined[col])
+        if not a.basis_defined and a.basis.get("reason"):
+            return str(a.basis["reason"])
+    return "not in measures.csv (analysed by an older version?): re-run grokinterp analyze"
+
+
+def _not_defined_note(fig: go.Figure, what: str, reason: str, drawn: str = "") -> go.Figure:
+    """A visible annotation saying that ``what`` is not drawn for this run, and why (``reason``,
+    the analysis' own: ``not_drawn_reason``); the caption becomes ``drawn`` (what the figure does
+    show) and that sentence, so it never describes a curve that is not there."""
+    set_meta(fig, caption=f"{drawn} Not drawn: {what}, not defined for this run ({reason.rstrip('.')}).".strip())
+    return _note(fig, f"Not drawn: {what},", "not defined for this run:", reason)
+
+
+#: Characters per line of a note on a figure (fits a single-column paper figure at 8 pt).
+NOTE_WIDTH = 48
+
+
+def _note(fig: go.Figure, *lines: str) -> go.Figure:
+    """``lines`` on the middle of the plot, each wrapped (``NOTE_WIDTH``), on a white box over the
+    data."""
     fig.add_annotation(
-        text=f"{what}: not defined for this run<br><sup>{reason}</sup>",
+        text="<br>".join(_wrap(line, NOTE_WIDTH) for line in lines),
         xref="paper",
         yref="paper",
         x=0.5,
         y=0.5,
         showarrow=False,
-        font=dict(size=14, color="#555555"),
+        bgcolor="rgba(255,255,255,0.85)",
+        font=dict(size=14, color="#444444"),
     )
     return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken into lines of at most about ``width`` characters (plotly's ``<br>``)."""
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(text, width))
 
 
 def _line(
@@ -325,7 +357,12 @@ def plot_restricted_excluded(run: Run, phases: PhasesArg = None, *, style: Style
             _line(t["epoch"], t["excluded_loss"], VARIANT_NAMES["excluded_loss"], COLORS["excluded"], True, None, style)
         )
     else:
-        _not_defined_note(fig, run, "restricted and excluded loss")
+        _not_defined_note(
+            fig,
+            "the restricted and excluded loss",
+            not_drawn_reason(run, "restricted_loss", "excluded_loss"),
+            "Train and test cross-entropy loss over training (every evaluation; log scale).",
+        )
     return _over_time(fig, run, phases, style)
 
 
@@ -350,7 +387,12 @@ def plot_restricted_excluded_neuron(run: Run, phases: PhasesArg = None, *, style
     fig.add_trace(_line(t["epoch"], t["train_loss"], "train loss", COLORS["train"], True, style=style))
     fig.add_trace(_line(t["epoch"], t["test_loss"], "test loss", COLORS["test"], True, style=style))
     if not _defined(t, "restricted_loss_neuron"):
-        _not_defined_note(fig, run, "neuron-level restricted and excluded loss")
+        _not_defined_note(
+            fig,
+            "the neuron-level restricted and excluded loss",
+            not_drawn_reason(run, "restricted_loss_neuron", "excluded_loss_neuron"),
+            "Train and test cross-entropy loss at the checkpoints (log scale).",
+        )
     for col, color in (("restricted_loss_neuron", COLORS["restricted"]), ("excluded_loss_neuron", COLORS["excluded"])):
         if _defined(t, col):
             fig.add_trace(_line(t["epoch"], t[col], VARIANT_NAMES[col], color, True, style=style))
@@ -368,7 +410,7 @@ def plot_gini(run: Run, phases: PhasesArg = None, *, style: StyleArg = None) -> 
         yaxis_title="Gini coefficient",
     )
     if not _defined(t, "gini_W_E"):
-        _not_defined_note(fig, run, "Gini coefficients in the Fourier basis")
+        _not_defined_note(fig, "the Gini coefficients in the Fourier basis", not_drawn_reason(run, "gini_W_E"))
     else:
         for w in ("E", "L"):
             name = f"Gini of W<sub>{w}</sub> frequency norms" if style.paper else f"Gini of W_{w} frequency norms"
@@ -406,7 +448,7 @@ def plot_frac_neurons_explained(run: Run, phases: PhasesArg = None, *, style: St
         yaxis_range=[-0.02, 1.02],
     )
     if not _defined(t, "frac_neurons_explained"):
-        _not_defined_note(fig, run, "neuron-frequency clusters")
+        _not_defined_note(fig, "the fraction of neurons explained", not_drawn_reason(run, "frac_neurons_explained"))
         return _over_time(fig, run, phases, style)
     layer_cols = sorted(c for c in t.columns if c.startswith("frac_neurons_explained_l"))
     if len(layer_cols) > 1:
@@ -438,38 +480,49 @@ def plot_cos_apb_c(run: Run, phases: PhasesArg = None, *, style: StyleArg = None
         k = int(c[len("cos_apb_c_k") :])
         fig.add_trace(_line(t["epoch"], t[c], f"k = {k}", PALETTE[i % len(PALETTE)], True, style=style))
     if not cols:
-        _not_defined_note(fig, run, "cos(ω(φa+φb−φc)) coefficients")
+        why = not_drawn_reason(run, "cos_apb_c_k*", "cos_sim_cos_apb_c", "key_freqs")
+        _not_defined_note(fig, "the cos(ω(φa+φb−φc)) coefficients", why)
     return _over_time(fig, run, phases, style)
 
 
 def plot_clock_pizza(run: Run, phases: PhasesArg = None, *, style: StyleArg = None) -> go.Figure:
     """Gradient symmetricity and distance irrelevance (Zhong et al. 2023, Sec. 4, Definitions 4.1
     and 4.2) at each checkpoint, from the ``gradient_symmetricity`` and ``distance_irrelevance``
-    columns of measures.csv; the final verdict of analysis.json in the caption. Pizza: symmetricity
-    near 1, irrelevance near 0; clock: symmetricity low, irrelevance near 1."""
+    columns of measures.csv, and the embeddings' ``circularity`` (their eval notebook) where the
+    column exists (runs analysed before it have none); the final verdict of analysis.json in the caption, or, where there is
+    none (a model that does not generalise), "no verdict" and why, in the caption and on the
+    figure. Pizza: symmetricity near 1, irrelevance near 0; clock: symmetricity low, irrelevance
+    near 1."""
+    from grokinterp.analysis.run_analysis import clock_pizza_verdict
+
     style = get_style(style)
     t = measures_table(run)
     a = analysis_of(run)
     cp = a.clock_pizza if a is not None else {}
-    verdict = cp.get("verdict")
+    verdict, verdict_text = clock_pizza_verdict(cp)
     fig = new_figure(
         "Clock or pizza",
         style,
         caption="Gradient symmetricity (mean cosine between the gradients of a logit with respect to the embeddings "
         "of a and of b, 100 random triples) and distance irrelevance (how little the correct logit depends on "
         "φ_a − φ_b) at each checkpoint (Zhong et al. 2023, Sec. 4). Pizza: symmetricity near 1 and irrelevance "
-        "near 0; clock: low symmetricity, irrelevance near 1." + (f" Final checkpoint: {verdict}." if verdict else ""),
+        f"near 0; clock: low symmetricity, irrelevance near 1. Circularity (dotted): how much each of the first 4 "
+        "principal components of the token embeddings is one Fourier mode (1: circles). "
+        f"Final checkpoint: {verdict_text.rstrip('.')}.",
         xaxis_title="epoch",
         yaxis_title="value",
     )
     cols = (("gradient_symmetricity", "gradient symmetricity"), ("distance_irrelevance", "distance irrelevance"))
     if not all(_defined(t, c) for c, _ in cols):
-        _not_defined_note(
-            fig, run, "clock/pizza measures", cp.get("reason") or "not computed: re-run grokinterp analyze"
-        )
+        why = cp.get("reason") or not_drawn_reason(run, *(c for c, _ in cols))
+        _not_defined_note(fig, "the clock/pizza measures", why, "No clock/pizza verdict.")
         return _over_time(fig, run, phases, style)
     for i, (c, name) in enumerate(cols):
         fig.add_trace(_line(t["epoch"], t[c], name, PALETTE[i], True, style=style))
+    if _defined(t, "circularity"):
+        fig.add_trace(_line(t["epoch"], t["circularity"], "circularity", PALETTE[2], True, "dot", style=style))
+    if verdict is None:  # on the figure too: the curves alone would read as a clock
+        _note(fig, verdict_text)
     low = min(0.0, float(t["gradient_symmetricity"].min()))
     fig.update_yaxes(range=[low - 0.02, 1.02])
     return _over_time(fig, run, phases, style)

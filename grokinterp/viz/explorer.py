@@ -51,7 +51,7 @@ PANELS: tuple[tuple[str, str, str], ...] = (
     ("cluster_sizes", "Neuron-frequency clusters at this checkpoint", "model"),
     ("cos_apb_c", "Logits along cos(ω(φa+φb−φc)) of the key frequencies", "curve"),
     ("neuron_heatmaps", "Activations of the cleanest neuron of each cluster", "model"),
-    ("attention", 'Attention from "=" to a, per head (layer 0)', "model"),
+    ("attention", "Attention from the last token to a, per head of every layer", "model"),
 )
 
 #: The panels drawn from a checkpoint's weights (``model_figures``).
@@ -178,11 +178,11 @@ class Explorer:
             )
         if not self._has_attention:
             out.append("No attention panel: this architecture (an MLP) has no attention.")
-        elif self.table is not None and not self._has_cos_fit:
-            out.append(
-                "No cos(w(a+b-c)) panel: the run has no key frequencies (no neuron is explained by one "
-                "frequency at the final checkpoint), so there is nothing to fit."
-            )
+        if self.table is not None and basis.defined and not self._has_cos_fit:
+            from grokinterp.viz.curves import not_drawn_reason
+
+            why = not_drawn_reason(self.run, "cos_apb_c_k*", "cos_sim_cos_apb_c", "key_freqs")
+            out.append(f"No cos(w(a+b-c)) panel: {why.rstrip('.')}.")
         if self.table is None:
             out.append("The run is not analysed (no measures.csv): only the loss curves are drawn.")
         return out

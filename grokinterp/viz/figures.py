@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grokinterp.viz.export as export  # module lookups: patching export.find_browser reaches both calls
 from grokinterp.viz.curves import (
     measures_table,
+    not_drawn_reason,
     plot_accuracy,
     plot_clock_pizza,
     plot_cos_apb_c,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
     from grokinterp.io.runs import Run
 
-__all__ = ["FIGURE_NAMES", "FigureSet", "make_all_figures", "write_all_figures"]
+__all__ = ["FIGURE_NAMES", "FigurePaths", "FigureSet", "make_all_figures", "write_all_figures"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,15 @@ FIGURE_NAMES = (
     *MODEL_FIGURES,  # embedding_spectrum, wl_spectrum, cluster_sizes, fraction_explained_hist, neuron_heatmaps, attention
     "per_frequency_excluded_loss",
 )
+
+
+class FigurePaths(list):
+    """The files ``write_all_figures`` wrote (a list of paths), with ``skipped``: ``{name: reason}``
+    for the figures left out."""
+
+    def __init__(self, paths: Any = (), *, skipped: Mapping[str, str] | None = None) -> None:
+        super().__init__(paths)
+        self.skipped: dict[str, str] = dict(skipped or {})
 
 
 class FigureSet(dict):
@@ -107,6 +117,9 @@ def make_all_figures(
     basis = settings.basis
     if any(c.startswith("cos_apb_c_k") for c in table.columns) or not basis.defined:
         figs["cos_apb_c"] = plot_cos_apb_c(run, style=style)
+    else:  # the basis is there but no key frequency: nothing to fit, and the analysis says why
+        skipped["cos_apb_c"] = not_drawn_reason(run, "cos_apb_c_k*", "cos_sim_cos_apb_c", "key_freqs")
+        log.info("%s: skipping cos_apb_c: %s", run.path, skipped["cos_apb_c"])
     figs["clock_pizza"] = plot_clock_pizza(run, style=style)
     view = checkpoint_view(run.model(epoch), run.dataset, settings)
     names = list(MODEL_FIGURES)
@@ -122,8 +135,7 @@ def make_all_figures(
         at = f"epoch {epoch}" if epoch is not None else "the last checkpoint"
         skipped["neuron_heatmaps"] = (
             f"no MLP neuron of layer {view.layer} is explained by a single frequency (threshold "
-            f"{view.clusters.threshold:g}) at {at}: the model has not formed the Fourier circuit, so there is no "
-            "cluster to show"
+            f"{view.clusters.threshold:g}) at {at}, so there is no cluster to show"
         )
         log.info("%s: skipping neuron_heatmaps: %s", run.path, skipped["neuron_heatmaps"])
     if view.attention_to_a is None:
@@ -149,9 +161,10 @@ def write_all_figures(
     *,
     style: StyleArg = None,
     column: str | None = None,
-) -> list[Path]:
+) -> FigurePaths:
     """Write every figure of ``run_dir`` (``FIGURE_NAMES``) to ``out_dir`` as png, pdf, svg or html
-    and return the paths. Analyses the run first (``ensure_analysed``) if it has no measures.csv
+    and return the paths (a ``FigurePaths``, whose ``skipped`` names the figures left out and
+    why). Analyses the run first (``ensure_analysed``) if it has no measures.csv
     yet, or if the run went on after its last analysis (never draws stale measures); without a
     Chromium the static formats fall back to HTML (one warning). ``style="paper"``: print-ready
     figures (``PAPER``: no titles, column widths, 8-10 pt, PNG at 288 dpi) and their captions in
@@ -172,4 +185,4 @@ def write_all_figures(
     paths = export.export_figures(figs, out_dir, fmt, browser=browser, scale=scale)
     if style.paper:
         export.write_captions(figs, paths, out_dir, figs.skipped)
-    return paths
+    return FigurePaths(paths, skipped=figs.skipped)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MODEL_FIGURES",
     "SPECTRUM_TEXT",
+    "attention_shares_text",
     "checkpoint_figures",
     "plot_attention",
     "plot_cluster_sizes",
@@ -308,34 +309,69 @@ def plot_neuron_heatmaps(
 
 
 def plot_attention(
-    to_a: Float[Tensor, "heads p p"], layer: int = 0, *, max_cols: int = 4, style: StyleArg = None
+    attention: Float[Tensor, "heads p p"] | Float[Tensor, "layers heads pos p p"],
+    layer: int = 0,
+    *,
+    positions: Sequence[str] = ("a", "b", "="),
+    max_cols: int = 4,
+    style: StyleArg = None,
 ) -> go.Figure:
-    """Attention paid by the final "=" position to the a position, per head, as (a, b) heatmaps
-    (``attention.attention_to_a_b``; paper Sec. 4.1, periodic attention; demo "Attention
-    Patterns")."""
+    """Attention paid by the last position to the a position (the first), per head, as (a, b)
+    heatmaps (paper Sec. 4.1, periodic attention; demo "Attention Patterns"). ``attention``: the
+    attention from the last position to every position for every layer, (layers, heads, positions,
+    p, p) (``checkpoint_views.attention_from_last``), drawn for every layer and head, with
+    ``positions`` the token labels (``checkpoint_views.position_labels``); or the share on a of one
+    ``layer``, (heads, p, p) (``attention.attention_to_a_b``). The caption says, from the numbers
+    drawn, where each head's attention goes on average over the grid."""
     style = get_style(style)
-    to_a = to_a.detach().cpu()
-    heads, p = to_a.shape[0], to_a.shape[1]
+    att = attention.detach().cpu().double()
+    last, first = positions[-1], positions[0]
+    if att.ndim == 3:  # one layer's share on a: the rest is not known here
+        att, layers, positions = att[None, :, None], [layer], positions[:1]
+    else:
+        layers = list(range(att.shape[0]))
+    n_layers, heads, p = att.shape[0], att.shape[1], att.shape[-1]
+    panels = [(li, h) for li in range(n_layers) for h in range(heads)]
+    name = (lambda li, h: f"layer {layers[li]}, head {h}") if n_layers > 1 else (lambda li, h: f"head {h}")
     heatmaps = [
         go.Heatmap(
-            z=to_a[h].tolist(),
+            z=att[li, h, 0].tolist(),
             coloraxis="coloraxis",
-            name=f"head {h}",
+            name=name(li, h),
             hovertemplate="a=%{y} b=%{x}<br>attention=%{z:.3f}<extra></extra>",
         )
-        for h in range(heads)
+        for li, h in panels
     ]
+    which = f"layer {layers[0]}" if n_layers == 1 else "layers " + ", ".join(map(str, layers))
     return ab_heatmap_grid(
         heatmaps,
-        [f"head {h}" for h in range(heads)],
-        f'Attention from "=" to a (layer {layer})',
+        [name(li, h) for li, h in panels],
+        f'Attention from "{last}" to {first} ({which})',
         p,
         max_cols,
         coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="attention")),
         style=style,
-        caption=f'Attention paid by the final "=" token to the a token, per head of layer {layer}, over the input '
-        f"grid (a down, b across; p = {p}); the rest goes to b.",
+        caption=f'Attention paid by the final "{last}" token to the {first} token, per head of {which}, over the '
+        f"input grid (a down, b across; p = {p}). {attention_shares_text(att, layers, positions)}",
     )
+
+
+def attention_shares_text(
+    att: Float[Tensor, "layers heads pos p p"], layers: Sequence[int], positions: Sequence[str]
+) -> str:
+    """Where each head's attention goes, from the numbers: the mean over the grid of the attention
+    to each position (named by ``positions``), per layer and head, e.g. 'Mean over the grid, layer
+    0: head 0 a 0.50, b 0.49, = 0.01; ...'. Positions below 0.005 are left out."""
+    means = att.nanmean(dim=(-2, -1))  # (layers, heads, pos)
+    parts = []
+    for li, layer in enumerate(layers):
+        heads = []
+        for h in range(means.shape[1]):
+            shares = [f"{positions[i]} {float(v):.2f}" for i, v in enumerate(means[li, h]) if float(v) >= 0.005]
+            heads.append(f"head {h} " + ", ".join(shares))
+        parts.append(f"layer {layer}: " + "; ".join(heads))
+    scope = "to each position" if means.shape[2] > 1 else f"to {positions[0]}"
+    return f"Mean attention over the grid {scope}, " + "; ".join(parts) + "."
 
 
 def _key_freqs_of(run: Run | None) -> list[int]:
@@ -382,12 +418,16 @@ def plot_per_frequency_excluded_loss(
     keys = set(key_freqs if key_freqs is not None else _key_freqs_of(run))
     vals = {k: float(row[f"excluded_loss_k{k}"]) for k in ks}
     title_epoch = f" (epoch {int(row['epoch'])})" if "epoch" in row else ""
+    drawn = [f"key frequencies {', '.join(map(str, sorted(keys & set(ks))))} labelled" if keys & set(ks) else
+             "no key frequencies to label"]  # fmt: skip
+    if "train_loss" in row:
+        drawn.append("dashed: the train loss with nothing removed")
     fig = new_figure(
         "Excluded loss of each single frequency" + title_epoch,
         style,
         caption="Excluded loss (logit level, train) when only frequency k is removed from the logits (its "
         f"cos/sin(ω_k(φ_a+φ_b)) directions), for every k{', at epoch ' + str(int(row['epoch'])) if 'epoch' in row else ''}"
-        "; key frequencies labelled; dashed: the train loss with nothing removed; log scale.",
+        f"; {'; '.join(drawn)}; log scale.",
         column="single" if len(ks) <= 20 else "double",
         xaxis_title=tex_label(
             tex and style.tex,
@@ -466,7 +506,7 @@ def checkpoint_figures(
         "neuron_heatmaps": lambda: plot_neuron_heatmaps(
             view.neuron_acts, view.clusters, axis_names=s.axis_names, style=style
         ),
-        "attention": lambda: plot_attention(view.attention_to_a, style=style),
+        "attention": lambda: plot_attention(view.attention, positions=view.positions, style=style),
     }
-    there = {name: view.fourier for name in MODEL_FIGURES} | {"attention": view.attention_to_a is not None}
+    there = {name: view.fourier for name in MODEL_FIGURES} | {"attention": view.attention is not None}
     return {name: draw[name]() for name in names if there[name]}

@@ -197,6 +197,15 @@ def _cursor_index(fig_json: dict[str, Any]) -> int | None:
 # ----------------------------------------------------------------------------------------------
 
 
+def _verdict(analysis: dict[str, Any]) -> str | None:
+    """The clock/pizza verdict text of an analysis.json dict ("clock", or "no verdict: why"); None
+    when the run has no clock/pizza entry."""
+    from grokinterp.analysis.run_analysis import clock_pizza_verdict
+
+    cp = analysis.get("clock_pizza")
+    return clock_pizza_verdict(cp)[1] if cp else None
+
+
 def _run_facts(ex: Explorer) -> list[str]:
     cfg = ex.run.config
     a = ex.run.analysis or {}
@@ -208,11 +217,17 @@ def _run_facts(ex: Explorer) -> list[str]:
     ]
     if cfg.preset:
         facts.insert(0, f"preset {cfg.preset}")
+    verdict = _verdict(a)
+    if verdict is not None and not verdict.startswith("no verdict"):
+        facts.append(f"clock/pizza: {verdict}")
     basis = a.get("basis") or {}
     if basis.get("name") and basis.get("family") != "none":
         facts.append(f"basis {basis['name']}")
     if a.get("key_freqs"):
-        facts.append("key frequencies " + ", ".join(str(k) for k in a["key_freqs"]))
+        rule = (a.get("key_frequencies") or {}).get("rule")
+        facts.append(
+            "key frequencies " + ", ".join(str(k) for k in a["key_freqs"]) + (f" ({rule} rule)" if rule else "")
+        )
     bounds = (a.get("phases") or {}).get("boundaries")
     if bounds and any(b is not None for b in bounds):
         facts.append("phase boundaries " + ", ".join("–" if b is None else str(b) for b in bounds))
@@ -266,6 +281,9 @@ def build_report(
         ex_notes = [f"{len(epochs)} of the run's {len(ex.epochs)} checkpoints (evenly spread)."]
     else:
         ex_notes = []
+    verdict = _verdict(ex.run.analysis or {})
+    if verdict is not None and verdict.startswith("no verdict"):  # said where it is read, with why
+        ex_notes.insert(0, f"Clock/pizza (Zhong et al. 2023): {verdict.rstrip('.')}.")
     notes = ex.notes + ex_notes
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     title = f"grokinterp report: {ex.run.path.name}"

@@ -358,3 +358,18 @@ def test_clock_pizza_not_defined_for_a_non_cyclic_operation(tmp_path):
     assert CP.not_defined_reason("mul", 12) is not None and CP.not_defined_reason("div", 11) is None
     with pytest.raises(ValueError, match="cyclic-group"):
         CP.group_coordinates(torch.arange(3), torch.arange(3), 11, "x2_y2")
+
+
+@pytest.mark.parametrize("test_acc", [0.10, 0.02, float("nan")])
+def test_no_verdict_for_a_model_that_has_not_generalised(test_acc):
+    """Distance irrelevance is about 1 at initialisation, so an untrained model would read as a clock:
+    below the grokking threshold the entry keeps the values but gives no verdict, with the reason."""
+    ds = make_dataset(11, "add")
+    final = {"gradient_symmetricity": 0.3, "distance_irrelevance": 0.95, "circularity": 0.4, "test_acc": test_acc}
+    entry = CP.analysis_entry(ds, final, epoch=30)
+    assert entry["verdict"] is None
+    assert entry["verdict_reason"].startswith("no verdict: final test accuracy")
+    assert "has not generalised" in entry["verdict_reason"]
+    assert (entry["gradient_symmetricity"], entry["distance_irrelevance"], entry["circularity"]) == (0.3, 0.95, 0.4)
+    grokked = CP.analysis_entry(ds, {**final, "test_acc": 1.0}, epoch=30)
+    assert grokked["verdict"] == "clock" and grokked["verdict_reason"] is None

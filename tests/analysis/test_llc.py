@@ -87,12 +87,48 @@ def test_config_rejects_unknown_fields_and_bad_json():
         LLCConfig.from_json("{epsilon: 1}")
 
 
-def test_default_nbeta_is_devinterps_for_the_train_size():
-    from devinterp.utils import default_nbeta
-
+def test_default_nbeta_is_n_over_log_n_of_the_train_split():
+    """The default (None, "train") is n/log n of the n train examples: grokinterp's choice, which
+    devinterp's default_nbeta gives for a count, not for its DataLoader."""
     assert LLCConfig().resolved_nbeta(3830) == pytest.approx(3830 / math.log(3830))
-    assert LLCConfig().resolved_nbeta(3830) == pytest.approx(float(default_nbeta(3830)))
+    assert LLCConfig(nbeta="train").resolved_nbeta(3830) == pytest.approx(3830 / math.log(3830))
+    assert LLCConfig().nbeta_rule == "train" and LLCConfig(nbeta=12).nbeta_rule == "given"
     assert LLCConfig(nbeta=12.0).resolved_nbeta(3830) == 12.0
+    assert "grokinterp's default" in LLCConfig.doc("nbeta") and "devinterp's default_nbeta(n)" not in LLCConfig.doc(
+        "nbeta"
+    )
+
+
+@pytest.mark.parametrize("batch_size", [2, 64, 128, 1000])
+def test_nbeta_devinterp_is_b_over_log_b_of_the_sgld_batch(batch_size):
+    """nbeta="devinterp" is devinterp's own default: default_nbeta of the SGLD DataLoader = B/log B
+    for batch size B (17.6x smaller than n/log n at n = 3,830, B = 128)."""
+    cfg = LLCConfig(nbeta="devinterp", batch_size=batch_size)
+    assert cfg.resolved_nbeta(3830) == pytest.approx(batch_size / math.log(batch_size))
+    assert cfg.resolved_nbeta(10) == cfg.resolved_nbeta(3830)  # does not depend on n
+    devinterp_utils = pytest.importorskip("devinterp.utils")
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(list(range(3830)), batch_size=batch_size)
+    assert cfg.resolved_nbeta(3830) == pytest.approx(float(devinterp_utils.default_nbeta(loader)))
+    if batch_size == 128:
+        ratio = LLCConfig().resolved_nbeta(3830) / cfg.resolved_nbeta(3830)
+        assert ratio == pytest.approx(17.6, abs=0.05)
+
+
+def test_nbeta_rules_parse_and_round_trip():
+    assert LLCConfig.parse_field("nbeta", "DevInterp") == "devinterp"
+    assert LLCConfig.parse_field("nbeta", "train") == "train"
+    assert LLCConfig.parse_field("nbeta", "none") is None
+    assert LLCConfig.parse_field("nbeta", "12") == 12.0
+    cfg = LLCConfig(nbeta="devinterp")
+    assert LLCConfig.from_json(cfg.to_json()) == cfg
+    for bad, message in (("x", "nbeta takes a number, train or devinterp"), ("-1", "nbeta must be positive")):
+        with pytest.raises(ValueError, match=message):
+            LLCConfig.parse_field("nbeta", bad)
+    for bad in ("n", float("inf"), True):
+        with pytest.raises(ValueError, match="nbeta must be"):
+            LLCConfig(nbeta=bad)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -185,3 +186,48 @@ def test_trainer_writes_through_the_writer_it_is_handed(tmp_path):
     with pytest.raises(ValueError, match="not both"):
         Trainer(SMALL, tmp_path / "r", writer=MemoryWriter())
     assert not (tmp_path / "r").exists()
+
+
+def _planted_loss(epoch: int) -> float:
+    """A train loss falling from 3 to 0.01, with a spike to 1.0 at epoch 40 (baseline: 3 e^-6 +
+    0.01 at 30; back below twice that at 50)."""
+    return 1.0 if epoch == 40 else 3.0 * math.exp(-epoch / 5) + 0.01
+
+
+@pytest.fixture
+def planted_spike(monkeypatch):
+    """Every evaluation (single run or ensemble member) records ``_planted_loss`` as its train loss."""
+    record = Trainer.record_evaluation
+
+    def planted(self, m):
+        return record(self, {**m, "train_loss": _planted_loss(self.epoch)})
+
+    monkeypatch.setattr(Trainer, "record_evaluation", planted)
+
+
+def test_summary_and_train_name_every_loss_spike(tmp_path, planted_spike, capsys):
+    """Why "A loss spike makes a phase boundary": neither train nor summary.json named the
+    instability. Now both do, with its epochs (the rule of grokinterp.analysis.instabilities)."""
+    from grokinterp.cli import main
+
+    baseline = 3.0 * math.exp(-6) + 0.01
+    want = {"start": 40, "end": 50, "peak_epoch": 40, "peak_loss": 1.0, "recovered": True}
+    res = Trainer(SMALL, tmp_path / "r").run(progress=False)
+    (spike,) = rundir.read_summary(tmp_path / "r")["instabilities"]
+    assert spike == {**want, "baseline": pytest.approx(baseline)} and res.summary["instabilities"] == [spike]
+    assert main(["train", "--p", "23", "--epochs", "60", "--out", str(tmp_path / "c"), "--no-progress"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "instability" in line]
+    assert len(lines) == 1 and "epoch 40" in lines[0] and "back by 50" in lines[0]
+    assert (
+        main(["train", "--p", "23", "--epochs", "60", "--seeds", "0-1", "--out", str(tmp_path / "e"), "--no-progress"])
+        == 0
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if "instability" in line]
+    assert len(lines) == 2 and all("epoch 40" in line for line in lines)
+    for s in (0, 1):
+        assert rundir.read_summary(tmp_path / "e" / f"seed={s}")["instabilities"][0]["end"] == 50
+
+
+def test_a_run_without_spikes_says_so():
+    res = train(SMALL.replace(epochs=20), progress=False)
+    assert res.summary["instabilities"] == []

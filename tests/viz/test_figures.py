@@ -540,3 +540,133 @@ def test_cli_plot(run_dir, tmp_path):
     assert len(files) == len(viz.FIGURE_NAMES)
     if HAVE_CHROMIUM:
         _check_file(out / "loss.svg", "svg")
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 18: no verdict where it does not apply, the analysis' own reasons, every attention layer
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def untrained_run_dir(tmp_path_factory) -> Path:
+    """A p=23 run of 20 epochs (far from generalising: the recipe needs about 600), analysed with
+    threshold 1.0, so that no neuron is explained and no clustered key frequency exists although
+    the task has its Fourier basis."""
+    from grokinterp.analysis.run_analysis import analyze_run
+
+    path = tmp_path_factory.mktemp("untrained") / "r"
+    cfg = RunConfig(p=23, epochs=20, lr=3e-3, wd=3.0, train_frac=0.5, checkpoint_every=10, device="cpu")
+    train_one_thread(cfg, path)
+    analyze_run(path, progress=False, threshold=1.0)
+    return path
+
+
+def test_no_verdict_for_a_model_that_has_not_generalised(untrained_run_dir, tmp_path):
+    """Every output of a model that learned nothing says "no verdict" and why (analysis.json's own
+    reason), never "clock": the figure, its caption and captions.md."""
+    run = load_run(untrained_run_dir)
+    cp = run.analysis["clock_pizza"]
+    assert run.analysis["final"]["test_acc"] < 0.99 and cp["verdict"] is None
+    why = (cp.get("verdict_reason") or cp["reason"]).removeprefix("no verdict: ")
+    fig = viz.plot_clock_pizza(run, style="paper")
+    caption = viz.figure_caption(fig)
+    assert "Final checkpoint: no verdict: " in caption and why.rstrip(".") in caption
+    assert "Final checkpoint: clock" not in caption
+    notes = " ".join(a.text.replace("<br>", " ") for a in fig.layout.annotations)
+    assert "no verdict" in notes and "0.99" in notes
+    figs = viz.make_all_figures(run, style="paper")
+    paths = viz.export_figures(figs, tmp_path, "html")
+    text = viz.write_captions(figs, paths, tmp_path, figs.skipped).read_text()
+    assert "Final checkpoint: no verdict" in text and "Final checkpoint: clock" not in text
+    assert "formed the Fourier circuit" not in text  # no interpretation of a model that learned nothing
+
+
+def test_not_drawn_reasons_come_from_the_analysis(untrained_run_dir, tmp_path):
+    """The task has a basis but no key frequency (threshold 1.0): the figures say the analysis'
+    reason, not "no Fourier basis", their captions do not describe curves that are not there, and
+    the cos(w(a+b-c)) figure, left out, is listed with its reason."""
+    run = load_run(untrained_run_dir)
+    a = run.analysis
+    assert a["basis"]["family"] != "none" and a["key_freqs"] == []
+    reason = a["not_defined"]["restricted_loss"]
+    assert reason.startswith("no key frequencies by the clustered rule")
+    fig = viz.plot_restricted_excluded(run, style="paper")
+    assert [t.name for t in fig.data] == ["train loss", "test loss"]
+    notes = " ".join(ann.text.replace("<br>", " ") for ann in fig.layout.annotations)
+    assert "no key frequencies by the clustered rule" in notes and "no Fourier basis" not in notes
+    caption = viz.figure_caption(fig)
+    assert "projected onto the key frequencies" not in caption
+    assert f"Not drawn: the restricted and excluded loss, not defined for this run ({reason}" in caption
+    neuron = viz.figure_caption(viz.plot_restricted_excluded_neuron(run))
+    assert "neurons are projected" not in neuron and reason in neuron
+    figs = viz.make_all_figures(run, style="paper")
+    assert "cos_apb_c" not in figs and figs.skipped["cos_apb_c"] == a["not_defined"]["cos_sim_cos_apb_c"]
+    paths = viz.export_figures(figs, tmp_path, "html")
+    text = viz.write_captions(figs, paths, tmp_path, figs.skipped).read_text()
+    assert f"- `cos_apb_c`: {a['not_defined']['cos_sim_cos_apb_c']}" in text
+    assert "restricted loss (logit level, all pairs)" not in text  # no caption names an undrawn curve
+    assert "key frequencies labelled" not in text
+
+
+def test_cli_plot_lists_the_figures_left_out(untrained_run_dir, tmp_path, capsys):
+    from grokinterp.cli import main
+
+    assert main(["plot", str(untrained_run_dir), "--out", str(tmp_path / "f"), "--format", "html"]) == 0
+    out = capsys.readouterr().out
+    why = load_run(untrained_run_dir).analysis["not_defined"]["cos_sim_cos_apb_c"]
+    assert f"  not drawn: cos_apb_c: {why}" in out and "  not drawn: neuron_heatmaps: no MLP neuron" in out
+
+
+@pytest.fixture(scope="module")
+def two_layer():
+    """A 2-layer transformer with the "a op b =" layout, trained 10 epochs (its attention is
+    uneven enough to tell the positions apart)."""
+    cfg = RunConfig(p=23, epochs=10, n_layers=2, layout="a op b =", normalization_type="LN", act_fn="gelu",
+                    freeze_biases=False, train_frac=0.5, device="cpu")  # fmt: skip
+    result = train_one_thread(cfg)
+    result.model.eval()
+    from grokinterp.tasks import make_dataset
+
+    return result.model, make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed)
+
+
+def test_attention_of_every_layer_with_a_caption_from_the_data(two_layer):
+    """Every layer's heads are drawn (the a share of each, as attention_to_a_b gives it per layer),
+    and the caption names where the "=" token's attention goes, by the layout's token labels, with
+    the means of the numbers drawn: for "a op b =" "the rest goes to b" is false."""
+    from grokinterp.analysis.attention import attention_to_a_b
+    from grokinterp.analysis.checkpoint_views import attention_from_last, position_labels
+
+    model, ds = two_layer
+    assert position_labels(ds.layout) == ("a", "op", "b", "=") and position_labels("a b =") == ("a", "b", "=")
+    assert position_labels("a b") == ("a", "b")  # a layout without "=": the last token is b
+    att = attention_from_last(model, ds)
+    assert att.shape == (2, model.cfg.n_heads, 4, ds.p, ds.p)
+    np.testing.assert_allclose(att.sum(2).numpy(), 1.0, rtol=1e-5)  # each row of the pattern sums to 1
+    fig = viz.plot_attention(att, positions=position_labels(ds.layout))
+    assert [t.name for t in fig.data] == [f"layer {li}, head {h}" for li in (0, 1) for h in range(model.cfg.n_heads)]
+    for li in (0, 1):
+        to_a, to_b = attention_to_a_b(model, ds, layer=li)  # an independent path: one layer, a and b
+        np.testing.assert_allclose(att[li, :, 0].numpy(), to_a.numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(att[li, :, 2].numpy(), to_b.numpy(), rtol=1e-5, atol=1e-7)
+        for h in range(model.cfg.n_heads):
+            np.testing.assert_allclose(np.array(fig.data[li * model.cfg.n_heads + h].z), to_a[h].numpy(), rtol=1e-5)
+    caption = viz.figure_caption(fig)
+    assert "the rest goes to b" not in caption and "layers 0, 1" in caption
+    means = att.double().mean(dim=(-2, -1))
+    for li in (0, 1):
+        head0 = ", ".join(f"{lab} {float(v):.2f}" for lab, v in zip(("a", "op", "b", "="), means[li, 0], strict=True)
+                          if float(v) >= 0.005)  # fmt: skip
+        assert f"layer {li}: head 0 {head0};" in caption
+
+
+def test_clock_pizza_draws_circularity_from_the_table(run):
+    """The clock/pizza figure draws the three measures of measures.csv, circularity among them,
+    point for point (the independent values: the table itself)."""
+    fig = viz.plot_clock_pizza(run)
+    table = run.measures
+    for column, name in (("gradient_symmetricity", "gradient symmetricity"), ("circularity", "circularity")):
+        trace = _trace(fig, name)
+        expected = table[column].to_numpy()
+        assert np.allclose(np.asarray(trace.y, dtype=float), expected[np.isfinite(expected)])
+    assert _trace(fig, "circularity").line.dash == "dot"

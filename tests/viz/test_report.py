@@ -138,6 +138,27 @@ def test_explorer_without_basis_says_why(runs):
     assert set(ex.model_figures(50)) == {"attention"}
 
 
+def test_report_says_no_verdict_and_draws_every_attention_layer(runs):
+    """Issue 18: the report of a model that has not generalised (150 epochs; the recipe needs about
+    600) says "no verdict" and analysis.json's reason, and never names a verdict; a 2-layer model's
+    attention panel has every head of both layers, captioned for the run's layout."""
+    import html
+
+    a = json.loads((runs["add"] / "analysis.json").read_text())
+    cp = a["clock_pizza"]
+    assert a["final"]["test_acc"] < 0.99 and cp["verdict"] is None
+    page = html.unescape(build_report(runs["add"]))
+    why = (cp.get("verdict_reason") or cp["reason"]).removeprefix("no verdict: ").rstrip(".")
+    assert f"Clock/pizza (Zhong et al. 2023): no verdict: {why}." in page and "clock/pizza: clock" not in page
+    ex = Explorer(runs["two_layer"])
+    data = _page_data(build_report(runs["two_layer"], explorer=ex))
+    names = [t["name"] for t in data["panels"]["attention"][-1]["data"] if "z" in t]
+    assert names == [f"layer {li}, head {h}" for li in (0, 1) for h in range(4)]
+    assert data["captions"]["attention"] == "Attention from the last token to a, per head of every layer"
+    fig = ex.model_figures(ex.epochs[-1])["attention"]
+    assert 'final "=" token' in fig.layout.meta["caption"] and " op " in fig.layout.meta["caption"]
+
+
 def test_explorer_bad_layer(runs):
     with pytest.raises(ValueError, match="layer 3 does not exist"):
         Explorer(runs["add"], layer=3)
