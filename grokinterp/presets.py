@@ -30,6 +30,15 @@ from __future__ import annotations
 
 from grokinterp.config import RunConfig
 
+# Zhong et al.'s recipe (Model A and Model B differ only in the attention rate).
+_ZHONG = RunConfig(
+    p=59, layout="a b", train_frac=0.8, data_seed=0,
+    n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu", normalization_type="none",
+    attention_dir="bidirectional", freeze_biases=False, model_seed=0,
+    lr=1e-3, wd=2.0, beta1=0.9, beta2=0.98, warmup_steps=10,
+    epochs=20_000, eval_every=10, checkpoint_every=200,
+)  # fmt: skip
+
 # One line per topic: the task, the model, the optimiser, the schedule (evaluation, checkpoints, stopping).
 PRESETS: dict[str, RunConfig] = {
     "nanda-p113": RunConfig(preset="nanda-p113"),
@@ -61,22 +70,8 @@ PRESETS: dict[str, RunConfig] = {
         epochs=50_000, eval_every=10, checkpoint_every=1_000, stop_acc=0.99, stop_patience=1,
     ),
     # Zhong et al. 2023, code/train-main.py (see the module docstring for what still differs).
-    "zhong-model-a": RunConfig(
-        preset="zhong-model-a",
-        p=59, layout="a b", train_frac=0.8, data_seed=0,
-        n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu", normalization_type="none",
-        attention_dir="bidirectional", attention_rate=0.0, freeze_biases=False, model_seed=0,
-        lr=1e-3, wd=2.0, beta1=0.9, beta2=0.98, warmup_steps=10,
-        epochs=20_000, eval_every=10, checkpoint_every=200,
-    ),
-    "zhong-model-b": RunConfig(
-        preset="zhong-model-b",
-        p=59, layout="a b", train_frac=0.8, data_seed=0,
-        n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu", normalization_type="none",
-        attention_dir="bidirectional", attention_rate=1.0, freeze_biases=False, model_seed=0,
-        lr=1e-3, wd=2.0, beta1=0.9, beta2=0.98, warmup_steps=10,
-        epochs=20_000, eval_every=10, checkpoint_every=200,
-    ),
+    "zhong-model-a": _ZHONG.replace(preset="zhong-model-a", attention_rate=0.0),
+    "zhong-model-b": _ZHONG.replace(preset="zhong-model-b", attention_rate=1.0),
 }  # fmt: skip
 
 
