@@ -7,6 +7,7 @@ Quick start::
     model = run.model()                   # HookedTransformer, final checkpoint
     table, summary = grokinterp.analyze_run(run.path)
     grokinterp.explore(run)               # in Jupyter: a slider over the checkpoints
+    grokinterp.interventions.remove_frequencies(run.model(10_000), run.dataset, [9])  # W_E without k=9
 
 The package is a house of four wings over a few foundations:
 
@@ -31,6 +32,7 @@ __all__ = [
     "analyze_run",
     "explore",
     "get_preset",
+    "interventions",
     "load_run",
     "train",
 ]
@@ -45,6 +47,7 @@ _ROOT_NAMES = {
     "RunConfig": "grokinterp.config",
     "PRESETS": "grokinterp.presets",
     "get_preset": "grokinterp.presets",
+    "interventions": "grokinterp.analysis",
 }
 _WINGS = ("io", "analysis", "training", "viz")
 

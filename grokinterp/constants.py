@@ -19,6 +19,7 @@ ANALYSIS_FILE = "analysis.json"  # written by `grokinterp analyze`
 LLC_DIR = "llc"  # `grokinterp analyze --llc`: epoch_000100.json (estimate + chain traces) and config.json
 LLC_CONFIG_FILE = "config.json"  # the LLCConfig of the estimates in LLC_DIR
 LLC_PATTERN = r"^epoch_(\d+)\.json$"
+STUDY_FILE = "study.json"  # written by `grokinterp analyze ENS` into an ensemble folder (train --seeds)
 TMP_SUFFIX = ".tmp"  # atomic writes go through ".<name>.<random>.tmp" beside their target
 
 #: Files directly in a run directory that grokinterp writes (``--force`` removes only these,

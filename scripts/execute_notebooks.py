@@ -16,9 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-import jupytext
-import nbclient
-import nbformat
+try:
+    import jupytext
+    import nbclient
+    import nbformat
+except ImportError as e:  # the 'notebooks' extra (in 'dev', installed by scripts/setup.sh)
+    sys.exit(f"execute_notebooks: {e.name} is missing; install the notebook runtime: pip install -e '.[notebooks]'")
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"

@@ -23,4 +23,6 @@ if command -v npm >/dev/null 2>&1 && [ ! -f .mathjax/node_modules/mathjax/es5/te
   (cd .mathjax && npm install --silent --no-audit --no-fund mathjax@3 >/dev/null) \
     || echo "note: MathJax not installed; LaTeX labels render as plain text"
 fi
-.venv/bin/python -c "import grokinterp, torch, transformer_lens; print('grokinterp ready: torch', torch.__version__)"
+# The notebooks' runtime (nbclient + ipykernel, from the 'notebooks' extra that 'dev' includes): the test
+# suite and scripts/execute_notebooks.py run the notebooks with it.
+.venv/bin/python -c "import grokinterp, torch, transformer_lens, nbclient, ipykernel, jupytext; print('grokinterp ready: torch', torch.__version__, '| notebooks: nbclient', nbclient.__version__, 'ipykernel', ipykernel.__version__)"

@@ -239,3 +239,61 @@ def test_llc_nbeta_flag_takes_devinterps_rule():
 def test_llc_nbeta_flag_bad_value_names_the_rules(capsys):
     rc, _, err = _run(["analyze", "RUN", "--llc-nbeta", "n"], capsys)
     assert rc == 2 and "argument --llc-nbeta: nbeta takes a number, train or devinterp" in err
+
+
+def _ensemble(tmp_path, capsys, seeds="0-1", *extra):
+    ens = tmp_path / "ENS"
+    argv = ["train", "--seeds", seeds, "--out", str(ens), "--p", "11", "--d-mlp", "32", "--d-model", "32",
+            "--epochs", "30", "--eval-every", "10", "--checkpoint-every", "10", "--no-progress", *extra]  # fmt: skip
+    rc, out, err = _run(argv, capsys)
+    assert rc == 0, err
+    return ens, out
+
+
+def test_train_seeds_prints_member_events_off_a_terminal(tmp_path, capsys):
+    _, out = _ensemble(tmp_path, capsys, "0-1", "--stop-acc", "0.01", "--stop-patience", "2")
+    lines = out.splitlines()
+    for s in (0, 1):  # test acc >= 0.01 (above 0: near chance, 1/11): "grokked" early, stopped two evaluations later
+        assert f"seed={s}: test acc " in out and any(x.startswith(f"seed={s}: stopped early at epoch ") for x in lines)
+    assert lines.index(next(x for x in lines if x.startswith("seed=0: test acc"))) < lines.index(
+        next(x for x in lines if x.startswith("seed=0: stopped early"))
+    )
+
+
+def test_analyze_plot_report_take_an_ensemble_folder(tmp_path, capsys):
+    ens, out = _ensemble(tmp_path, capsys)
+    assert "seed=0: finished at epoch 30" in out and "seed=1: finished at epoch 30" in out
+    rc, out, err = _run(["analyze", str(ens), "--no-progress"], capsys)
+    assert rc == 0, err
+    study = json.loads((ens / "study.json").read_text())
+    assert [m["seed"] for m in study["members"]] == [0, 1] and "2 analysed, 0 up to date" in out
+    for s in (0, 1):
+        a = json.loads((ens / f"seed={s}/analysis.json").read_text())
+        assert study["members"][s]["key_freqs"] == a["key_freqs"] and f"seed={s}: finished at 30" in out
+    mtime = (ens / "seed=0/analysis.json").stat().st_mtime_ns
+    rc, out, _ = _run(["plot", str(ens), "--out", str(tmp_path / "figs"), "--format", "html"], capsys)
+    assert rc == 0 and sorted(p.name for p in (tmp_path / "figs").glob("*.html")) == [
+        "grokking_epochs.html", "key_frequencies.html", "loss_bands.html"]  # fmt: skip
+    rc, out, _ = _run(["report", str(ens), "--out", str(tmp_path / "study.html"), "--no-progress"], capsys)
+    assert rc == 0 and "<td>not grokked</td>" in (tmp_path / "study.html").read_text()
+    rc, out, _ = _run(["analyze", str(ens), "--no-progress"], capsys)
+    assert rc == 0 and "0 analysed, 2 up to date and reused" in out
+    assert (ens / "seed=0/analysis.json").stat().st_mtime_ns == mtime  # reused, never rewritten
+    # an analysed ensemble can still be replaced with --force; its study goes with it
+    _ensemble(tmp_path, capsys, "0-1", "--force")
+    assert not (ens / "study.json").exists()
+
+
+def test_ensemble_commands_name_the_bad_folder_or_member(tmp_path, capsys):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for cmd in (["analyze", str(plain)], ["plot", str(plain), "--out", str(tmp_path / "f")],
+                ["report", str(plain), "--out", str(tmp_path / "r.html")]):  # fmt: skip
+        rc, _, err = _run(cmd, capsys)
+        assert rc == 2 and len(err.strip().splitlines()) == 1
+        assert "neither a run directory (no config.json) nor an ensemble folder" in err
+    ens, _ = _ensemble(tmp_path, capsys)
+    (ens / "seed=1/summary.json").unlink()  # half-written: its training never ended
+    rc, _, err = _run(["analyze", str(ens)], capsys)
+    assert rc == 2 and "member seed=1 cannot be studied: no summary.json" in err and "Traceback" not in err
+    assert not (ens / "study.json").exists()

@@ -82,6 +82,41 @@ def test_explore_circuits(kernel_name):
     hurt = re.search(r"frequencies whose removal hurts most: \[([\d, ]*)\]", text)
     assert hurt and [int(k) for k in hurt.group(1).split(",")] == keys
     assert "restricted loss" in text and "excluded loss" in text
+    # The interventions that prove each step ran and gave the paper's picture (the shipped run's numbers).
+    assert re.search(r"remove frequencies \[9\] in W_E: test loss 0\.07\d+ -> 6\.1\d", text), text
+    assert "MLP layer 0 replaced by key frequencies" in text and "largest direct contribution" in text
+
+
+def test_explore_circuits_exercises_are_checked():
+    """Every exercise of explore_circuits (marked ✏️ in a markdown cell) is followed by a code cell
+    that checks the answer with an assert (as ARENA does)."""
+    cells = jupytext_cells(NB_DIR / "explore_circuits.py")
+    exercises = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "✏️ **Exercise" in c.source]
+    assert len(exercises) >= 5
+    for i in exercises:
+        code = next(c for c in cells[i + 1 :] if c.cell_type == "code")
+        assert "assert " in code.source, code.source[:200]
+
+
+def jupytext_cells(path: Path) -> list:
+    """The cells of a jupytext percent-format notebook."""
+    jupytext = pytest.importorskip("jupytext")
+    return jupytext.read(path).cells
+
+
+def test_notebook_runtime_is_part_of_setup():
+    """nbclient and ipykernel come with the dev install that scripts/setup.sh makes."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any("notebooks" in dep for dep in extras["dev"])
+    names = {re.split(r"[<>=;\[ ]", dep)[0] for dep in extras["notebooks"]}
+    assert {"nbclient", "ipykernel", "nbformat", "jupytext"} <= names
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert (
+        "pip install -q -e '.[dev]'" in setup
+        and "import grokinterp, torch, transformer_lens, nbclient, ipykernel" in setup
+    )
 
 
 @pytest.mark.slow

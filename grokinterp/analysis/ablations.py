@@ -46,7 +46,9 @@ __all__ = [
     "GridLogits",
     "GridNeurons",
     "Split",
+    "cos_apb_minus_c_amplitudes",
     "cos_apb_minus_c_coefficients",
+    "cos_apb_minus_c_norm",
     "cosine_similarity_to_cos_apb_minus_c",
     "excluded_loss",
     "excluded_loss_neuron",
@@ -425,6 +427,27 @@ def cos_apb_minus_c_coefficients(
     freqs = list(range(1, n_freqs(G.m) + 1)) if keys is None else [int(k) for k in keys]
     _check_keys(G.m, freqs)
     return _cos_coeffs_from(G.C, G.m, freqs)
+
+
+def cos_apb_minus_c_norm(m: int, k: int) -> float:
+    """The norm of the grid cos(w_k(u+v-j)) over all (u, v, j) in Z_m^3: sqrt(m^3 / 2), or
+    sqrt(m^3) at the Nyquist frequency k = m/2 of an even m. A coefficient of
+    ``cos_apb_minus_c_coefficients`` (a projection on the unit-norm grid, as in the demo's
+    ``get_cos_coeffs``: 28,000 on the shipped run) divided by it is the amplitude A of
+    A cos(w_k(u+v-j)) in the logits, in logits (17 on the shipped run)."""
+    return math.sqrt(m**3 / len(freq_rows(m, int(k))))
+
+
+def cos_apb_minus_c_amplitudes(
+    logits: Tensor | GridLogits, p: int | Dataset, keys: Sequence[int] | None = None
+) -> Tensor:
+    """The amplitude A, in logits, of A cos(w_k(u+v-j)) in the logits for each k in ``keys``
+    (default all k), float64: ``cos_apb_minus_c_coefficients`` / ``cos_apb_minus_c_norm``. Logits
+    equal to A cos(w_k(u+v-j)) give exactly A. Arguments as in ``cos_apb_minus_c_coefficients``."""
+    G = _grid_logits_of(logits, p)
+    coef = cos_apb_minus_c_coefficients(G, p, keys)
+    ks = range(1, len(coef) + 1) if keys is None else keys
+    return coef / coef.new_tensor([cos_apb_minus_c_norm(G.m, k) for k in ks])
 
 
 def cosine_similarity_to_cos_apb_minus_c(

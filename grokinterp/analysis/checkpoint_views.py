@@ -6,7 +6,8 @@ the task's Fourier basis, the neuron-frequency clusters of one MLP layer, the ac
 neurons over the task grid and the attention from the last token ("=") to every position, for
 every layer and head (``attention_from_last``). ``checkpoint_view`` computes them for
 one model (one forward pass for the clusters and the activations) and returns a frozen
-``CheckpointView``; the figure functions only draw it.
+``CheckpointView``; the figure functions only draw it. ``embedding_spectrum_over_training`` reads
+the W_E spectrum of every checkpoint of a run (the over-training heatmap).
 
 >>> run = grokinterp.load_run("checkpoints/nanda-p113")
 >>> view = checkpoint_view(run.model(), run.dataset, view_settings(run))
@@ -19,6 +20,7 @@ before drawing it when it has no measures.csv, or when the run went on after its
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,8 +33,9 @@ from grokinterp.analysis.bases import TaskBasis, task_basis, task_grid
 from grokinterp.analysis.clusters import DEFAULT_THRESHOLD, NeuronClusters, best_layer
 from grokinterp.analysis.fourier import basis_names
 from grokinterp.analysis.measures import layer_clusters
+from grokinterp.analysis.neuron_fourier import FourierTerms, fourier_terms
 from grokinterp.analysis.run_analysis import Analysis, analyze_run
-from grokinterp.analysis.spectra import embedding_spectrum, wl_spectrum
+from grokinterp.analysis.spectra import embedding_freq_norms, embedding_spectrum, wl_spectrum
 from grokinterp.forward import final_position_cache
 from grokinterp.tasks import Dataset
 
@@ -40,14 +43,21 @@ if TYPE_CHECKING:
     from grokinterp.io.runs import Run
 
 __all__ = [
+    "MAX_TERM_FREQS",
     "CheckpointView",
+    "SpectrumOverTraining",
     "ViewSettings",
     "attention_from_last",
     "checkpoint_view",
+    "embedding_spectrum_over_training",
     "ensure_analysed",
     "position_labels",
+    "term_freqs",
     "view_settings",
 ]
+
+#: At most this many frequencies get their own rows in the neuron Fourier terms (the rest: "other").
+MAX_TERM_FREQS = 8
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +106,9 @@ class CheckpointView:
     ``attention``: the attention from the last position to every position, per layer and head,
     (layers, heads, positions, p, p) over the (a, b) grid (``attention_from_last``), with
     ``positions`` the token label of each position (``position_labels``); ``attention_to_a``:
-    its layer-0 share on a, (heads, p, p). None for a model without attention."""
+    its layer-0 share on a, (heads, p, p). None for a model without attention. ``neuron_terms``:
+    the energy of each neuron of ``layer`` in the 2D Fourier terms of ``term_freqs``
+    (``neuron_fourier.fourier_terms``, centred; (t, t, d_mlp))."""
 
     settings: ViewSettings
     basis_names: tuple[str, ...] | None = None
@@ -105,6 +117,7 @@ class CheckpointView:
     layer: int | None = None
     clusters: NeuronClusters | None = None
     neuron_acts: Float[Tensor, "m m d_mlp"] | None = None
+    neuron_terms: FourierTerms | None = None
     attention_to_a: Float[Tensor, "heads p p"] | None = None
     attention: Float[Tensor, "layers heads pos p p"] | None = None
     positions: tuple[str, ...] = ()
@@ -130,18 +143,52 @@ def checkpoint_view(
             layers = layer_clusters(model, dataset, settings.threshold, cache=cache)
             layer = best_layer(layers) if settings.layer is None else settings.layer
             grid = task_grid(dataset)  # = measures.neuron_acts(model, dataset, layer), from the same pass
+            acts = grid.values(cache.posts[layer]).reshape(grid.m, grid.m, -1)
             arrays = dict(
                 basis_names=tuple(basis_names(basis.m)),
                 embedding_spectrum=tuple(embedding_spectrum(model, basis).cpu().tolist()),
                 wl_spectrum=tuple(wl_spectrum(model, basis).cpu().tolist()),
                 layer=layer,
                 clusters=layers[layer],
-                neuron_acts=grid.values(cache.posts[layer]).reshape(grid.m, grid.m, -1),
+                neuron_acts=acts,
+                neuron_terms=fourier_terms(acts, term_freqs(settings.key_freqs, layers[layer])),
             )
         if has_attention(model):
             att = attention_from_last(model, dataset)
             arrays.update(attention=att, attention_to_a=att[0, :, 0], positions=position_labels(dataset.layout))
     return CheckpointView(settings, **arrays)
+
+
+def term_freqs(key_freqs: Sequence[int], clusters: NeuronClusters, limit: int = MAX_TERM_FREQS) -> list[int]:
+    """The frequencies the neuron Fourier terms list (in increasing order): the run's key
+    frequencies and those of the checkpoint's clusters, the largest clusters first where there are
+    more than ``limit``."""
+    sizes = clusters.cluster_sizes()
+    by_size = sorted((k for k in sizes if k >= 0), key=lambda k: (-sizes[k], k))
+    chosen = list(dict.fromkeys([*map(int, key_freqs), *by_size]))[:limit]
+    return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class SpectrumOverTraining:
+    """The strength of each frequency k = 1..m//2 of W_E (``spectra.embedding_freq_norms``, in the
+    task's basis) at every checkpoint: ``norms`` (checkpoints, m//2), rows in ``epochs`` order."""
+
+    epochs: tuple[int, ...]
+    norms: Float[Tensor, "checkpoints k"]
+
+
+def embedding_spectrum_over_training(run: Run, epochs: Sequence[int] | None = None) -> SpectrumOverTraining:
+    """The W_E frequency norms of ``run`` at ``epochs`` (default: every checkpoint): loads each
+    checkpoint's weights on the CPU. Raises ``ValueError`` with the reason when the task has no
+    Fourier basis."""
+    basis = task_basis(run.dataset.op, run.dataset.p)
+    if not basis.defined:
+        raise ValueError(f"no Fourier basis for op {run.dataset.op!r} at p={run.dataset.p}: {basis.reason}")
+    epochs = tuple(run.checkpoint_epochs if epochs is None else (int(e) for e in epochs))
+    with torch.no_grad():
+        rows = [embedding_freq_norms(run.model(e), basis).double().cpu() for e in epochs]
+    return SpectrumOverTraining(epochs, torch.stack(rows))
 
 
 def position_labels(layout: str) -> tuple[str, ...]:

@@ -31,7 +31,9 @@ from grokinterp.analysis.ablations import (
     GridLogits,
     GridNeurons,
     Split,
+    cos_apb_minus_c_amplitudes,
     cos_apb_minus_c_coefficients,
+    cos_apb_minus_c_norm,
     cosine_similarity_to_cos_apb_minus_c,
     excluded_loss,
     excluded_loss_neuron,
@@ -83,7 +85,9 @@ __all__ = [
     "all_logits",
     "attention_to_a_b",
     "compute_all_measures",
+    "cos_apb_minus_c_amplitudes",
     "cos_apb_minus_c_coefficients",
+    "cos_apb_minus_c_norm",
     "cosine_similarity_to_cos_apb_minus_c",
     "embedding_freq_norms",
     "embedding_spectrum",
@@ -288,7 +292,7 @@ def compute_all_measures(
     out["key_freqs"] = keys
     out["key_freqs_clustered"] = chosen.key_freqs
     out["key_freqs_paper_code"] = chosen.key_freqs_paper_code
-    out["n_key_freqs"] = float(len(keys))
+    out["n_key_freqs"] = len(keys)  # an int (NaN only where the task has no basis)
 
     per_k_only = not keys  # with no key frequencies there is nothing to restrict to or exclude
     # Logit level (paper), from the logits on the grid.

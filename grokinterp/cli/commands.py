@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from grokinterp.cli.common import (
     preset_in,
     shown,
 )
+from grokinterp.cli.ensembles import analyze_study, is_study_target, plot_study, report_study
 
 #: The member folders of a ``train --seeds`` ensemble: exactly ``seed=N`` (N as written by it).
 _MEMBER_NAME = re.compile(r"seed=(0|[1-9][0-9]*)")
@@ -61,7 +63,9 @@ def _earlier_ensemble(out: Path, seeds: list[int], force: bool) -> list:
         raise CLIError(
             f"--out {out} is a single run, not an ensemble folder; choose an empty or new folder for --seeds"
         )
-    others = sorted(e.name for e in out.iterdir() if not _is_member(e))
+    from grokinterp.io.ensembles import ENSEMBLE_FILES
+
+    others = sorted(e.name for e in out.iterdir() if not _is_member(e) and e.name not in ENSEMBLE_FILES)
     if others:
         raise CLIError(
             f"--out {out} holds {others[0]}"
@@ -74,7 +78,7 @@ def _earlier_ensemble(out: Path, seeds: list[int], force: bool) -> list:
         )
     locks = []
     try:
-        for d in sorted(out.iterdir()):
+        for d in sorted(e for e in out.iterdir() if _is_member(e)):
             if int(d.name[5:]) not in set(seeds):
                 rundir.refuse_foreign(d)
                 locks.append(rundir.lock_run(d))
@@ -95,6 +99,11 @@ def _remove_members(locks: list) -> None:
         finally:
             lock.release()
         rundir.discard_new_run_dir(lock.run_dir)
+
+
+def _print_flushed(line: str) -> None:
+    """Print ``line`` at once (an ensemble's event lines reach a redirected output as they happen)."""
+    print(line, flush=True)
 
 
 def cmd_train_seeds(args: argparse.Namespace) -> int:
@@ -134,7 +143,12 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
                 out.rmdir()
             raise
         _remove_members(earlier)
-    results = trainer.run(progress=not args.no_progress)
+        if not new_out:  # the study of the ensemble replaced (--force) no longer describes it
+            from grokinterp.io.ensembles import remove_study
+
+            remove_study(out)
+    quiet = sys.stdout.isatty() and not args.no_progress  # the bar shows progress; else one line per event
+    results = trainer.run(progress=not args.no_progress, on_event=None if quiet else _print_flushed)
     grokked = [r.grokking_epoch for r in results if r.grokking_epoch is not None]
     for r in results:
         tail = r.summary.get("message") or f"grokking epoch {r.grokking_epoch}"
@@ -143,7 +157,7 @@ def cmd_train_seeds(args: argparse.Namespace) -> int:
             print(f"  instability: {Instability.from_dict(spike).describe()}")
     print(
         f"{len(results)} runs, {len(grokked)} grokked"
-        + (f" (median epoch {sorted(grokked)[len(grokked) // 2]})" if grokked else "")
+        + (f" (median epoch {statistics.median(grokked):.0f})" if grokked else "")  # as in the study (analyze ENS)
     )
     if any(r.interrupted for r in results):
         print(f"interrupted; resume with: grokinterp train --resume {args.resume or args.out}")
@@ -223,6 +237,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from grokinterp.analysis.instabilities import Instability
     from grokinterp.analysis.run_analysis import analyze_run, clock_pizza_verdict
 
+    if is_study_target(args.run):  # an ensemble folder (train --seeds): one study
+        return analyze_study(args)
     if not 0.0 < args.threshold <= 1.0:
         raise CLIError(f"--threshold must be in (0, 1] (got {args.threshold})")
     keys = args.key_freqs
@@ -376,6 +392,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if args.width is not None and args.style != "paper":
         raise CLIError("--width sets the column width of the paper style; add --style paper")
+    if is_study_target(args.run):
+        return plot_study(args)
     from grokinterp.viz.report import is_run_file
 
     if (args.out / "config.json").is_file() or is_run_file(args.out / "config.json"):
@@ -394,6 +412,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``grokinterp report RUN``: the self-contained HTML checkpoint explorer (``write_report``)."""
     from grokinterp.viz.report import check_out_path, write_report
 
+    if is_study_target(args.run):
+        return report_study(args)
     if args.max_checkpoints < 2:
         raise CLIError(f"--max-checkpoints must be at least 2 (got {args.max_checkpoints})")
     check_out_path(args.out, force=args.force)  # before any work: not a folder, not a run's file, not kept

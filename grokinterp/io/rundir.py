@@ -503,9 +503,12 @@ def read_measures(run_dir: str | Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path)
+        table = pd.read_csv(path)
     except (ValueError, pd.errors.ParserError) as e:
         raise RunDirError(f"{path}: unreadable ({e}); run grokinterp analyze {run_dir} again") from None
+    if "n_key_freqs" in table and table["n_key_freqs"].notna().all():  # a count: int (older files wrote 4.0)
+        table["n_key_freqs"] = table["n_key_freqs"].astype("int64")
+    return table
 
 
 def write_analysis(run_dir: str | Path, doc: JsonDocument) -> None:

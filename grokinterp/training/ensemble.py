@@ -15,7 +15,9 @@ protocol documented on ``Trainer`` (``batches``, ``is_eval_epoch``, ``record_eva
 its writer and so its run directory (config, split, metrics.jsonl, checkpoints, state.safetensors,
 summary: the standard format, so ``analyze``, ``plot``, ``sweep`` and ``load_run`` work unchanged
 and ``grokinterp train --resume`` continues a member alone), its lock, its early stopping and its
-divergence check. A member that stops leaves the ensemble; the rest go on.
+divergence check. A member that stops leaves the ensemble; the rest go on. ``run(on_event=...)``
+tells each member event as one line (reaching the grokking threshold, stopping, and the progress of
+the whole ensemble); ``grokinterp train --seeds`` prints them when no progress bar is shown.
 
 Members may differ in model seed, data seed, train seed, train fraction (when the splits have the
 same size), lr, wd, betas, warm-up, cool-down and early stopping. Everything that sets the shape or
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,12 @@ SHARED_FIELDS = (
     "loss_fn", "dtype", "eval_every", "checkpoint_every", "checkpoint_early_every", "checkpoint_early_until",
     "device",
 )  # fmt: skip
+
+#: Fraction of the epochs between two "epoch E/N" progress events of ``EnsembleTrainer.run``.
+PROGRESS_EVERY = 0.1
+
+#: The words of a member's end in its event line, by ``TrainResult.status``.
+_ENDED = {"finished": "finished", "stopped_early": "stopped early", "diverged": "diverged", "interrupted": "paused"}
 
 #: The most members one ``--seeds`` ensemble may have (each is a run directory and a model).
 MAX_SEEDS = 4096
@@ -144,6 +152,20 @@ class EnsembleTrainer:
         check_ensemble_configs([m.cfg for m in members])
         self.members = list(members)
         self._elapsed0: dict[int, float] = {}  # each member's elapsed time when ``run`` began
+        self._on_event: Callable[[str], None] | None = None
+        self._next_progress = 0
+        self._told_end: set[int] = set()
+
+    def _event(self, line: str) -> None:
+        """One member event: logged (debug) and handed to ``run``'s ``on_event``."""
+        logger.debug("%s", line)
+        if self._on_event is not None:
+            self._on_event(line)
+
+    def member_name(self, i: int) -> str:
+        """Member ``i``'s name in event lines: its folder's name (``seed=3``), or ``member i``."""
+        run_dir = self.members[i].run_dir
+        return run_dir.name if run_dir is not None else f"member {i}"
 
     @classmethod
     def create(
@@ -209,10 +231,17 @@ class EnsembleTrainer:
         return cls(members)
 
     # ------------------------------------------------------------------ the loop
-    def run(self, progress: bool = True, max_epochs: int | None = None) -> list[TrainResult]:
+    def run(
+        self, progress: bool = True, max_epochs: int | None = None, on_event: Callable[[str], None] | None = None
+    ) -> list[TrainResult]:
         """Train every member to its end (epochs, early stop, divergence) or for ``max_epochs``
-        more epochs; returns each member's ``TrainResult`` in order."""
+        more epochs; returns each member's ``TrainResult`` in order. ``on_event`` gets one line per
+        event: a member reaching the grokking threshold (``seed=3: test acc 0.990 at epoch 310``), a
+        member ending (``seed=3: stopped early at epoch 410``), and every ``PROGRESS_EVERY`` of
+        the epochs ``epoch 300/3000: 8 running, 2 grokked``; each is also logged (debug)."""
         from tqdm.auto import tqdm
+
+        self._on_event = on_event
 
         results: dict[int, TrainResult] = {}
         todo = list(range(len(self.members)))
@@ -223,6 +252,8 @@ class EnsembleTrainer:
         for m in (self.members[i] for i in todo):
             m.writer.acquire()
         total = self.members[0].cfg.epochs
+        step = self._progress_step()
+        self._next_progress = (min((m.epoch for m in self.members), default=0) // step + 1) * step
         bar = tqdm(total=total, disable=not progress_enabled(progress), unit="epoch", desc=f"{len(todo)} runs")
         start = time.perf_counter()
         self._elapsed0 = {id(m): m.elapsed for m in self.members}  # a resumed member's time goes on
@@ -262,9 +293,17 @@ class EnsembleTrainer:
     def _finish(self, i: int, stopped_early: bool, interrupted: bool) -> TrainResult:
         m = self.members[i]
         try:
-            return m.finish(stopped_early, interrupted)
+            result = m.finish(stopped_early, interrupted)
         finally:
             m.writer.release()
+        self._ended_event(i, result.status)
+        return result
+
+    def _ended_event(self, i: int, status: str) -> None:
+        """The ``seed=3: stopped early at epoch 410`` event, once per member."""
+        if i not in self._told_end:
+            self._told_end.add(i)
+            self._event(f"{self.member_name(i)}: {_ENDED.get(status, status)} at epoch {self.members[i].epoch}")
 
     def _stack(self, group: list[Trainer]):
         """Stacked (M, ...) copies of the group's trainable parameters, frozen parameters and
@@ -345,9 +384,12 @@ class EnsembleTrainer:
                     for m, row in zip(group, rows, strict=True):
                         m.checkpoint_if_due(row)
                     gone = [j for j, m in enumerate(group) if m.diverged or m.should_stop_early()]
+                    for j in gone:
+                        ended[idx[j]] = (group[j].should_stop_early(), group[j].diverged)
+                        self._ended_event(idx[j], "diverged" if group[j].diverged else "stopped_early")
+                    if epoch >= self._next_progress:
+                        self._progress_event(epoch, len(group) - len(gone))
                     if gone:
-                        for j in gone:
-                            ended[idx[j]] = (group[j].should_stop_early(), group[j].diverged)
                         keep = [j for j in range(len(group)) if j not in gone]
                         idx = [idx[j] for j in keep]
                         group = [group[j] for j in keep]
@@ -374,8 +416,26 @@ class EnsembleTrainer:
         rows = []
         for j, m in enumerate(group):
             splits = {"train": m.dataset.train_indices, "test": m.dataset.test_indices}
+            before = m.grokking_epoch
             rows.append(m.record_evaluation(split_metrics(logits[j], m.labels, splits, m.cfg.loss_fn)))
+            if before is None and m.grokking_epoch is not None:
+                name = self.member_name(self.members.index(m))
+                self._event(f"{name}: test acc {rows[-1]['test_acc']:.3f} at epoch {m.grokking_epoch}")
         return rows
+
+    def _progress_step(self) -> int:
+        """Epochs between progress events: about ``PROGRESS_EVERY`` of the epochs, a multiple of
+        the evaluation interval (progress is told at evaluations)."""
+        cfg = self.members[0].cfg
+        return cfg.eval_every * max(1, round(cfg.epochs * PROGRESS_EVERY / cfg.eval_every))
+
+    def _progress_event(self, epoch: int, running: int) -> None:
+        """The ``epoch E/N: R running, G grokked`` event; the next one comes ``PROGRESS_EVERY`` later."""
+        total = self.members[0].cfg.epochs
+        step = self._progress_step()
+        self._next_progress = (epoch // step + 1) * step
+        grokked = sum(m.grokking_epoch is not None for m in self.members)
+        self._event(f"epoch {epoch}/{total}: {running} running, {grokked} grokked")
 
 
 class _LateWriter(RunDirWriter):
@@ -449,6 +509,7 @@ def parse_seeds(text: str) -> list[int]:
 __all__ = [
     "MAX_SEED",
     "MAX_SEEDS",
+    "PROGRESS_EVERY",
     "SHARED_FIELDS",
     "EnsembleTrainer",
     "StackedAdamW",

@@ -1,7 +1,8 @@
 """Figures: the style (``style``), progress-measure curves (``curves``), figures of one checkpoint
-(``model_figures``, laid out by ``heatmap_grid``), export (``export``), every figure of a run at
-once (``figures``), the explorer widget (``explorer``) and the self-contained HTML report
-(``report``).
+(``model_figures``, laid out by ``heatmap_grid``), neurons in phase order and in the 2D Fourier
+basis (``neuron_figures``), frequency x epoch heatmaps (``training_heatmaps``), export
+(``export``), every figure of a run at once (``figures``), the explorer widget (``explorer``) and
+the self-contained HTML report (``report``).
 
 Every public figure function is reachable here too (``grokinterp.viz.plot_loss``, ...), and the
 old path ``grokinterp.plots`` is this package.
@@ -15,6 +16,8 @@ SUBMODULES = [
     "grokinterp.viz.style",
     "grokinterp.viz.curves",
     "grokinterp.viz.model_figures",
+    "grokinterp.viz.neuron_figures",
+    "grokinterp.viz.training_heatmaps",
     "grokinterp.viz.heatmap_grid",
     "grokinterp.viz.export",
     "grokinterp.viz.figures",

@@ -463,22 +463,29 @@ def plot_frac_neurons_explained(run: Run, phases: PhasesArg = None, *, style: St
 
 
 def plot_cos_apb_c(run: Run, phases: PhasesArg = None, *, style: StyleArg = None) -> go.Figure:
-    """Coefficient of the logits on cos(w_k(a+b-c)) for each key frequency over training (paper
-    Fig. 11, demo "Coefficients with Predicted Logits"): the projection of the (a, b, c) logit grid
-    on the unit-norm cos(w_k(a+b-c)) grid, in logit units."""
+    """Amplitude of cos(w_k(a+b-c)) in the logits for each key frequency over training (paper
+    Fig. 11, demo "Coefficients with Predicted Logits"), in logits: the ``cos_apb_c_k*`` columns of
+    measures.csv (the projection on the unit-norm cos(w_k(a+b-c)) grid, as the demo computes it)
+    divided by the norm of that grid (``cos_apb_minus_c_norm``: sqrt(m^3/2)), so that logits
+    A cos(w_k(a+b-c)) read A."""
+    from grokinterp.analysis.ablations import cos_apb_minus_c_norm
+    from grokinterp.analysis.bases import task_basis
+
     style, t, fig = _measures_figure(
         run,
         style,
         "Logits along cos(ω<sub>k</sub>(φ<sub>a</sub>+φ<sub>b</sub>−φ<sub>c</sub>)) of the key frequencies",
-        caption="Coefficient of the logits along cos(ω_k(φ_a+φ_b−φ_c)) for each key frequency k at each "
-        "checkpoint: the projection of the logits over all (a, b, c) onto that unit-norm direction, in logit "
-        "units (Nanda et al. 2023, Fig. 11).",
-        yaxis_title="coefficient (logit units)",
+        caption="Amplitude A_k of A_k cos(ω_k(φ_a+φ_b−φ_c)) in the logits for each key frequency k at each "
+        "checkpoint, in logits: the projection of the logits over all (a, b, c) onto that direction divided by "
+        "its norm, sqrt(m³/2) (Nanda et al. 2023, Fig. 11, whose coefficients are the projection itself).",
+        yaxis_title="amplitude (logits)",
     )
     cols = sorted((c for c in t.columns if c.startswith("cos_apb_c_k")), key=lambda c: int(c[len("cos_apb_c_k") :]))
+    m = task_basis(run.config.op, run.config.p).m if cols else None
     for i, c in enumerate(cols):
         k = int(c[len("cos_apb_c_k") :])
-        fig.add_trace(_line(t["epoch"], t[c], f"k = {k}", PALETTE[i % len(PALETTE)], True, style=style))
+        amplitude = t[c] / cos_apb_minus_c_norm(m, k)
+        fig.add_trace(_line(t["epoch"], amplitude, f"k = {k}", PALETTE[i % len(PALETTE)], True, style=style))
     if not cols:
         why = not_drawn_reason(run, "cos_apb_c_k*", "cos_sim_cos_apb_c", "key_freqs")
         _not_defined_note(fig, "the cos(ω(φa+φb−φc)) coefficients", why)

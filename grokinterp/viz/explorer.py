@@ -11,8 +11,11 @@ that ``grokinterp.analysis.checkpoint_views.checkpoint_view`` computes in the ta
 
 - the progress-measure curves (loss, restricted/excluded loss, the cos(w(a+b-c)) coefficients of
   the logits) with a vertical cursor at the checkpoint;
-- the embedding W_E in the Fourier basis, the neuron-frequency clusters (sizes) and the
-  activations of the cleanest neuron of each cluster;
+- the embedding W_E in the Fourier basis, the neuron-frequency clusters (sizes), the
+  activations of the cleanest neuron of each cluster (ordered by phase) and the clusters in the
+  2D Fourier basis;
+- over training, as heatmaps (frequency x epoch, with the cursor): the W_E norm of each frequency
+  and the excluded loss of each single frequency;
 - the attention from "=" to a, per head (transformers only).
 
 For a task without a Fourier basis only the curves (and attention) are drawn, and
@@ -46,11 +49,22 @@ CURSOR_NAME = "checkpoint cursor"
 #: drawn from the checkpoint's weights.
 PANELS: tuple[tuple[str, str, str], ...] = (
     ("loss", "Train and test loss; the cursor marks the checkpoint", "curve"),
-    ("embedding_spectrum", "Embedding W_E in the task's Fourier basis (key frequencies red)", "model"),
+    ("embedding_spectrum", "Embedding W_E in the task's Fourier basis (key frequencies marked)", "model"),
     ("restricted_excluded", "Restricted and excluded loss (logit level)", "curve"),
     ("cluster_sizes", "Neuron-frequency clusters at this checkpoint", "model"),
     ("cos_apb_c", "Logits along cos(ω(φa+φb−φc)) of the key frequencies", "curve"),
-    ("neuron_heatmaps", "Activations of the cleanest neuron of each cluster", "model"),
+    (
+        "neuron_heatmaps",
+        "Activations of the cleanest neuron of each cluster, a and b ordered by phase k·a mod m",
+        "model",
+    ),
+    ("neuron_fourier", "Neuron clusters in the 2D Fourier basis: % of variance per term", "model"),
+    (
+        "embedding_spectrum_over_training",
+        "Embedding W_E per frequency over training; the cursor marks the checkpoint",
+        "curve",
+    ),
+    ("excluded_loss_over_training", "Excluded loss of each single frequency over training (log10)", "curve"),
     ("attention", "Attention from the last token to a, per head of every layer", "model"),
 )
 
@@ -173,8 +187,8 @@ class Explorer:
         out = []
         if not basis.defined:
             out.append(
-                f"No Fourier panels (embedding spectrum, neuron clusters and heatmaps, restricted/excluded "
-                f"loss, cos(w(a+b-c)) fit): {basis.reason}."
+                f"No Fourier panels (embedding spectrum, neuron clusters, heatmaps and Fourier terms, "
+                f"restricted/excluded loss, the over-training heatmaps, cos(w(a+b-c)) fit): {basis.reason}."
             )
         if not self._has_attention:
             out.append("No attention panel: this architecture (an MLP) has no attention.")
@@ -191,7 +205,8 @@ class Explorer:
         """The panels this run gets, in display order."""
         names = ["loss"]
         if self.table is not None and self._settings.basis.defined:
-            names += ["embedding_spectrum", "restricted_excluded", "cluster_sizes", "neuron_heatmaps"]
+            names += ["embedding_spectrum", "restricted_excluded", "cluster_sizes", "neuron_heatmaps", "neuron_fourier"]
+            names += ["embedding_spectrum_over_training", "excluded_loss_over_training"]
             if self._has_cos_fit:
                 names.append("cos_apb_c")
         if self._has_attention:
@@ -244,11 +259,21 @@ class Explorer:
     @cached_property
     def _curves(self) -> dict[str, go.Figure]:
         """The over-training figures, without a cursor (drawn once)."""
+        from grokinterp.analysis.checkpoint_views import embedding_spectrum_over_training
         from grokinterp.viz.curves import plot_cos_apb_c, plot_loss, plot_restricted_excluded
+        from grokinterp.viz.training_heatmaps import (
+            plot_embedding_spectrum_over_training,
+            plot_excluded_loss_over_training,
+        )
 
         figs = {"loss": plot_loss(self.run)}
         if self.table is not None and self._settings.basis.defined:
             figs["restricted_excluded"] = plot_restricted_excluded(self.run)
+            keys = self._settings.key_freqs
+            figs["embedding_spectrum_over_training"] = plot_embedding_spectrum_over_training(
+                embedding_spectrum_over_training(self.run), keys
+            )
+            figs["excluded_loss_over_training"] = plot_excluded_loss_over_training(self.table, keys)
             if self._has_cos_fit:
                 figs["cos_apb_c"] = plot_cos_apb_c(self.run)
         return figs
@@ -317,7 +342,9 @@ class Explorer:
 
 
 def add_cursor(fig: go.Figure, epoch: float) -> go.Figure:
-    """Add a dashed vertical line at ``epoch`` over the whole plot (shape name ``CURSOR_NAME``)."""
+    """Add a dashed vertical line at ``epoch`` over the whole plot (shape name ``CURSOR_NAME``):
+    black on curves, white on the over-training heatmaps (their low values are dark)."""
+    on_heatmap = any(t.type == "heatmap" for t in fig.data)
     fig.add_shape(
         type="line",
         x0=epoch,
@@ -326,7 +353,7 @@ def add_cursor(fig: go.Figure, epoch: float) -> go.Figure:
         y0=0,
         y1=1,
         yref="paper",
-        line=dict(color="#111111", width=2, dash="dash"),
+        line=dict(color="#ffffff" if on_heatmap else "#111111", width=2, dash="dash"),
         layer="above",
         name=CURSOR_NAME,
     )

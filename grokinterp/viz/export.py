@@ -143,6 +143,24 @@ def _renamed_last(paths: Sequence[Path]):
             tmp.unlink(missing_ok=True)
 
 
+# kaleido prints a PDF with Chromium's ``Page.printToPDF`` and margins of 0.1 in: the figure is
+# shrunk to the printable width (3-6 %) and shifted by the margin, and its bottom ~12 px fall off
+# the page (the paper legends were cut in half). A CSS ``@page`` margin overrides those margins.
+_PAGE_STYLE = "<style>@page { margin: 0 }</style>"
+
+
+def _page_generator(mathjax: Path | None):
+    """kaleido's page with the local MathJax (or none) and no print margins (``_PAGE_STYLE``): a
+    PDF page is the figure, at 0.75 pt per px, nothing shrunk or cut."""
+    import kaleido
+
+    page = kaleido.PageGenerator(mathjax=mathjax.as_uri() if mathjax else False)
+    if "<head>" not in page.header:
+        raise RuntimeError("kaleido's page has no <head>: cannot set the PDF page margins")
+    page.header = page.header.replace("<head>", f"<head>\n{_PAGE_STYLE}", 1)
+    return page
+
+
 def _render_static(figs: Mapping[str, go.Figure], paths: Sequence[Path], fmt: str, scale: float, browser: str) -> None:
     """Render ``figs`` to ``paths`` as ``fmt`` in one kaleido (Chromium) session."""
 
@@ -162,7 +180,7 @@ def _render_static(figs: Mapping[str, go.Figure], paths: Sequence[Path], fmt: st
         }
         for fig, path in zip(figs.values(), paths, strict=True)
     ]
-    kopts: dict[str, Any] = {"mathjax": mathjax.as_uri() if mathjax else False, "path": browser}
+    kopts: dict[str, Any] = {"page_generator": _page_generator(mathjax), "path": browser}
     start = time.perf_counter()
     with _quiet_kaleido():
         kaleido.write_fig_from_object_sync(specs, kopts=kopts, cancel_on_error=True)

@@ -33,6 +33,7 @@ from grokinterp.viz.curves import (
 )
 from grokinterp.viz.model_figures import MODEL_FIGURES, checkpoint_figures, plot_per_frequency_excluded_loss
 from grokinterp.viz.style import StyleArg, get_style, style_figure
+from grokinterp.viz.training_heatmaps import plot_embedding_spectrum_over_training, plot_excluded_loss_over_training
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -56,8 +57,11 @@ FIGURE_NAMES = (
     "frac_neurons_explained",
     "cos_apb_c",
     "clock_pizza",
-    *MODEL_FIGURES,  # embedding_spectrum, wl_spectrum, cluster_sizes, fraction_explained_hist, neuron_heatmaps, attention
+    *MODEL_FIGURES,  # embedding_spectrum, wl_spectrum, cluster_sizes, fraction_explained_hist, neuron_heatmaps,
+    # neuron_fourier, attention
     "per_frequency_excluded_loss",
+    "embedding_spectrum_over_training",
+    "excluded_loss_over_training",
 )
 
 
@@ -96,7 +100,7 @@ def make_all_figures(
     grokked). ``layer``: the MLP layer of the neuron figures (default: the analysis's layer).
     ``style``: "screen" (default) or "paper" (``Style``); ``column``: "single" or "double" forces
     every paper figure to that width; ``tex`` (MathJax labels) applies to the screen style only."""
-    from grokinterp.analysis.checkpoint_views import checkpoint_view, view_settings
+    from grokinterp.analysis.checkpoint_views import checkpoint_view, embedding_spectrum_over_training, view_settings
     from grokinterp.io.runs import Run, load_run
 
     style = get_style(style, column)
@@ -128,16 +132,18 @@ def make_all_figures(
             "%s: op %r has no Fourier basis (%s); skipping the Fourier figures", run.path, run.dataset.op, basis.reason
         )
         for name in ("embedding_spectrum", "wl_spectrum", "cluster_sizes", "fraction_explained_hist", "neuron_heatmaps",
-                     "per_frequency_excluded_loss"):  # fmt: skip
+                     "neuron_fourier", "per_frequency_excluded_loss", "embedding_spectrum_over_training",
+                     "excluded_loss_over_training"):  # fmt: skip
             skipped[name] = f"op {run.dataset.op!r} has no Fourier basis ({basis.reason})"
     elif not bool((view.clusters.labels >= 0).any()):
-        names.remove("neuron_heatmaps")
         at = f"epoch {epoch}" if epoch is not None else "the last checkpoint"
-        skipped["neuron_heatmaps"] = (
-            f"no MLP neuron of layer {view.layer} is explained by a single frequency (threshold "
-            f"{view.clusters.threshold:g}) at {at}, so there is no cluster to show"
-        )
-        log.info("%s: skipping neuron_heatmaps: %s", run.path, skipped["neuron_heatmaps"])
+        for name in ("neuron_heatmaps", "neuron_fourier"):
+            names.remove(name)
+            skipped[name] = (
+                f"no MLP neuron of layer {view.layer} is explained by a single frequency (threshold "
+                f"{view.clusters.threshold:g}) at {at}, so there is no cluster to show"
+            )
+            log.info("%s: skipping %s: %s", run.path, name, skipped[name])
     if view.attention_to_a is None:
         log.info("%s: no attention in this architecture; skipping the attention figure", run.path)
         skipped["attention"] = "no attention in this architecture"
@@ -145,6 +151,11 @@ def make_all_figures(
     if basis.defined:
         ep = epoch if epoch is not None and epoch in set(table["epoch"]) else None
         figs["per_frequency_excluded_loss"] = plot_per_frequency_excluded_loss(run, ep, tex=tex, style=style)
+        spectrum = embedding_spectrum_over_training(run)
+        figs["embedding_spectrum_over_training"] = plot_embedding_spectrum_over_training(
+            spectrum, settings.key_freqs, style=style
+        )
+        figs["excluded_loss_over_training"] = plot_excluded_loss_over_training(table, settings.key_freqs, style=style)
     if "llc_mean" in table.columns and table["llc_mean"].notna().any():  # grokinterp analyze --llc
         figs["llc"] = plot_llc(table, run=run, style=style)
     return FigureSet(

@@ -1,6 +1,7 @@
 """A grid of square (a, b) heatmaps, one per head or neuron, each cell a whole number of pixels.
 
-The layout of ``plot_neuron_heatmaps`` and ``plot_attention`` (``grokinterp.viz.model_figures``):
+The layout of ``plot_neuron_heatmaps``, ``plot_neuron_fourier`` (``grokinterp.viz.neuron_figures``)
+and ``plot_attention`` (``grokinterp.viz.model_figures``):
 the panels are placed by hand (axis domains in paper coordinates) so that every heatmap cell is
 the same whole number of screen pixels (no moire), with one shared colour bar or one per panel.
 """
@@ -44,15 +45,20 @@ def ab_heatmap_grid(
     colorbar_each: bool = False,
     axis_names: tuple[str, str] = ("a", "b"),
     caption: str | None = None,
+    tick_labels: list[str] | None = None,
+    max_side: int | None = None,
 ) -> go.Figure:
     """Square (a, b) heatmaps in a grid, a down the rows and b across, each cell a whole number of
     pixels (no moire), ``zsmooth=False``; one shared colour bar (``coloraxis``) or one per panel
-    (``colorbar_each``). Tick labels on the left column and bottom row only. ``side_pad`` is
-    accepted for compatibility and not used."""
+    (``colorbar_each``). Tick labels on the left column and bottom row only: every 4th value, or
+    with ``tick_labels`` (p names) one label per row and column (the x labels vertical).
+    ``max_side``: the largest panel side in px (default 340, paper 230). ``side_pad`` is accepted
+    for compatibility and not used."""
     style = get_style(style)
     ya, xb = axis_names
+    label_room = 0 if tick_labels is None else round(0.62 * style.tick_size * max(map(len, tick_labels)))
     width = style.width("double")
-    ml = 58 if not style.paper else 40
+    ml = (58 if not style.paper else 40) + label_room
     cb_w = 8 if style.paper else 12  # colour bar thickness
     cb_gap = cb_w + 6 + (28 if style.paper else 40)  # bar, ticks and their labels
     shared = not colorbar_each and coloraxis is not None
@@ -61,8 +67,8 @@ def ab_heatmap_grid(
     gap = cb_gap if colorbar_each else 12
     mt = (90 if style.titles else 6) + round(style.annotation_size * 1.6)
     title_h = round(style.annotation_size * 1.6)  # subplot titles
-    mb = round(style.tick_size + style.font_size + 24)
-    max_side = 340 if not style.paper else 230
+    mb = round(style.tick_size + style.font_size + 24) + label_room
+    max_side = max_side or (340 if not style.paper else 230)
     rows, cols, cell = grid_cells(len(heatmaps), p, width - ml - mr - bar_room, gap, max_cols, max_side)
     side = cell * p
     used = cols * side + (cols - 1) * gap + (gap if colorbar_each else 0)
@@ -127,6 +133,8 @@ def ab_heatmap_grid(
             hm.update(colorscale=None)
         fig.add_trace(hm)
         axis = dict(showgrid=False, ticks="", showline=False, zeroline=False, tickvals=ticks, mirror=False)
+        if tick_labels is not None:
+            axis.update(tickvals=list(range(p)), ticktext=list(tick_labels))
         fig.update_layout(
             {
                 f"xaxis{suffix}": dict(
@@ -135,6 +143,7 @@ def ab_heatmap_grid(
                     anchor=f"y{suffix}",
                     range=[-0.5, p - 0.5],
                     showticklabels=r == rows - 1 or i + cols >= len(heatmaps),
+                    tickangle=None if tick_labels is None else -90,
                     title_text=xb if (r == rows - 1 or i + cols >= len(heatmaps)) else None,
                 ),
                 f"yaxis{suffix}": dict(

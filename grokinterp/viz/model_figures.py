@@ -5,7 +5,9 @@ Each ``plot_*`` function here draws arrays it is given, computed elsewhere
 ``attention``): the embedding and W_L spectra in the task's Fourier basis, the neuron-frequency
 clusters (sizes, and the histogram of the variance each neuron's best frequency explains), the
 activations of the cleanest neuron of each cluster over the input grid, the attention from "=" to
-a per head, and the excluded loss of each single frequency (from measures.csv).
+a per head, and the excluded loss of each single frequency (from measures.csv). The neuron
+figures (activations ordered by phase, and in the 2D Fourier basis) are drawn by
+``grokinterp.viz.neuron_figures`` and re-exported here.
 ``checkpoint_figures`` draws a whole ``CheckpointView``.
 
 >>> view = checkpoint_view(run.model(), run.dataset, view_settings(run))
@@ -21,6 +23,7 @@ import plotly.graph_objects as go
 
 from grokinterp.viz.curves import analysis_of, measures_table
 from grokinterp.viz.heatmap_grid import ab_heatmap_grid
+from grokinterp.viz.neuron_figures import plot_neuron_fourier, plot_neuron_heatmaps
 from grokinterp.viz.style import (
     COLORS,
     LOG_AXIS,
@@ -49,6 +52,7 @@ __all__ = [
     "plot_cluster_sizes",
     "plot_embedding_spectrum",
     "plot_fraction_explained_hist",
+    "plot_neuron_fourier",
     "plot_neuron_heatmaps",
     "plot_per_frequency_excluded_loss",
     "plot_spectrum",
@@ -250,64 +254,6 @@ def plot_fraction_explained_hist(clusters: NeuronClusters, *, style: StyleArg = 
     return style_figure(fig, style)
 
 
-def plot_neuron_heatmaps(
-    acts: Float[Tensor, "m m d_mlp"],
-    clusters: NeuronClusters,
-    n_per_cluster: int = 1,
-    *,
-    max_cols: int = 4,
-    axis_names: tuple[str, str] = ("a", "b"),
-    style: StyleArg = None,
-) -> go.Figure:
-    """Activations of the most cleanly periodic neurons of each frequency cluster over the task
-    grid (``measures.neuron_acts``: (m, m, d_mlp), rows phi_a, columns phi_b; for addition a and
-    b), one heatmap per neuron with its own colour bar (demo "Neuron Activations"). Without any
-    cluster, a figure with only a note (``make_all_figures`` leaves it out instead)."""
-    style = get_style(style)
-    acts = acts.detach().cpu()
-    panels: list[tuple[int, int]] = []  # (k, neuron)
-    for k in sorted(k for k in clusters.cluster_sizes() if k >= 0):
-        members = (clusters.labels == k).nonzero().flatten()
-        best = members[clusters.best_frac[members].argsort(descending=True)][:n_per_cluster]
-        panels += [(k, int(n)) for n in best]
-    m = acts.shape[0]
-    if not panels:
-        fig = new_figure("Neuron activations: no neuron clusters", style)
-        fig.add_annotation(text="no neuron is explained by a single frequency", showarrow=False,
-                           xref="paper", yref="paper", x=0.5, y=0.5)  # fmt: skip
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-        return style_figure(fig, style)
-    ya, xb = axis_names
-    heatmaps = [
-        go.Heatmap(
-            z=acts[:, :, n].tolist(),
-            colorscale="Viridis",
-            name=f"neuron {n}",
-            hovertemplate=f"{ya}=%{{y}} {xb}=%{{x}}<br>act=%{{z:.3g}}<extra></extra>",
-        )
-        for _, n in panels
-    ]
-    layer = f", layer {clusters.layer}" if clusters.layer is not None else ""
-    ks = ", ".join(str(k) for k in sorted({k for k, _ in panels}))
-    caption = (
-        f"Activation (after the ReLU) of MLP neurons{layer.replace(',', ' of')} over the input grid ({ya}, {xb}), "
-        f"{ya} down, {xb} across (m = {m}): the {'neuron' if n_per_cluster == 1 else f'{n_per_cluster} neurons'} "
-        f"of each frequency cluster (k = {ks}) best explained by its frequency; each panel has its own colour scale."
-    )
-    return ab_heatmap_grid(
-        heatmaps,
-        [f"k = {k}, neuron {n}" for k, n in panels],
-        f"Neuron activations over ({ya}, {xb}), one neuron per cluster (m = {m}{layer})",
-        m,
-        max_cols,
-        style=style,
-        colorbar_each=True,
-        axis_names=axis_names,
-        caption=caption,
-    )
-
-
 def plot_attention(
     attention: Float[Tensor, "heads p p"] | Float[Tensor, "layers heads pos p p"],
     layer: int = 0,
@@ -481,6 +427,7 @@ MODEL_FIGURES = (
     "cluster_sizes",
     "fraction_explained_hist",
     "neuron_heatmaps",
+    "neuron_fourier",
     "attention",
 )
 
@@ -490,8 +437,8 @@ def checkpoint_figures(
 ) -> dict[str, go.Figure]:
     """The figures of ``names`` (``MODEL_FIGURES``) drawn from one checkpoint's ``view``, as
     {name: Figure}: those its arrays are there for (the Fourier figures need ``view.fourier``,
-    ``attention`` a model with attention). Without any neuron cluster ``neuron_heatmaps`` is a
-    figure with only a note; leave it out of ``names`` to skip it. ``tex``: MathJax axis labels."""
+    ``attention`` a model with attention). Without any neuron cluster ``neuron_heatmaps`` and
+    ``neuron_fourier`` are figures with only a note; leave them out of ``names`` to skip them. ``tex``: MathJax axis labels."""
     style = get_style(style)
     s = view.settings
     draw = {
@@ -505,6 +452,9 @@ def checkpoint_figures(
         "fraction_explained_hist": lambda: plot_fraction_explained_hist(view.clusters, style=style),
         "neuron_heatmaps": lambda: plot_neuron_heatmaps(
             view.neuron_acts, view.clusters, axis_names=s.axis_names, style=style
+        ),
+        "neuron_fourier": lambda: plot_neuron_fourier(
+            view.neuron_terms, view.clusters, axis_names=s.axis_names, style=style
         ),
         "attention": lambda: plot_attention(view.attention, positions=view.positions, style=style),
     }

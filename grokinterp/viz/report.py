@@ -3,8 +3,11 @@
 The file holds plotly.js (inlined: no network, no CDN), the figures of every checkpoint of the run
 (``grokinterp.viz.explorer.Explorer``: embedding spectrum, neuron clusters and heatmaps, attention, and
 the progress-measure curves with a cursor) and a small vanilla-JS slider that switches between
-them. Heatmaps are stored as 8-bit quantised base64 (decoded in the page), the plot template once,
-so the shipped 32-checkpoint p=113 run makes a file of about 10 MB.
+them (``grokinterp.viz.report_page``). plotly.js and the heatmaps (8 bits of their range) are
+stored deflated and base64-encoded (inflated in the page), the plot template and every repeated
+layout once, numbers to 4 significant digits: the shipped 32-checkpoint p=113 run makes a file
+of about 5 MB. Curves fill their column with the legend below; heatmap grids span the page at
+their own size (whole pixels per cell).
 
 The page reads an optional URL fragment: ``report.html#checkpoint=N`` (an index into the
 checkpoints; negative counts from the end, ``last`` is the last) or ``#epoch=E`` (the checkpoint
@@ -18,10 +21,12 @@ the same checkpoint.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import logging
 import math
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +36,15 @@ if TYPE_CHECKING:
     from grokinterp.io.runs import Run
     from grokinterp.viz.explorer import Explorer
 
-__all__ = ["DEFAULT_MAX_CHECKPOINTS", "build_report", "check_out_path", "is_run_file", "select_epochs", "write_report"]
+__all__ = [
+    "DEFAULT_MAX_CHECKPOINTS",
+    "build_report",
+    "check_out_path",
+    "is_run_file",
+    "packed_plotlyjs",
+    "select_epochs",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +117,12 @@ def _round(x: Any) -> Any:
 
 
 def _quantise(z: Any) -> dict[str, Any]:
-    """A 2D array as 8 bits of its range: {"q8": base64 bytes (255 = missing), "shape", "lo",
-    "hi"}; the page turns it back into rows of numbers."""
+    """A 2D array as 8 bits of its range: {"q8": base64 of the zlib-deflated bytes (255 =
+    missing), "shape", "lo", "hi"}; the page inflates them (``DecompressionStream``) and turns
+    them back into rows of numbers."""
     import numpy as np
 
-    a = np.array(_plain(z), dtype=np.float64)
+    a = np.asarray(_plain(z), dtype=np.float64)
     if a.ndim != 2:
         raise ValueError(f"expected a 2D heatmap, got shape {a.shape}")
     ok = np.isfinite(a)
@@ -117,7 +131,8 @@ def _quantise(z: Any) -> dict[str, Any]:
     span = hi - lo if hi > lo else 1.0
     q = np.full(a.shape, 255, dtype=np.uint8)
     q[ok] = np.rint((a[ok] - lo) / span * 254).astype(np.uint8)
-    return {"q8": base64.b64encode(q.tobytes()).decode("ascii"), "shape": list(a.shape), "lo": lo, "hi": hi}
+    packed = base64.b64encode(zlib.compress(q.tobytes(), 9)).decode("ascii")
+    return {"q8": packed, "shape": list(a.shape), "lo": _round(lo), "hi": _round(hi)}
 
 
 _DTYPES = {"f8": "<f8", "f4": "<f4", "i1": "i1", "u1": "u1", "i2": "<i2", "u2": "<u2", "i4": "<i4", "u4": "<u4"}
@@ -132,17 +147,29 @@ def _plain(z: Any) -> Any:
         if "shape" in z:
             shape = [int(s) for s in str(z["shape"]).split(",")]
             a = a.reshape(shape)
-        return a.tolist()
+        return a
     return z
 
 
+#: Top margin of a figure in the page: room for plotly's toolbar above the plot (the title is
+#: HTML above the figure); heatmap grids keep their subplot titles' room below it.
+TOOLBAR_ROOM = 30
+#: A figure's title took this much of its top margin (the template's 70 px less the toolbar's).
+_TITLE_ROOM = 64
+
+
 class _Encoder:
-    """Figures to compact JSON dicts: the layout template stored once (by reference), widths left
-    to the page (figures fill their column), heatmaps quantised."""
+    """Figures to compact JSON dicts: the layout template stored once (by reference), and every
+    layout that repeats (the same panel at many checkpoints) too; the title and the caption
+    (``layout.meta``) taken out for the page's HTML; curves fill their column with the legend
+    below the plot; heatmap grids keep their own size in px (whole pixels per cell: stretched,
+    they turn to moire and their subplot titles collide), heatmaps quantised and deflated."""
 
     def __init__(self) -> None:
         self.templates: list[Any] = []
+        self.layouts: list[Any] = []
         self._index: dict[str, int] = {}
+        self._layout_index: dict[str, int] = {}
 
     def _template_ref(self, template: Any) -> int:
         if isinstance(template, dict):
@@ -156,39 +183,88 @@ class _Encoder:
             self.templates.append(template)
         return self._index[key]
 
+    def _layout_ref(self, layout: dict[str, Any]) -> int:
+        key = json.dumps(layout, sort_keys=True, separators=(",", ":"))
+        if key not in self._layout_index:
+            self._layout_index[key] = len(self.layouts)
+            self.layouts.append(layout)
+        return self._layout_index[key]
+
     def encode(self, fig: go.Figure) -> dict[str, Any]:
+        """One figure as a compact dict: {"data", "layout": {"$ref": i}, "title_html", "caption",
+        "wide"} (``DATA.layouts[i]`` in the page)."""
         import plotly.io as pio
 
+        from grokinterp.viz.style import figure_caption
+
+        caption = figure_caption(fig)
         d = json.loads(pio.to_json(fig, validate=False))
         layout = d.setdefault("layout", {})
+        layout.pop("meta", None)
+        if caption:
+            d["caption"] = caption
         if "template" in layout:
             layout["template"] = {"$ref": self._template_ref(layout["template"])}
-        layout.pop("width", None)
-        layout["autosize"] = True
         # The title goes above the plot as HTML (it wraps; a narrow column clips a plotly title).
         title = layout.pop("title", None)
         text = title.get("text") if isinstance(title, dict) else title
         if text:
             d["title_html"] = text
         margin = layout.setdefault("margin", {})
-        margin["t"] = 30
         heatmaps = [t for t in d.get("data", []) if t.get("type") == "heatmap"]
-        if heatmaps:  # a grid of square panels in a ~560 px column (plots sizes them for 900 px)
-            cols = min(len(heatmaps), 4)
-            layout["height"] = int(540 / cols * math.ceil(len(heatmaps) / cols) + 130)
+        if heatmaps and layout.get("width"):  # a grid laid out in px: drawn at its own size
+            d["wide"] = True
+            layout["autosize"] = False
+            margin["t"] = max(TOOLBAR_ROOM, int(margin.get("t", 70)) - (_TITLE_ROOM if text else 0))
+            layout["height"] = int(layout.get("height") or 500) - (_TITLE_ROOM if text else 0)
+        else:
+            layout.pop("width", None)
+            layout["autosize"] = True
+            margin["t"] = TOOLBAR_ROOM
+            for trace in d.get("data", []):  # the bands are labelled I, II, III; the caption names them
+                if trace.get("legendgroup") == "phase":
+                    trace["showlegend"] = False
+            if _has_legend(d) and not heatmaps:  # below the plot: the plot keeps the column's width
+                layout["legend"] = {**layout.get("legend", {}), **_LEGEND_BELOW}
+                layout["height"] = 470
+                margin["r"] = 20
         for trace in d.get("data", []):
             if trace.get("type") == "heatmap" and "z" in trace:
                 trace["z"] = _quantise(trace["z"])
                 for ax in ("x", "y"):
                     if ax in trace:
-                        trace[ax] = _plain(trace[ax])
-        return _round(d)
+                        trace[ax] = _as_list(trace[ax])
+        d = _round(d)
+        d["layout"] = {"$ref": self._layout_ref(d["layout"])}
+        return d
 
 
-def _cursor_index(fig_json: dict[str, Any]) -> int | None:
+#: The report's legend: one row (or a few) below the x axis title.
+_LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.2, "yanchor": "top", "traceorder": "normal"}
+
+
+def _all_captioned(name: str, curves: dict[str, Any], panels: dict[str, list[Any]]) -> bool:
+    figs = [curves[name]["fig"]] if name in curves else panels.get(name, [])
+    return bool(figs) and all(f is not None and f.get("caption") for f in figs)
+
+
+def _has_legend(d: dict[str, Any]) -> bool:
+    if d.get("layout", {}).get("showlegend") is False:
+        return False
+    named = [t for t in d.get("data", []) if t.get("name") and t.get("showlegend", True) is not False]
+    return len(named) > 1 or bool(d.get("layout", {}).get("showlegend"))
+
+
+def _as_list(x: Any) -> Any:
+    """A plotly typed array (or list) as a plain list (short axes of heatmaps)."""
+    x = _plain(x)
+    return x.tolist() if hasattr(x, "tolist") else x
+
+
+def _cursor_index(layout: dict[str, Any]) -> int | None:
     from grokinterp.viz.explorer import CURSOR_NAME
 
-    shapes = fig_json.get("layout", {}).get("shapes", [])
+    shapes = layout.get("shapes", [])
     return next((i for i, s in enumerate(shapes) if s.get("name") == CURSOR_NAME), None)
 
 
@@ -234,6 +310,15 @@ def _run_facts(ex: Explorer) -> list[str]:
     return facts
 
 
+@functools.lru_cache(maxsize=1)
+def packed_plotlyjs() -> str:
+    """plotly.js (plotly.py's own copy) deflated (zlib) and base64-encoded: 2.0 MB in the page
+    instead of 4.8 MB; the page inflates it with ``DecompressionStream`` and runs it."""
+    import plotly.offline
+
+    return base64.b64encode(zlib.compress(plotly.offline.get_plotlyjs().encode("utf-8"), 9)).decode("ascii")
+
+
 def build_report(
     run: Run | str | Path,
     *,
@@ -243,7 +328,6 @@ def build_report(
     explorer: Explorer | None = None,
 ) -> str:
     """The report page of ``run`` as one HTML string (see the module docstring)."""
-    import plotly.offline
     from tqdm.auto import tqdm
 
     from grokinterp import __version__
@@ -259,7 +343,7 @@ def build_report(
     curves: dict[str, Any] = {}
     for name, fig in ex.curves(epochs[0]).items():
         d = enc.encode(fig)
-        curves[name] = {"fig": d, "cursor": _cursor_index(d)}
+        curves[name] = {"fig": d, "cursor": _cursor_index(enc.layouts[d["layout"]["$ref"]])}
     panels: dict[str, list[Any]] = {n: [] for n in names if kinds[n] == "model"}
     summaries = []
     for epoch in tqdm(epochs, desc="report", unit="ckpt", disable=not progress_enabled(progress)):
@@ -271,11 +355,13 @@ def build_report(
         "epochs": epochs,
         "order": names,
         "kinds": {n: kinds[n] for n in names},
-        "captions": {n: c for n, c in ex.captions().items() if n in names},
+        # the figures' own captions are shown; the panel's line only where a figure has none
+        "captions": {n: c for n, c in ex.captions().items() if n in names and not _all_captioned(n, curves, panels)},
         "curves": curves,
         "panels": panels,
         "summaries": summaries,
         "templates": enc.templates,
+        "layouts": enc.layouts,
     }
     if len(epochs) < len(ex.epochs):
         ex_notes = [f"{len(epochs)} of the run's {len(ex.epochs)} checkpoints (evenly spread)."]
@@ -287,16 +373,18 @@ def build_report(
     notes = ex.notes + ex_notes
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     title = f"grokinterp report: {ex.run.path.name}"
-    return _PAGE.format(
+    from grokinterp.viz.report_page import PAGE, SCRIPT
+
+    return PAGE.format(
         title=html.escape(title),
         heading=html.escape(str(ex.run.path)),
         facts=html.escape(" · ".join(_run_facts(ex))),
         notes="".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes),
         n_max=len(epochs) - 1,
         version=html.escape(__version__),
-        plotlyjs=plotly.offline.get_plotlyjs(),
+        plotlyjs=packed_plotlyjs(),
         data=payload,
-        script=_SCRIPT,
+        script=SCRIPT,
     )
 
 
@@ -323,196 +411,3 @@ def write_report(
         atomic_write_text(out, page)
     log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return out
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="grokinterp {version}">
-<title>{title}</title>
-<style>
-  body {{ font-family: Arial, "Liberation Sans", Helvetica, sans-serif; margin: 0; color: #222; background: #fafafa; }}
-  header {{ padding: 10px 18px 4px; }}
-  h1 {{ font-size: 18px; margin: 0 0 4px; }}
-  .facts {{ color: #555; font-size: 13px; margin: 0; }}
-  .note {{ color: #8a4b00; font-size: 13px; margin: 4px 0; }}
-  #controls {{ position: sticky; top: 0; z-index: 10; background: #fff; border-bottom: 1px solid #ddd;
-    padding: 8px 18px; display: flex; flex-wrap: wrap; align-items: center; gap: 10px; }}
-  #controls button {{ font-size: 14px; min-width: 34px; }}
-  #checkpoint-slider {{ flex: 1 1 420px; }}
-  #epoch-label {{ font-weight: bold; min-width: 190px; }}
-  #summary {{ flex-basis: 100%; font-size: 12.5px; color: #333; }}
-  main {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 10px; padding: 10px 18px; }}
-  .panel {{ background: #fff; border: 1px solid #e3e3e3; border-radius: 4px; padding: 4px; min-width: 0; }}
-  .panel .caption {{ font-size: 12.5px; color: #555; margin: 2px 6px; }}
-  .panel .title {{ font-size: 15px; text-align: center; margin: 4px 6px 0; }}
-  footer {{ font-size: 12px; color: #777; padding: 6px 18px 16px; }}
-</style>
-<script>{plotlyjs}</script>
-</head>
-<body>
-<header>
-  <h1>{heading}</h1>
-  <p class="facts">{facts}</p>
-  {notes}
-</header>
-<div id="controls">
-  <button id="prev" title="previous checkpoint (left arrow)">&#9664;</button>
-  <input type="range" id="checkpoint-slider" min="0" max="{n_max}" step="1" value="{n_max}"
-         aria-label="checkpoint">
-  <button id="next" title="next checkpoint (right arrow)">&#9654;</button>
-  <button id="play" title="play through the checkpoints">play</button>
-  <span id="epoch-label"></span>
-  <div id="summary"></div>
-</div>
-<main id="panels"></main>
-<footer>Written by grokinterp {version}. Open link fragments <code>#checkpoint=N</code> (index, negative
-from the end) or <code>#epoch=E</code> to start at a checkpoint. Heatmap values are stored to 8 bits of
-their range.</footer>
-<script type="application/json" id="report-data">{data}</script>
-<script>{script}</script>
-</body>
-</html>
-"""
-
-_SCRIPT = r"""
-(function () {
-  "use strict";
-  const DATA = JSON.parse(document.getElementById("report-data").textContent);
-  const N = DATA.epochs.length;
-  const slider = document.getElementById("checkpoint-slider");
-  const label = document.getElementById("epoch-label");
-  const summary = document.getElementById("summary");
-  const main = document.getElementById("panels");
-  const CONFIG = {responsive: true, displaylogo: false};
-  const divs = {}, titles = {};
-  let current = -1;
-
-  function decodeZ(z) {
-    const bin = atob(z.q8), rows = z.shape[0], cols = z.shape[1];
-    const step = (z.hi - z.lo) / 254, out = new Array(rows);
-    for (let i = 0; i < rows; i++) {
-      const row = new Array(cols);
-      for (let j = 0; j < cols; j++) {
-        const v = bin.charCodeAt(i * cols + j);
-        row[j] = v === 255 ? null : z.lo + v * step;
-      }
-      out[i] = row;
-    }
-    return out;
-  }
-
-  function materialise(fig) {
-    const f = JSON.parse(JSON.stringify(fig));
-    const t = f.layout && f.layout.template;
-    if (t && t["$ref"] !== undefined) f.layout.template = JSON.parse(JSON.stringify(DATA.templates[t["$ref"]]));
-    for (const tr of f.data || []) if (tr.z && tr.z.q8 !== undefined) tr.z = decodeZ(tr.z);
-    return f;
-  }
-
-  for (const name of DATA.order) {
-    const box = document.createElement("section");
-    box.className = "panel";
-    box.id = "panel-" + name;
-    const cap = document.createElement("div");
-    cap.className = "caption";
-    cap.textContent = DATA.captions[name] || name;
-    const title = document.createElement("div");
-    title.className = "title";
-    const div = document.createElement("div");
-    div.className = "figure";
-    box.appendChild(cap);
-    box.appendChild(title);
-    box.appendChild(div);
-    main.appendChild(box);
-    divs[name] = div;
-    titles[name] = title;
-  }
-  // Titles are plotly's pseudo-HTML (<sub>, <sup>, <br>) written by grokinterp.plots.
-  function setTitle(name, fig) { titles[name].innerHTML = (fig && fig.title_html) || ""; }
-  for (const [name, c] of Object.entries(DATA.curves)) {
-    const f = materialise(c.fig);
-    setTitle(name, c.fig);
-    Plotly.newPlot(divs[name], f.data, f.layout, CONFIG);
-  }
-
-  function render(i) {
-    i = Math.max(0, Math.min(N - 1, i | 0));
-    if (i === current) return;
-    current = i;
-    const epoch = DATA.epochs[i];
-    slider.value = String(i);
-    slider.setAttribute("value", String(i));
-    label.textContent = "epoch " + epoch + "  (checkpoint " + (i + 1) + "/" + N + ")";
-    summary.textContent = DATA.summaries[i];
-    for (const [name, c] of Object.entries(DATA.curves)) {
-      if (c.cursor === null) continue;
-      const upd = {};
-      upd["shapes[" + c.cursor + "].x0"] = epoch;
-      upd["shapes[" + c.cursor + "].x1"] = epoch;
-      Plotly.relayout(divs[name], upd);
-    }
-    for (const [name, figs] of Object.entries(DATA.panels)) {
-      const fig = figs[i];
-      setTitle(name, fig);
-      if (!fig) { Plotly.purge(divs[name]); divs[name].textContent = "not drawn at this checkpoint"; continue; }
-      const f = materialise(fig);
-      Plotly.react(divs[name], f.data, f.layout, CONFIG);
-    }
-    document.body.setAttribute("data-checkpoint", String(i));
-    document.body.setAttribute("data-epoch", String(epoch));
-  }
-
-  function fromHash() {
-    const h = new URLSearchParams(window.location.hash.replace(/^#/, ""));
-    if (h.has("epoch")) {
-      const e = Number(h.get("epoch"));
-      let best = 0;
-      DATA.epochs.forEach((x, j) => { if (Math.abs(x - e) < Math.abs(DATA.epochs[best] - e)) best = j; });
-      return best;
-    }
-    if (h.has("checkpoint")) {
-      const v = h.get("checkpoint");
-      if (v === "last") return N - 1;
-      const k = parseInt(v, 10);
-      if (!isNaN(k)) return k < 0 ? N + k : k;
-    }
-    return N - 1;
-  }
-
-  function go(i, updateHash) {
-    render(i);
-    if (updateHash) history.replaceState(null, "", "#checkpoint=" + current);
-  }
-
-  let pending = null;
-  slider.addEventListener("input", () => {
-    const i = Number(slider.value);
-    if (pending !== null) cancelAnimationFrame(pending);
-    pending = requestAnimationFrame(() => { pending = null; go(i, true); });
-  });
-  document.getElementById("prev").addEventListener("click", () => go(current - 1, true));
-  document.getElementById("next").addEventListener("click", () => go(current + 1, true));
-  let timer = null;
-  const playButton = document.getElementById("play");
-  playButton.addEventListener("click", () => {
-    if (timer) { clearInterval(timer); timer = null; playButton.textContent = "play"; return; }
-    if (current >= N - 1) go(0, true);
-    playButton.textContent = "pause";
-    timer = setInterval(() => {
-      if (current >= N - 1) { clearInterval(timer); timer = null; playButton.textContent = "play"; return; }
-      go(current + 1, true);
-    }, 900);
-  });
-  document.addEventListener("keydown", (ev) => {
-    if (ev.target === slider) return;
-    if (ev.key === "ArrowLeft") go(current - 1, true);
-    if (ev.key === "ArrowRight") go(current + 1, true);
-  });
-  window.addEventListener("hashchange", () => render(fromHash()));
-  render(fromHash());
-  document.body.setAttribute("data-ready", "1");
-})();
-"""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+import torch
 
 from grokinterp import viz
 from grokinterp.analysis import measures
@@ -164,8 +166,34 @@ def test_plot_gini_weight_norm_and_others(run):
     fig = viz.plot_frac_neurons_explained(run)
     np.testing.assert_allclose(fig.data[0].y, t["frac_neurons_explained"])
     fig = viz.plot_cos_apb_c(run)
-    for k in run.analysis["key_freqs"]:
-        np.testing.assert_allclose(_trace(fig, f"k = {k}").y, t[f"cos_apb_c_k{k}"])
+    for k in run.analysis["key_freqs"]:  # p = 23: the unit-norm projection / sqrt(23^3 / 2)
+        np.testing.assert_allclose(_trace(fig, f"k = {k}").y, t[f"cos_apb_c_k{k}"] / math.sqrt(23**3 / 2))
+
+
+def test_cos_apb_c_reads_in_logits(run_dir, tmp_path):
+    """Logits A_k cos(w_k(a+b-c)) give amplitude A_k, in logits: from the measure
+    (``cos_apb_minus_c_amplitudes``) and on the figure, which draws the coefficients measures.csv
+    holds (the demo's projection on the unit-norm grid, A_k sqrt(p^3/2): 28,000 on the shipped
+    run, drawn as "logit units" before)."""
+    p, amps = 23, {3: 5.0, 7: 2.5, 11: 0.75}
+    r = torch.arange(p, dtype=torch.float64)
+    a, b, c = torch.meshgrid(r, r, r, indexing="ij")
+    L = sum(A * torch.cos(2 * math.pi * k * (a + b - c) / p) for k, A in amps.items())
+    keys = list(amps)
+    got = measures.cos_apb_minus_c_amplitudes(L.reshape(p * p, p), p, keys)
+    np.testing.assert_allclose(got.numpy(), list(amps.values()), rtol=1e-9)
+    coef = measures.cos_apb_minus_c_coefficients(L.reshape(p * p, p), p, keys)
+    path = tmp_path / "r"
+    shutil.copytree(run_dir, path)
+    table = load_run(path).measures
+    table = table.drop(columns=[col for col in table.columns if col.startswith("cos_apb_c_k")])
+    for k, value in zip(keys, coef.tolist(), strict=True):
+        table[f"cos_apb_c_k{k}"] = value
+    table.to_csv(path / "measures.csv", index=False)
+    fig = viz.plot_cos_apb_c(load_run(path), style="paper")
+    for k, A in amps.items():
+        np.testing.assert_allclose(_trace(fig, f"k = {k}").y, A, rtol=1e-9)
+    assert fig.layout.yaxis.title.text == "amplitude (logits)"
 
 
 def test_unanalysed_run(raw_run_dir):
@@ -236,7 +264,7 @@ def test_cluster_figures(clusters):
 
 def test_neuron_heatmaps(run, model, clusters):
     acts = measures.neuron_acts(model, run.dataset)
-    fig = viz.plot_neuron_heatmaps(acts, clusters, n_per_cluster=2)
+    fig = viz.plot_neuron_heatmaps(acts, clusters, n_per_cluster=2, order="grid")
     ks = [k for k in clusters.cluster_sizes() if k >= 0]
     assert len(fig.data) == sum(min(2, clusters.cluster_sizes()[k]) for k in ks) > 0
     n = int(fig.data[0].name.split()[-1])
@@ -275,10 +303,20 @@ def test_make_all_figures(run):
     figs = viz.make_all_figures(run, epoch=100)
     # at epoch 100 no neuron is explained by one frequency yet: no heatmaps, and the reason
     assert list(figs) == [n for n in viz.FIGURE_NAMES if n not in figs.skipped]
-    assert set(figs.skipped) <= {"neuron_heatmaps"}
+    assert set(figs.skipped) <= {"neuron_heatmaps", "neuron_fourier"}
     assert list(viz.make_all_figures(run)) == list(viz.FIGURE_NAMES)  # the last checkpoint: all
     assert all(isinstance(f, go.Figure) for f in figs.values())
     assert "epoch 100" in figs["per_frequency_excluded_loss"].layout.title.text
+    # the over-training heatmaps: W_E per frequency at every checkpoint, excluded loss per frequency
+    spectrum = figs["embedding_spectrum_over_training"].data[0]
+    assert list(spectrum.x) == run.checkpoint_epochs
+    from grokinterp.analysis.bases import task_basis
+    from grokinterp.analysis.spectra import embedding_freq_norms
+
+    last = embedding_freq_norms(run.model(), task_basis(run.dataset.op, run.config.p)).numpy()
+    np.testing.assert_allclose(np.array(spectrum.z)[:, -1], last, rtol=1e-5)
+    excluded = figs["excluded_loss_over_training"].data[0]
+    np.testing.assert_allclose(np.array(excluded.z, dtype=float)[2], np.log10(run.measures["excluded_loss_k3"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -460,6 +498,91 @@ def test_paper_pdfs(run_dir, tmp_path):
         assert fonts and len(fonts) == 1, (path.name, fonts)  # text, not outlines or one raster
         assert f"## {path.name}" in captions
     assert not (out / "loss.png").exists()
+
+
+def _pdf_page_boxes(data: bytes) -> tuple[list[float], list[tuple[float, float, float, float]], list]:
+    """(MediaBox, the page box of each filled rectangle, of each clip rectangle) of a one-page
+    Chromium PDF: the first content stream read with a small interpreter of q/Q/cm/re/f/W (enough
+    to follow where the figure's own rectangles land on the page)."""
+    import re
+    import zlib
+
+    box = [float(v) for v in re.search(rb"/MediaBox\s*\[([^\]]*)\]", data).group(1).split()]
+    stream = zlib.decompress(re.search(rb"stream\r?\n(.*?)endstream", data, re.S).group(1))
+    ctm, stack, operands, last, fills, clips = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0), [], [], None, [], []
+
+    def page_box(x, y, w, h):
+        a, b, c, d, e, f = ctm
+        pts = [(a * px + c * py + e, b * px + d * py + f) for px in (x, x + w) for py in (y, y + h)]
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    for tok in stream.split():
+        try:
+            operands.append(float(tok))
+            continue
+        except ValueError:
+            pass
+        if tok == b"q":
+            stack.append(ctm)
+        elif tok == b"Q":
+            ctm = stack.pop()
+        elif tok == b"cm":
+            a, b, c, d, e, f = operands[-6:]
+            A, B, C, D, E, F = ctm
+            ctm = (a * A + b * C, a * B + b * D, c * A + d * C, c * B + d * D, e * A + f * C + E, e * B + f * D + F)
+        elif tok == b"re":
+            last = (tuple(operands[-4:]), page_box(*operands[-4:]))
+        elif tok in (b"f", b"f*") and last:
+            fills.append(last)
+        elif tok in (b"W", b"W*") and last:
+            clips.append(last[1])
+        operands = []
+    return box, fills, clips
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_paper_figures_fit_their_box(tmp_path):
+    """The shipped run's paper figures are whole in their files: in the PDF the figure's own box
+    (its W x H px background) is the page, at 0.75 pt per px, and no clip cuts into it (kaleido's
+    print margins shrank every figure by 3-6 % and cut its bottom 12 px: the legends of the
+    6.75 in figures were halved); in the PNG nothing touches the edges while the legend's text is
+    there, at the bottom."""
+    from grokinterp.analysis import spectra
+    from grokinterp.analysis.checkpoint_views import view_settings
+    from grokinterp.analysis.fourier import basis_names
+
+    run = load_run(SHIPPED)
+    model, settings = run.model(), view_settings(run)
+    names, keys = basis_names(settings.basis.m), settings.key_freqs
+    figs = {
+        "loss": viz.plot_loss(run, style="paper"),
+        "embedding_spectrum": viz.plot_embedding_spectrum(
+            spectra.embedding_spectrum(model, settings.basis), names, keys, style="paper"
+        ),
+        "wl_spectrum": viz.plot_wl_spectrum(spectra.wl_spectrum(model, settings.basis), names, keys, style="paper"),
+        "per_frequency_excluded_loss": viz.plot_per_frequency_excluded_loss(run, style="paper"),
+    }
+    figs = {name: viz.style_figure(fig, "paper") for name, fig in figs.items()}
+    pdfs = export.export_figures(figs, tmp_path / "pdf", "pdf")
+    pngs = export.export_figures(figs, tmp_path / "png", "png")
+    for (name, fig), pdf, png in zip(figs.items(), pdfs, pngs, strict=True):
+        w, h = fig.layout.width, fig.layout.height
+        page, fills, clips = _pdf_page_boxes(pdf.read_bytes())
+        assert page == pytest.approx([0, 0, w * 0.75, h * 0.75], abs=0.5), name  # Chromium rounds the page
+        own = [where for (x, y, fw, fh), where in fills if (x, y, fw, fh) == (0, 0, w, h)]
+        assert own, f"{name}: no {w} x {h} background in the PDF"
+        assert own[0] == pytest.approx(page, abs=0.5), f"{name}: the figure lands at {own[0]} on a page {page}"
+        x0, y0, x1, y1 = clips[0]
+        assert x0 <= 0.5 and y0 <= 0.5 and x1 >= page[2] - 0.5 and y1 >= page[3] - 0.5, f"{name}: clipped to {clips[0]}"
+        px = png_pixels(png.read_bytes())[..., :3].astype(int)
+        assert px.shape[:2] == (h, w), name
+        ink = np.abs(px - px[0, 0]).sum(-1) > 60
+        edge = np.concatenate([ink[:2].ravel(), ink[-2:].ravel(), ink[:, :2].ravel(), ink[:, -2:].ravel()])
+        assert not edge.any(), f"{name}: something is cut at the edge of the PNG"
+        if fig.layout.legend.yref == "container":  # paper legend below: its text in the bottom rows
+            assert ink[-30:].any(), f"{name}: no legend text at the bottom"
 
 
 # ----------------------------------------------------------------------------------------------
