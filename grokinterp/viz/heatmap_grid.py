@@ -99,6 +99,10 @@ def ab_heatmap_grid(
             )
         )
     ticks = [t for t in range(0, p, max(1, p // 4)) if t <= 0.9 * (p - 1)]  # none at the far edge
+    # One layout update and one add_traces for the whole grid: plotly validates every call, and
+    # per-panel calls made this the slowest step of a report.
+    layout: dict[str, Any] = {}
+    annotations = []
     for i, hm in enumerate(heatmaps):
         r, c = divmod(i, cols)
         x0 = x_left + c * (side + gap)
@@ -110,7 +114,7 @@ def ab_heatmap_grid(
         if colorbar_each:
             ax_name = f"coloraxis{i + 1}" if i else "coloraxis"
             hm.update(coloraxis=ax_name, showscale=None)
-            fig.update_layout(
+            layout.update(
                 {
                     ax_name: dict(
                         colorscale=hm.colorscale or "Viridis",
@@ -131,11 +135,10 @@ def ab_heatmap_grid(
                 }
             )
             hm.update(colorscale=None)
-        fig.add_trace(hm)
         axis = dict(showgrid=False, ticks="", showline=False, zeroline=False, tickvals=ticks, mirror=False)
         if tick_labels is not None:
             axis.update(tickvals=list(range(p)), ticktext=list(tick_labels))
-        fig.update_layout(
+        layout.update(
             {
                 f"xaxis{suffix}": dict(
                     axis,
@@ -156,9 +159,11 @@ def ab_heatmap_grid(
                 ),
             }
         )
-        fig.add_annotation(
+        annotations.append(dict(
             text=titles[i], x=(xd[0] + xd[1]) / 2, y=yd[1], xref="paper", yref="paper",
             xanchor="center", yanchor="bottom", yshift=2, showarrow=False,
-        )  # fmt: skip
+        ))  # fmt: skip
+    fig.add_traces(heatmaps)
+    fig.update_layout(layout, annotations=[*fig.layout.annotations, *annotations])
     set_meta(fig, caption=caption or plain_text(title), column="double", grid=True)
     return style_figure(fig, style)

@@ -281,7 +281,7 @@ def plot_attention(
     name = (lambda li, h: f"layer {layers[li]}, head {h}") if n_layers > 1 else (lambda li, h: f"head {h}")
     heatmaps = [
         go.Heatmap(
-            z=att[li, h, 0].tolist(),
+            z=att[li, h, 0].numpy(),
             coloraxis="coloraxis",
             name=name(li, h),
             hovertemplate="a=%{y} b=%{x}<br>attention=%{z:.3f}<extra></extra>",

@@ -96,7 +96,7 @@ def plot_neuron_heatmaps(
             z, _, _ = phase_ordered(z, k)
         heatmaps.append(
             go.Heatmap(
-                z=z.tolist(),
+                z=z.detach().cpu().numpy(),
                 colorscale="Viridis",
                 name=f"neuron {n}",
                 hovertemplate=("row %{y}, column %{x} (phase order)" if phase else f"{ya}=%{{y}} {xb}=%{{x}}")
