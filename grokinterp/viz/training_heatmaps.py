@@ -47,28 +47,32 @@ def plot_embedding_spectrum_over_training(
     norms = spectrum.norms.detach().cpu().double()
     n_k = norms.shape[1]
     keys = [int(k) for k in key_freqs]
-    fig = new_figure(
-        "Embedding W_E per frequency over training",
-        style,
-        caption="Norm of each frequency k of the token embedding W_E (its cos and sin components in the task's "
-        f"Fourier basis together) at every checkpoint; {_keys_text(keys)}",
-        column="double",
-        xaxis_title="epoch",
-        yaxis_title="frequency k",
+    heatmap = go.Heatmap(
+        x=list(spectrum.epochs),
+        y=list(range(1, n_k + 1)),
+        z=norms.T.numpy(),
+        colorscale="Viridis",
+        zmin=0,
+        colorbar=dict(title="norm", thickness=10),
+        name="W_E norm",
+        hovertemplate="epoch %{x}, k = %{y}<br>norm %{z:.3g}<extra></extra>",
     )
+    caption = (
+        "Norm of each frequency k of the token embedding W_E (its cos and sin components in the task's "
+        f"Fourier basis together) at every checkpoint; {_keys_text(keys)}"
+    )
+    return _frequency_by_epoch(
+        heatmap, "Embedding W_E per frequency over training", caption, "frequency k", n_k, keys, style
+    )
+
+
+def _frequency_by_epoch(
+    heatmap: go.Heatmap, title: str, caption: str, yaxis_title: str, n_k: int, keys: list[int], style
+) -> go.Figure:
+    """The figure of a (frequency x epoch) ``heatmap``: double column, key frequencies ticked."""
+    fig = new_figure(title, style, caption=caption, column="double", xaxis_title="epoch", yaxis_title=yaxis_title)
     fig.layout.meta = {**fig.layout.meta, **_layout(style)}
-    fig.add_trace(
-        go.Heatmap(
-            x=list(spectrum.epochs),
-            y=list(range(1, n_k + 1)),
-            z=norms.T.tolist(),
-            colorscale="Viridis",
-            zmin=0,
-            colorbar=dict(title="norm", thickness=10),
-            name="W_E norm",
-            hovertemplate="epoch %{x}, k = %{y}<br>norm %{z:.3g}<extra></extra>",
-        )
-    )
+    fig.add_trace(heatmap)
     _freq_axis(fig, n_k, keys)
     return style_figure(fig, style)
 
@@ -90,30 +94,22 @@ def plot_excluded_loss_over_training(table, key_freqs: Sequence[int] = (), *, st
     epochs = [int(e) for e in table["epoch"]]
     z = [[_log10(v) for v in table[c]] for c in cols]
     keys = [int(k) for k in key_freqs]
-    fig = new_figure(
-        "Excluded loss of each single frequency over training",
-        style,
-        caption="Excluded loss (logit level, train) when only frequency k is removed from the logits (its "
+    heatmap = go.Heatmap(
+        x=epochs,
+        y=ks,
+        z=z,
+        colorscale="Magma",
+        colorbar=dict(title="log10 loss", thickness=10),
+        name="excluded loss",
+        hovertemplate="epoch %{x}, k = %{y} removed<br>log10 excluded loss %{z:.2f}<extra></extra>",
+    )
+    caption = (
+        "Excluded loss (logit level, train) when only frequency k is removed from the logits (its "
         "cos/sin(ω_k(φ_a+φ_b)) directions), at every checkpoint, log10 colour scale: a bright row is a frequency "
-        f"the model relies on; {_keys_text(keys)}",
-        column="double",
-        xaxis_title="epoch",
-        yaxis_title="frequency k removed",
+        f"the model relies on; {_keys_text(keys)}"
     )
-    fig.layout.meta = {**fig.layout.meta, **_layout(style)}
-    fig.add_trace(
-        go.Heatmap(
-            x=epochs,
-            y=ks,
-            z=z,
-            colorscale="Magma",
-            colorbar=dict(title="log10 loss", thickness=10),
-            name="excluded loss",
-            hovertemplate="epoch %{x}, k = %{y} removed<br>log10 excluded loss %{z:.2f}<extra></extra>",
-        )
-    )
-    _freq_axis(fig, max(ks), keys)
-    return style_figure(fig, style)
+    title = "Excluded loss of each single frequency over training"
+    return _frequency_by_epoch(heatmap, title, caption, "frequency k removed", max(ks), keys, style)
 
 
 def _log10(v: float) -> float | None:
