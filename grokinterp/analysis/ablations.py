@@ -56,6 +56,7 @@ __all__ = [
     "per_frequency_excluded_loss",
     "restricted_loss",
     "restricted_loss_neuron",
+    "restricted_losses",
 ]
 
 #: Rows of the grid a loss is taken over: the train split, the test split, or all of them.
@@ -78,6 +79,11 @@ class GridLogits:
     m: int
     L: Float[Tensor, "mm n"]
     C: Float[Tensor, "m n"]
+
+    @functools.cached_property
+    def L_mean(self) -> Float[Tensor, " n"]:
+        """Mean of ``L`` over the cells (every restricted loss's bias correction reads it)."""
+        return self.L.mean(0)
 
 
 def _coeffs(L: Tensor, m: int) -> Tensor:
@@ -153,8 +159,9 @@ def _wce(logits: Tensor, labels: Tensor, weight: Tensor) -> float:
 def _restricted_logits(G: GridLogits, keys: list[int]) -> Tensor:
     """The restricted logits (m*m, n): the (u+v) part of the keys, bias-corrected."""
     U = _apb_rows(G.m, keys, None, G.L.device, G.L.dtype)
-    R = U @ G.C[_rows(G.m, keys)]
-    return R.add_(G.L.mean(0) - R.mean(0))  # R += mean over cells of (L - R)
+    # R += mean over cells of (L - R); every (u+v) direction sums to zero over the cells, so the
+    # mean of R is 0 (computing it would only add rounding).
+    return torch.addmm(G.L_mean, U, G.C[_rows(G.m, keys)])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,11 +179,28 @@ def restricted_loss(
     of the key frequencies, plus the bias correction ``R += mean over cells of (L - R)``; float64
     cross-entropy on ``split`` ("all" as in the paper's figure; "train" is the other variant), on
     the rows of the grid. ``logits``: a model, its dataset-row logits or ``GridLogits``."""
+    return restricted_losses(logits, dataset, key_freqs, (split,))[split]
+
+
+def restricted_losses(
+    logits: nn.Module | Float[Tensor, "n p"] | GridLogits,
+    dataset: Dataset,
+    key_freqs: Sequence[int],
+    splits: Sequence[Split] = ("all", "train"),
+) -> dict[str, float]:
+    """``restricted_loss`` on each of ``splits`` from one restricted-logit matrix and one pass of
+    per-cell losses (each split weights the cells by its rows)."""
     G = _as_grid_logits(logits, dataset)
     keys = _check_keys(G.m, key_freqs)
     R = _restricted_logits(G, keys)
-    idx, w = _split_cells(G.grid, split, R.device)
-    return _wce(R[idx], G.grid.labels.to(R.device)[idx], w)
+    labels = G.grid.labels.to(R.device)
+    nll = R.logsumexp(-1) - R.gather(-1, labels[:, None])[:, 0]  # every cell; empty ones weigh 0
+    out = {}
+    for split in splits:
+        _split_cells(G.grid, split, R.device)  # checks the name
+        w = G.grid.weights[split].to(R.device)
+        out[split] = float((nll * w).sum() / w.sum())
+    return out
 
 
 def excluded_loss(
@@ -316,7 +340,7 @@ def _restricted_neuron(model: nn.Module, neurons: GridNeurons, keys: list[int], 
     base = post_mean @ WL  # also the mean of R over the grid: every (u+v) direction sums to zero
     U = _apb_rows(G.m, keys, idx, dev, torch.float64)
     R = base + U @ (coef[_rows(G.m, keys)] @ WL)
-    R = R + (G.L.mean(0) - base)  # demo: restricted_logits += logits.mean(0) - restricted.mean(0)
+    R = R + (G.L_mean - base)  # demo: restricted_logits += logits.mean(0) - restricted.mean(0)
     return _wce(R, G.grid.labels.to(dev)[idx], w)
 
 

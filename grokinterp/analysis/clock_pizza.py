@@ -427,9 +427,18 @@ class _GroupInputs:
             n_classes=self.p,
         )
 
-    def distance_irrelevance(self, model: nn.Module) -> float:
-        """``distance_irrelevance`` of the model's correct logits on the rows."""
-        return distance_irrelevance(correct_logits(model, self.tokens, self.labels), self.distance, m=self.m)
+    def distance_irrelevance(
+        self, model: nn.Module, *, logits: Tensor | None = None, dataset: tasks.Dataset | None = None
+    ) -> float:
+        """``distance_irrelevance`` of the model's correct logits on the rows (taken from
+        ``logits``, the model's logits on every row of ``dataset``, when given)."""
+        if logits is None or dataset is None:
+            correct = correct_logits(model, self.tokens, self.labels)
+        else:
+            keep = group_coordinates(dataset.a, dataset.b, dataset.p, dataset.op).mask.to(logits.device)
+            lab = self.labels.to(logits.device).long()
+            correct = logits[keep].gather(-1, lab[:, None])[:, 0].double().cpu()
+        return distance_irrelevance(correct, self.distance, m=self.m)
 
 
 @dataclass(frozen=True)
@@ -517,12 +526,15 @@ def not_defined_reason(op: str, p: int) -> str | None:
     return f"{basis.reason}; clock/pizza needs a cyclic-group task (add, sub, mul/div at prime p)"
 
 
-def measure_columns(model: nn.Module, dataset: tasks.Dataset) -> dict[str, float]:
+def measure_columns(
+    model: nn.Module, dataset: tasks.Dataset, *, logits: Float[Tensor, "n p"] | None = None
+) -> dict[str, float]:
     """``gradient_symmetricity``, ``distance_irrelevance`` and ``circularity`` of one checkpoint for
     the measures table: ``clock_pizza`` with ``ANALYSIS_SAMPLES`` triples from a generator seeded
     with ``ANALYSIS_SEED``, and ``grokinterp.analysis.circularity`` of the token embeddings; NaN for
     a task without a cyclic group (``not_defined_reason``) and a distance irrelevance of NaN when
-    the correct logits are constant."""
+    the correct logits are constant. ``logits``: the model's final-position logits on every row of
+    ``dataset`` when the caller has them (the analysis's one forward), so they are not recomputed."""
     nan = float("nan")
     if not_defined_reason(dataset.op, dataset.p) is not None:
         return dict.fromkeys(COLUMNS, nan)
@@ -530,7 +542,7 @@ def measure_columns(model: nn.Module, dataset: tasks.Dataset) -> dict[str, float
     generator = torch.Generator().manual_seed(ANALYSIS_SEED)
     s_g = group.gradient_symmetricity(model, n_samples=ANALYSIS_SAMPLES, generator=generator, logit="random")
     try:
-        q = group.distance_irrelevance(model)
+        q = group.distance_irrelevance(model, logits=logits, dataset=dataset)
     except ValueError as err:
         logger.debug("distance irrelevance not defined: %s", err)
         q = nan

@@ -196,21 +196,15 @@ def _clusters_from_energy(energy: Tensor, total: Tensor, threshold: float, layer
     return NeuronClusters(frac, best_freq, best_frac, labels, threshold, layer)
 
 
-def _sum_sq(g: Tensor) -> Tensor:
-    """Per-neuron sum of squares of a (m, m, n) grid, as float64 (n,)."""
-    flat = g.reshape(-1, g.shape[-1])
-    return (flat * flat).sum(0).to(torch.float64)
-
-
-def _centred_grid(acts: Tensor, m: int | None) -> Tensor:
-    """Activations (m, m, n) or (m*m, n) as a (m, m, n) grid minus each neuron's mean."""
+def _as_grid(acts: Tensor, m: int | None) -> Tensor:
+    """Activations (m, m, n) or (m*m, n) as a (m, m, n) grid."""
     if acts.ndim == 2:
         if m is None:
             m = math.isqrt(acts.shape[0])
         acts = acts.reshape(m, m, -1)
     if acts.ndim != 3 or acts.shape[0] != acts.shape[1]:
         raise ValueError(f"expected neuron activations (m, m, d_mlp) or (m*m, d_mlp), got {tuple(acts.shape)}")
-    return acts - acts.mean(dim=(0, 1), keepdim=True)
+    return acts
 
 
 def clusters_and_apb(
@@ -218,9 +212,12 @@ def clusters_and_apb(
 ) -> tuple[NeuronClusters, Float[Tensor, "m d_mlp"]]:
     """Clusters of neurons given on the task grid, and their coefficients on the (u+v) directions
     (one pass of diagonal sums)."""
-    g = _centred_grid(grid_acts, None)
+    g = _as_grid(grid_acts, None)
+    g = g - g.mean(dim=(0, 1), keepdim=True)  # centred: sums below lose no precision to the mean
     energy, apb = frequency_energy_and_apb(g)
-    return _clusters_from_energy(energy.to(torch.float64), _sum_sq(g), threshold, layer), apb
+    flat = g.reshape(-1, g.shape[-1])
+    total = (flat * flat).sum(0).to(torch.float64)  # per neuron; a reduction over dim 0 is fast
+    return _clusters_from_energy(energy.to(torch.float64), total, threshold, layer), apb
 
 
 def neuron_frequency_clusters(
@@ -231,9 +228,7 @@ def neuron_frequency_clusters(
     """Cluster neurons by frequency (doc "Neuron-frequency clustering", steps 1-3). ``acts`` are
     neuron activations on the task grid (``measures.neuron_acts``; for addition the (a, b) grid);
     ``p`` is the grid side m when ``acts`` is flat."""
-    g = _centred_grid(acts, p)
-    energy, _ = frequency_energy_and_apb(g.reshape(g.shape[0], g.shape[1], -1))
-    return _clusters_from_energy(energy.to(torch.float64), _sum_sq(g), threshold)
+    return clusters_and_apb(_as_grid(acts, p), threshold)[0]
 
 
 def key_frequencies(

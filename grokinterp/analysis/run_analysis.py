@@ -31,6 +31,7 @@ from grokinterp.analysis.bases import task_basis
 from grokinterp.analysis.clusters import KeyFrequencies, KeyRule, auto_key_rule
 from grokinterp.analysis.phases import detect_phases
 from grokinterp.errors import RunDirError
+from grokinterp.forward import final_position_cache
 from grokinterp.io import rundir
 from grokinterp.io.interop import import_warnings
 from grokinterp.io.lock import locks_run_when_writing
@@ -345,8 +346,12 @@ def analyze_run(
     for epoch in tqdm(epochs, desc="analyse", unit="ckpt", disable=not progress_enabled(progress)):
         ckpt = run.checkpoint(epoch)  # checked: its epoch and its run identity
         load_weights(model, ckpt.state_dict, ckpt.path)
-        m = measures.compute_all_measures(model, dataset, keys, threshold, layer=sel_layer)
-        m.update(clock_pizza.measure_columns(model, dataset))  # Zhong et al. 2023; NaN if not cyclic
+        # One forward per checkpoint, shared by every measure that reads the logits or neurons.
+        cache = final_position_cache(model, dataset.tokens)
+        m = measures.compute_all_measures(model, dataset, keys, threshold, layer=sel_layer, cache=cache)
+        m.update(
+            clock_pizza.measure_columns(model, dataset, logits=cache.logits)
+        )  # Zhong et al. 2023; NaN if not cyclic
         rows.append(_scalar_row(epoch, m, label))
     table = pd.DataFrame(rows)
     if llc is not None:
