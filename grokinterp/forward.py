@@ -197,7 +197,8 @@ def _fused_forward(
     record: dict[str, list[Tensor]] | None,
 ) -> Tensor:
     """The fused forward; with ``record`` (a dict) it also stores ``posts`` (every MLP layer's
-    final-position post-activations), ``resid_mid`` and ``resid_post`` (last layer, final
+    final-position post-activations), ``patterns`` (every layer's attention from the final
+    position, (batch, heads, ctx)), ``resid_mid`` and ``resid_post`` (last layer, final
     position). The ops without ``record`` are exactly the trainer's (bitwise results)."""
     from transformer_lens.utilities.activation_functions import SUPPORTED_ACTIVATIONS
 
@@ -261,6 +262,8 @@ def _fused_forward(
             pattern = scores.softmax(-1)
             if rates[layer] is not None:
                 pattern = rates[layer].apply(pattern)
+            if record is not None:
+                record["patterns"].append(pattern)
             z = (pattern.transpose(1, 2)[..., None] * v).sum(1)  # (batch, heads, d_head)
         else:
             scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / scale
@@ -270,6 +273,8 @@ def _fused_forward(
             pattern = scores.softmax(-1)
             if rates[layer] is not None:
                 pattern = rates[layer].apply(pattern)
+            if record is not None:
+                record["patterns"].append(pattern[:, :, -1])
             z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
         resid = resid + _dropout(_attn_out(z, block.attn), dropout, generator)
         mlp_in = _norm(resid, block.ln2, norm, eps)
@@ -301,13 +306,16 @@ class FinalCache:
     ``logits`` (n, d_vocab_out); ``posts`` one (n, d_mlp) tensor per MLP layer
     (``blocks.{i}.mlp.hook_post``; for the GrokMLP each hidden layer); ``resid_mid`` /
     ``resid_post`` (n, d_model) the last block's residual stream (None for the GrokMLP, whose last
-    hidden layer feeds the unembedding directly).
+    hidden layer feeds the unembedding directly); ``patterns`` one (n, n_heads, n_ctx) tensor per
+    layer: the attention paid by the final position (``blocks.{i}.attn.hook_pattern[:, :, -1]``;
+    empty for the GrokMLP).
     """
 
     logits: Float[Tensor, "n d_vocab_out"]
     posts: tuple[Float[Tensor, "n d_mlp"], ...]
     resid_mid: Float[Tensor, "n d_model"] | None
     resid_post: Float[Tensor, "n d_model"] | None
+    patterns: tuple[Float[Tensor, "n heads ctx"], ...] = ()
 
     @property
     def post(self) -> Float[Tensor, "n d_mlp"]:
@@ -339,7 +347,8 @@ def _hooked_cache(model: nn.Module, tokens: Tensor) -> tuple:
     L = len(model.blocks) - 1
     is_tf = isinstance(model, HookedTransformer)
     extra = [f"blocks.{L}.hook_resid_mid", f"blocks.{L}.hook_resid_post"] if is_tf else []
-    names = set(posts + extra)
+    pattern_names = [f"blocks.{i}.attn.hook_pattern" for i in range(L + 1)] if is_tf else []
+    names = set(posts + extra + pattern_names)
     logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
 
     def last(x: Tensor) -> Tensor:
@@ -347,8 +356,9 @@ def _hooked_cache(model: nn.Module, tokens: Tensor) -> tuple:
 
     acts = [last(cache[n]) for n in posts]
     if not is_tf:
-        return logits[:, -1], acts, None, None
-    return logits[:, -1], acts, last(cache[extra[0]]), last(cache[extra[1]])
+        return logits[:, -1], acts, None, None, []
+    patterns = [cache[n][:, :, -1] for n in pattern_names]
+    return logits[:, -1], acts, last(cache[extra[0]]), last(cache[extra[1]]), patterns
 
 
 @torch.no_grad()
@@ -367,9 +377,9 @@ def final_position_cache(
     parts = []
     for t in tokens.split(chunk):
         if fused:
-            rec: dict[str, list[Tensor]] = {"posts": [], "resid_mid": [], "resid_post": []}
+            rec: dict[str, list[Tensor]] = {"posts": [], "resid_mid": [], "resid_post": [], "patterns": []}
             logits = _fused_forward(model, t, 0.0, None, rec)
-            parts.append((logits, rec["posts"], rec["resid_mid"][0], rec["resid_post"][0]))
+            parts.append((logits, rec["posts"], rec["resid_mid"][0], rec["resid_post"][0], rec["patterns"]))
         else:
             parts.append(_hooked_cache(model, t))
 
@@ -384,6 +394,7 @@ def final_position_cache(
         posts=tuple(cat([q[1][i] for q in parts]) for i in range(n_layers)),
         resid_mid=cat([q[2] for q in parts]),
         resid_post=cat([q[3] for q in parts]),
+        patterns=tuple(cat([q[4][i] for q in parts]) for i in range(len(parts[0][4]))),
     )
 
 

@@ -68,6 +68,16 @@ def test_fused_and_hooked_forward_equal_the_authors_formula(rate, n_layers):
     _close(hooked, ref)
     _close(fused, ref)
     _close(cache.logits, ref)
+    # The attention from the final position recorded by the fused forward (with the rate applied)
+    # is TransformerLens's cached hook_pattern, layer by layer; the hooked cache records the same.
+    names = [f"blocks.{i}.attn.hook_pattern" for i in range(n_layers)]
+    with torch.no_grad():
+        _, tl_cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+        slow = final_position_cache(model, tokens, fast=False)
+    assert len(cache.patterns) == len(slow.patterns) == n_layers
+    for i, name in enumerate(names):
+        _close(cache.patterns[i], tl_cache[name][:, :, -1])
+        _close(slow.patterns[i], tl_cache[name][:, :, -1])
 
 
 def test_bidirectional_fused_forward_with_equals_token():

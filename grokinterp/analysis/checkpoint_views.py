@@ -36,7 +36,7 @@ from grokinterp.analysis.measures import layer_clusters
 from grokinterp.analysis.neuron_fourier import FourierTerms, fourier_terms
 from grokinterp.analysis.run_analysis import Analysis, analyze_run
 from grokinterp.analysis.spectra import embedding_freq_norms, embedding_spectrum, wl_spectrum
-from grokinterp.forward import final_position_cache
+from grokinterp.forward import FinalCache, final_position_cache
 from grokinterp.tasks import Dataset
 
 if TYPE_CHECKING:
@@ -136,10 +136,11 @@ def checkpoint_view(
     activations of ``settings.layer``, default the layer with the most neurons explained), and
     the attention when the model has attention."""
     arrays = {}
+    cache = None
     with torch.no_grad():
         basis = settings.basis
         if fourier and basis.defined:
-            cache = final_position_cache(model, dataset.tokens)  # one forward pass for both
+            cache = final_position_cache(model, dataset.tokens)  # one forward pass for all
             layers = layer_clusters(model, dataset, settings.threshold, cache=cache)
             layer = best_layer(layers) if settings.layer is None else settings.layer
             grid = task_grid(dataset)  # = measures.neuron_acts(model, dataset, layer), from the same pass
@@ -154,7 +155,7 @@ def checkpoint_view(
                 neuron_terms=fourier_terms(acts, term_freqs(settings.key_freqs, layers[layer])),
             )
         if has_attention(model):
-            att = attention_from_last(model, dataset)
+            att = attention_from_last(model, dataset, cache=cache)
             arrays.update(attention=att, attention_to_a=att[0, :, 0], positions=position_labels(dataset.layout))
     return CheckpointView(settings, **arrays)
 
@@ -199,21 +200,19 @@ def position_labels(layout: str) -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def attention_from_last(model: nn.Module, dataset: Dataset, chunk: int = 8192) -> Float[Tensor, "layers heads pos p p"]:
+def attention_from_last(
+    model: nn.Module, dataset: Dataset, *, cache: FinalCache | None = None
+) -> Float[Tensor, "layers heads pos p p"]:
     """The attention paid by the last position to every position (itself included), per layer and
     head, over the (a, b) grid: shape (n_layers, n_heads, n_ctx, p, p), float32 on the CPU; pairs
     missing from the dataset (b = 0 for ``div``) are NaN. Each (layer, head, a, b) sums to 1 over
-    the positions (the demo's ``cache["pattern", layer][:, :, -1, :]``)."""
+    the positions (the demo's ``cache["pattern", layer][:, :, -1, :]``). ``cache``: the model's
+    ``final_position_cache`` on every row of ``dataset`` when the caller has it (default: one
+    forward pass here)."""
     if not has_attention(model):
         raise ValueError("attention_from_last needs a transformer; GrokMLP has no attention")
-    n_layers = len(model.blocks)
-    names = {f"blocks.{i}.attn.hook_pattern" for i in range(n_layers)}
-    tokens = dataset.tokens.to(next(model.parameters()).device)
-    parts = []
-    for t in tokens.split(chunk):
-        _, cache = model.run_with_cache(t, names_filter=lambda n: n in names)
-        parts.append(torch.stack([cache[f"blocks.{i}.attn.hook_pattern"][:, :, -1, :] for i in range(n_layers)], 1))
-    pat = torch.cat(parts).float().cpu()  # (rows, layers, heads, pos)
+    cache = cache if cache is not None else final_position_cache(model, dataset.tokens)
+    pat = torch.stack(cache.patterns, 1).float().cpu()  # (rows, layers, heads, pos)
     p = dataset.p
     full = pat.new_full((p * p, *pat.shape[1:]), float("nan"))
     full[dataset.a * p + dataset.b] = pat

@@ -48,12 +48,15 @@ __all__ = [
     "WIDTH",
     "Style",
     "StyleArg",
+    "colorbar_font",
     "figure_caption",
     "get_style",
+    "merge_layout",
     "new_figure",
     "plain_text",
     "set_meta",
     "style_figure",
+    "style_updates",
     "tex_label",
 ]
 
@@ -274,15 +277,65 @@ def tex_label(tex: bool, plain: str, latex: str) -> str:
     return latex if tex else plain
 
 
-def _axis_names(fig: go.Figure) -> list[str]:
-    return [k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))] or ["xaxis", "yaxis"]
-
-
 def _legend_entries(fig: go.Figure) -> list[str]:
     if fig.layout.showlegend is False:
         return []
     names = [t.name for t in fig.data if t.name and t.showlegend is not False and t.type not in ("heatmap",)]
     return names if len(names) > 1 or fig.layout.showlegend else []
+
+
+def colorbar_font(style: Style) -> dict[str, Any]:
+    """A colour bar's fonts in ``style`` (what ``style_figure`` sets on every colour bar)."""
+    family = style.font_family
+    return dict(
+        tickfont=dict(family=family, size=style.tick_size),
+        title=dict(font=dict(family=family, size=style.annotation_size)),
+    )
+
+
+def style_updates(layout: dict[str, Any], style: Style) -> dict[str, Any]:
+    """The layout changes ``style_figure`` makes, for a layout given as a plain dict (its
+    ``to_plotly_json()``): fonts and sizes of every label, axis and colour bar, the title shown or
+    not. One dict, applied in one ``update_layout`` (plotly validates each call, and a call per
+    axis or annotation made styling the slowest step of a report's heatmap grids) or merged into
+    a layout before the figure is built (``merge_layout``)."""
+    family = style.font_family
+    updates: dict[str, Any] = dict(
+        font=dict(family=family, size=style.tick_size),
+        legend=dict(font=dict(family=family, size=style.legend_size), grouptitlefont=dict(size=style.legend_size)),
+        title=dict(font=dict(family=family, size=style.title_size)) if style.titles else dict(text=None),
+    )
+    for name in [k for k in layout if k.startswith(("xaxis", "yaxis"))] or ["xaxis", "yaxis"]:
+        axis = layout.get(name, {})
+        is_log = axis.get("type") == "log" and axis.get("exponentformat") in ("power", None)
+        growth = LOG_TICK_GROWTH if is_log else 1.0
+        upd: dict[str, Any] = dict(
+            tickfont=dict(family=family, size=style.tick_size / growth),
+            title=dict(font=dict(family=family, size=style.font_size)),
+        )
+        if style.paper:
+            upd["title"]["standoff"] = 4
+            upd.update(automargin=True, ticklen=3)
+        updates[name] = upd
+    if layout.get("annotations"):
+        font = dict(family=family, size=style.annotation_size)
+        updates["annotations"] = [{**a, "font": {**a.get("font", {}), **font}} for a in layout["annotations"]]
+    for k in layout:
+        if k.startswith("coloraxis"):
+            updates[k] = dict(colorbar=colorbar_font(style))
+    return updates
+
+
+def merge_layout(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``updates`` merged in as ``update_layout`` merges them: nested dicts key by
+    key, anything else (lists such as annotations included) replaced."""
+    out = dict(base)
+    for k, v in updates.items():
+        old = out.get(k)
+        if k == "title" and isinstance(old, str):
+            old = {"text": old}  # plotly's shorthand for a title
+        out[k] = merge_layout(old, v) if isinstance(v, dict) and isinstance(old, dict) else v
+    return out
 
 
 def style_figure(fig: go.Figure, style: StyleArg = None, *, column: str | None = None) -> go.Figure:
@@ -296,30 +349,14 @@ def style_figure(fig: go.Figure, style: StyleArg = None, *, column: str | None =
     if not meta.get("caption") and fig.layout.title.text:
         meta["caption"] = plain_text(fig.layout.title.text)
     fig.layout.meta = meta
-    family = style.font_family
-    fig.update_layout(font=dict(family=family, size=style.tick_size), legend_font=dict(family=family))
-    fig.update_layout(legend_font_size=style.legend_size, legend_grouptitlefont_size=style.legend_size)
-    if style.titles:
-        fig.update_layout(title_font=dict(family=family, size=style.title_size))
-    else:
-        fig.update_layout(title_text=None)
-    for name in _axis_names(fig):
-        axis = fig.layout[name]
-        growth = LOG_TICK_GROWTH if axis.type == "log" and axis.exponentformat in ("power", None) else 1.0
-        axis.update(tickfont=dict(family=family, size=style.tick_size / growth))
-        axis.update(title_font=dict(family=family, size=style.font_size))
-        if style.paper:
-            axis.update(title_standoff=4, automargin=True, ticklen=3)
-    for ann in fig.layout.annotations:
-        ann.update(font=dict(family=family, size=style.annotation_size))
-    bars = [t.colorbar for t in fig.data if "colorbar" in t and (t.showscale is None or t.showscale)]
-    bars += [fig.layout[k].colorbar for k in fig.layout.to_plotly_json() if k.startswith("coloraxis")]
-    for bar in bars:
-        bar.update(tickfont=dict(family=family, size=style.tick_size), title_font=dict(family=family))
-        bar.update(title_font_size=style.annotation_size)
+    updates = style_updates(fig.layout.to_plotly_json(), style)
+    fig.update_layout(updates)
+    for t in fig.data:
+        if "colorbar" in t and (t.showscale is None or t.showscale):
+            t.update(colorbar=colorbar_font(style))
     for t in fig.data:
         if "textfont" in t and t.text is not None:
-            t.update(textfont=dict(family=family, size=style.annotation_size))
+            t.update(textfont=dict(family=style.font_family, size=style.annotation_size))
     if style.paper:
         _paper_layout(fig, style, meta)
     return fig
