@@ -157,7 +157,7 @@ def layer_clusters(
     cache = cache or final_position_cache(model, dataset.tokens)
     m = grid.m
     return [
-        clusters_and_apb(grid.values(post.to(torch.float64)).reshape(m, m, -1), threshold, i)[0]
+        clusters_and_apb(grid.values(post).reshape(m, m, -1), threshold, i)[0]  # as compute_all_measures
         for i, post in enumerate(cache.posts)
     ]
 

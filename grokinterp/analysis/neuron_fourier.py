@@ -68,11 +68,14 @@ def row_frequency(m: int) -> Int[Tensor, " m"]:
 
 
 def _grid(acts: Tensor, centre: bool) -> tuple[Tensor, tuple[int, ...]]:
-    """A (m, m, ...) grid as (m, m, n) float64 (each grid centred with ``centre``), and its trailing shape."""
+    """A (m, m, ...) grid as (m, m, n) (each grid centred with ``centre``), and its trailing shape:
+    float32 stays float32 (a model's activations: a float64 copy of 113 x 113 x 512 neurons cost
+    more than the transforms), anything else becomes float64."""
     if acts.ndim < 2 or acts.shape[0] != acts.shape[1]:
         raise ValueError(f"expected a (m, m, ...) grid (got shape {tuple(acts.shape)})")
     m, rest = acts.shape[0], tuple(acts.shape[2:])
-    x = acts.detach().to(torch.float64).reshape(m, m, -1)
+    dtype = torch.float32 if acts.dtype == torch.float32 else torch.float64
+    x = acts.detach().to(dtype).reshape(m, m, -1)
     if centre:
         x = x - x.mean(dim=(0, 1), keepdim=True)
     return x, rest
@@ -129,7 +132,7 @@ def fourier_terms(acts: Float[Tensor, "m m ..."], freqs: Sequence[int], *, centr
     terms = [names[r] for r in rows]
     # Only the listed rows are transformed (O(r m^2) per grid, not O(m^3)); the "other" cells follow
     # from Parseval: a row's energy over every column is the norm of its 1D transform.
-    F = fft1d(torch.eye(m, dtype=torch.float64))[rows]  # (r, m): the listed rows of the basis
+    F = fft1d(torch.eye(m, dtype=torch.float64))[rows].to(x.dtype)  # (r, m): the listed rows of the basis
     along_a = torch.einsum("sx,xyn->syn", F, x)  # (r, m, n): term s on phi_a, phi_b as is
     along_b = torch.einsum("ty,xyn->xtn", F, x)  # (m, r, n)
     sel = torch.einsum("syn,ty->stn", along_a, F).pow(2)  # (r, r, n)
@@ -142,4 +145,4 @@ def fourier_terms(acts: Float[Tensor, "m m ..."], freqs: Sequence[int], *, centr
         bottom = torch.cat([b_other, rest_energy[None]], dim=0)[None]
         sel = torch.cat([top, bottom], dim=0).clamp_min(0)
     t = len(terms)
-    return FourierTerms(tuple(terms), freqs, sel.reshape(t, t, *rest))
+    return FourierTerms(tuple(terms), freqs, sel.to(torch.float64).reshape(t, t, *rest))
