@@ -403,6 +403,12 @@ class RunConfig(JsonConfig):
     stop_acc: float | None = documented(None, "stop once test accuracy stays at or above this; none = never")
     stop_patience: int = documented(5, "evaluations in a row at or above stop_acc before stopping")
     device: Device = documented("auto", "auto picks cuda, then mps, then cpu")
+    compile: bool = documented(
+        False,
+        "torch.compile the train step (forward, loss and backward; the AdamW update when the lr is constant) and "
+        "the evaluation forward; on CUDA as CUDA graphs (mode reduce-overhead). The first steps compile (tens of "
+        "seconds); off by default: on a CPU it pays only for long runs",
+    )
     preset: str | None = documented(None, "the preset this config started from (a label)", compare=False)
 
     def __post_init__(self) -> None:
@@ -411,6 +417,10 @@ class RunConfig(JsonConfig):
         tasks.validate_task(self.p, self.op, self.layout)
         if self.arch == "mlp" and self.layout not in ("a b =", "a b"):
             raise ValueError("arch 'mlp' reads only a and b; use layout 'a b =' or 'a b'")
+        if self.compile and self.dropout > 0:
+            raise ValueError(
+                "compile does not support dropout (its masks come from a torch.Generator); set one of them off"
+            )
         if self.attention_rate < 1.0:
             if self.arch != "transformer":
                 raise ValueError("attention_rate below 1 needs arch 'transformer' (the MLP has no attention)")

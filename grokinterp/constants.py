@@ -33,7 +33,7 @@ RUN_FILES = (
 #: hash (``grokinterp.io.identity``) leaves them out.
 RESUMABLE_FIELDS = (
     "epochs", "stop_acc", "stop_patience", "eval_every", "checkpoint_every",
-    "checkpoint_early_every", "checkpoint_early_until", "device",
+    "checkpoint_early_every", "checkpoint_early_until", "device", "compile",
 )  # fmt: skip
 
 CHECKPOINT_FORMAT = "grokinterp-checkpoint/1"

@@ -33,6 +33,7 @@ forward to float32 tolerance for every preset.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -440,10 +441,14 @@ def evaluate(
     chunk: int = 32_768,
     tokens: Int[Tensor, "n ctx"] | None = None,
     labels: Int[Tensor, " n"] | None = None,
+    forward: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, float]:
     """Loss (float64) and accuracy on the train and test splits, from one pass over all inputs
-    (``tokens``/``labels`` default to the dataset's, and may be copies already on the model's device)."""
+    (``tokens``/``labels`` default to the dataset's, and may be copies already on the model's device).
+    ``forward``: the final-position logits of a chunk of tokens (default ``last_position_logits``
+    of ``model``; the trainer passes its compiled one)."""
     tokens = dataset.tokens if tokens is None else tokens
     labels = dataset.labels if labels is None else labels
-    logits = torch.cat([last_position_logits(model, t) for t in tokens.split(chunk)])
+    forward = forward or (lambda t: last_position_logits(model, t))
+    logits = torch.cat([forward(t) for t in tokens.split(chunk)])
     return split_metrics(logits, labels, {"train": dataset.train_indices, "test": dataset.test_indices}, loss_fn)

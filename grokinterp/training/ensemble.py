@@ -44,6 +44,7 @@ from grokinterp.io import rundir
 from grokinterp.io.writer import RunDirWriter
 from grokinterp.losses import log_probs
 from grokinterp.progress import progress_enabled
+from grokinterp.training.compiled import compile_step, compiles_update
 from grokinterp.training.resume import open_run
 from grokinterp.training.trainer import Trainer, TrainResult
 
@@ -55,7 +56,7 @@ SHARED_FIELDS = (
     "p", "op", "layout", "arch", "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act_fn",
     "normalization_type", "attention_dir", "attention_rate", "freeze_biases", "epochs", "batch_size", "sample_with_replacement", "loss_dtype",
     "loss_fn", "dtype", "eval_every", "checkpoint_every", "checkpoint_early_every", "checkpoint_early_until",
-    "device",
+    "device", "compile",
 )  # fmt: skip
 
 #: Fraction of the epochs between two "epoch E/N" progress events of ``EnsembleTrainer.run``.
@@ -333,6 +334,14 @@ class EnsembleTrainer:
 
         return torch.func.vmap(one)(params, fixed, tokens)
 
+    def _member_losses(self, params, fixed, module, tokens: Tensor, labels: Tensor) -> Tensor:
+        """(M,) each member's mean training loss on its (M, n, ctx) minibatch (``cfg.loss_fn`` in
+        ``cfg.loss_dtype``); the gradient of their sum is each member's own gradient."""
+        cfg = self.members[0].cfg
+        dtype = torch.float64 if cfg.loss_dtype == "float64" else torch.float32
+        logp = log_probs(self._logits(params, fixed, module, tokens).to(dtype), cfg.loss_fn)
+        return -logp.gather(-1, labels[..., None])[..., 0].mean(-1)
+
     def _unstack(self, group: list[Trainer], params, opt: StackedAdamW) -> None:
         """Write each member's slice back into its own model and optimizer (before saving)."""
         with torch.no_grad():
@@ -353,7 +362,13 @@ class EnsembleTrainer:
         params, fixed, module, opt = self._stack(group)
         ended: dict[int, tuple[bool, bool]] = {}
         restore = group[0].install_signal_handlers()
-        dtype = torch.float64 if group[0].cfg.loss_dtype == "float64" else torch.float32
+        cfg = group[0].cfg
+        loss_of, update = self._member_losses, StackedAdamW.step
+        if cfg.compile:
+            # Members leave as they stop: the model axis is dynamic, so that is not a recompile.
+            loss_of = compile_step(self._member_losses, group[0].device, dynamic=True)
+            if compiles_update(cfg):
+                update = compile_step(StackedAdamW.step, group[0].device, dynamic=True)
         hyper = {
             k: torch.tensor([getattr(m.cfg, k) for m in group], dtype=torch.float64) for k in ("wd", "beta1", "beta2")
         }
@@ -365,12 +380,9 @@ class EnsembleTrainer:
                 for step_batches in batches:
                     tokens = torch.stack([t for t, _ in step_batches])
                     labels = torch.stack([y for _, y in step_batches])
-                    logits = self._logits(params, fixed, module, tokens)
-                    logp = log_probs(logits.to(dtype), group[0].cfg.loss_fn)
-                    loss = -logp.gather(-1, labels[..., None])[..., 0].mean(-1)  # (M,): each member's mean
-                    loss.sum().backward()
+                    loss_of(params, fixed, module, tokens, labels).sum().backward()
                     lr = torch.tensor([m.cfg.lr * m.cfg.lr_multiplier(m.step) for m in group], dtype=torch.float64)
-                    opt.step(lr, hyper["wd"], hyper["beta1"], hyper["beta2"])
+                    update(opt, lr, hyper["wd"], hyper["beta1"], hyper["beta2"])
                     for m in group:
                         m.step += 1
                 for m in group:

@@ -44,6 +44,7 @@ from grokinterp.losses import cross_entropy
 from grokinterp.models import build_model, load_weights
 from grokinterp.progress import progress_enabled
 from grokinterp.tasks import Dataset, make_dataset
+from grokinterp.training.compiled import compile_step, compiles_update
 from grokinterp.training.methods import make_grad_filter, orthogonalize_gradients
 from grokinterp.training.resume import RESUMABLE_FIELDS as RESUMABLE_FIELDS  # its home before resume.py
 from grokinterp.training.resume import open_run
@@ -141,6 +142,15 @@ class Trainer:
             foreach=True,
         )
         self.grad_filter = make_grad_filter(cfg)
+        # The step's parts, compiled with cfg.compile (grokinterp.training.compiled).
+        self._loss_of: Callable[[Tensor, Tensor], Tensor] = self.minibatch_loss
+        self._update: Callable[[], Any] = self.optimizer.step
+        self._eval_forward: Callable[[Tensor], Tensor] = self._eval_logits
+        if cfg.compile:
+            self._loss_of = compile_step(self.minibatch_loss, self.device)
+            if compiles_update(cfg):
+                self._update = compile_step(self.optimizer.step, self.device)
+            self._eval_forward = compile_step(self._eval_logits, self.device)
         self.batch_gen = torch.Generator().manual_seed(cfg.train_seed)
         self.dropout_gen = torch.Generator(device=self.device).manual_seed(cfg.train_seed + 1)
         self.tokens = self.dataset.tokens.to(self.device)
@@ -156,6 +166,15 @@ class Trainer:
         self._stop_requested = False
         self._diverged = False
         writer.begin(cfg, self.dataset.train_indices, self.dataset.test_indices)
+
+    @property
+    def compiled_parts(self) -> tuple[str, ...]:
+        """The parts of the step that ``cfg.compile`` compiled: ``"loss"`` (forward, loss and
+        backward), ``"update"`` (AdamW; ``grokinterp.training.compiled.compiles_update``) and
+        ``"evaluation"``; empty without ``compile``."""
+        parts = {"loss": self._loss_of != self.minibatch_loss, "update": self._update != self.optimizer.step}
+        parts["evaluation"] = self._eval_forward != self._eval_logits
+        return tuple(k for k, v in parts.items() if v)
 
     @property
     def run_dir(self) -> Path | None:
@@ -269,13 +288,23 @@ class Trainer:
             chunks = torch.randperm(n, generator=self.batch_gen).to(self.device).split(cfg.batch_size)
         return [(self.train_tokens[i], self.train_labels[i]) for i in chunks]
 
-    def train_step(self, tokens: Tensor, labels: Tensor) -> float:
-        """One optimizer step on a minibatch; returns its loss (NaN when full batch: not read)."""
+    def minibatch_loss(self, tokens: Tensor, labels: Tensor) -> Tensor:
+        """The training loss of a minibatch (the fused forward with the run's dropout, then
+        ``cfg.loss_fn`` in ``cfg.loss_dtype``): the function ``train_step`` differentiates."""
         cfg = self.cfg
-        self.model.train()
         logits = last_position_logits(self.model, tokens, dropout=cfg.dropout, generator=self.dropout_gen)
         dtype = torch.float64 if cfg.loss_dtype == "float64" else torch.float32
-        loss = cross_entropy(logits, labels, cfg.loss_fn, dtype)
+        return cross_entropy(logits, labels, cfg.loss_fn, dtype)
+
+    def _eval_logits(self, tokens: Tensor) -> Tensor:
+        return last_position_logits(self.model, tokens)
+
+    def train_step(self, tokens: Tensor, labels: Tensor) -> float:
+        """One optimizer step on a minibatch; returns its loss (NaN when full batch or compiled:
+        not read, so the step never waits for the device)."""
+        cfg = self.cfg
+        self.model.train()
+        loss = self._loss_of(tokens, labels)
         loss.backward()
         if cfg.orthograd:
             orthogonalize_gradients(p for _, p in self.params)
@@ -284,15 +313,22 @@ class Trainer:
         lr = cfg.lr * cfg.lr_multiplier(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        self._update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return loss.item() if cfg.batch_size is not None else float("nan")
+        return loss.item() if cfg.batch_size is not None and not cfg.compile else float("nan")
 
     def evaluate_and_record(self) -> dict[str, Any]:
         """Evaluate the full train and test sets now and record the row (``record_evaluation``)."""
         self.model.eval()
-        m = evaluate(self.model, self.dataset, self.cfg.loss_fn, tokens=self.tokens, labels=self.labels)
+        m = evaluate(
+            self.model,
+            self.dataset,
+            self.cfg.loss_fn,
+            tokens=self.tokens,
+            labels=self.labels,
+            forward=self._eval_forward,
+        )
         return self.record_evaluation(m)
 
     def record_evaluation(self, m: dict[str, float]) -> dict[str, Any]:

@@ -1,0 +1,51 @@
+"""``torch.compile`` for the train step and the evaluation forward (``RunConfig.compile``).
+
+An epoch of these models is a few hundred small kernels: on a GPU its time is spent launching
+them, on a CPU partly in Python and in unfused element-wise passes. ``compile_step`` hands a
+function to ``torch.compile``: Inductor fuses the element-wise work, and on CUDA
+``mode="reduce-overhead"`` records the compiled kernels as CUDA graphs (static input buffers,
+one launch per graph, no host synchronisation inside the step). The trainer compiles
+
+- the loss of a minibatch (fused forward and cross-entropy; AOTAutograd compiles its backward);
+- the AdamW update, when the learning rate is constant and the weights are float32
+  (``compiles_update``): a warm-up or cool-down changes the lr, a Python float, every step, and
+  each new value would compile again; and the compiled AdamW forms its bias corrections from the
+  float32 step counter, which is float32 rounding (1e-7), below a float32 weight's own but not a
+  float64 one's. Those runs update eagerly;
+- the evaluation's forward.
+
+Gradient filters (Grokfast, perp-Grad) run eagerly between the backward and the update. The
+compiled step computes the same function; Inductor may order float operations differently, so
+results agree with the eager step to rounding (tests compare them in float64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+
+from grokinterp.config import RunConfig
+
+__all__ = ["compile_mode", "compile_step", "compiles_update"]
+
+F = TypeVar("F", bound=Callable)
+
+
+def compile_mode(device: torch.device) -> str:
+    """``"reduce-overhead"`` (CUDA graphs) on CUDA, else Inductor's ``"default"``."""
+    return "reduce-overhead" if device.type == "cuda" else "default"
+
+
+def compile_step(fn: F, device: torch.device, *, dynamic: bool = False) -> F:
+    """``torch.compile(fn)`` for ``device``, graph breaks allowed (the compiled optimizer step has
+    some). Shapes are static (a run has at most two minibatch sizes) unless ``dynamic`` (an
+    ensemble, whose model axis shrinks as members stop)."""
+    return torch.compile(fn, mode=compile_mode(device), dynamic=dynamic)  # type: ignore[return-value]
+
+
+def compiles_update(cfg: RunConfig) -> bool:
+    """Whether ``cfg.compile`` also compiles the AdamW update: a constant learning rate (no
+    warm-up, no cool-down) and float32 weights (module docstring)."""
+    return cfg.compile and not (cfg.warmup_steps or cfg.cooldown_steps) and cfg.dtype == "float32"

@@ -1,0 +1,64 @@
+"""The compiled step (``RunConfig.compile``, ``grokinterp.training.compiled``) computes what the
+eager step computes: in float64 to rounding (Inductor may order float operations differently),
+for a single run and for an ensemble; and the AdamW update compiles only where its float32 step
+counter cannot be seen (float32 weights, constant lr)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grokinterp.config import RunConfig
+from grokinterp.training.compiled import compile_mode, compiles_update
+from grokinterp.training.ensemble import train_ensemble
+from grokinterp.training.trainer import Trainer
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(p=11, d_model=16, n_heads=2, d_head=8, d_mlp=32, epochs=12, eval_every=4, checkpoint_every=100)
+
+
+def _max_rel(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    return max(
+        float((x - y).abs().max() / x.abs().max().clamp_min(1e-30))
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+        if x.is_floating_point() and x.abs().max() > 0
+    )
+
+
+def test_compiled_single_run_equals_eager_in_float64():
+    cfg = RunConfig(**TINY, dtype="float64", lr=3e-3, device="cpu")
+    eager = Trainer(cfg).run(progress=False)
+    torch._dynamo.utils.counters.clear()
+    trainer = Trainer(cfg.replace(compile=True))
+    assert trainer.compiled_parts == ("loss", "evaluation")  # float64: the update stays eager
+    compiled = trainer.run(progress=False)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # it did compile
+    assert _max_rel(eager.model, compiled.model) < 1e-11
+    for r, s in zip(eager.metrics, compiled.metrics, strict=True):
+        assert r["epoch"] == s["epoch"]
+        for k in ("train_loss", "test_loss"):
+            assert s[k] == pytest.approx(r[k], rel=1e-11)
+        assert (r["train_acc"], r["test_acc"]) == (s["train_acc"], s["test_acc"])
+
+
+def test_compiled_ensemble_equals_eager_ensemble_in_float64():
+    cfgs = [RunConfig(**TINY, dtype="float64", lr=3e-3, device="cpu", model_seed=s, data_seed=s) for s in (0, 1)]
+    eager = train_ensemble(cfgs, [None, None], progress=False)
+    compiled = train_ensemble([c.replace(compile=True) for c in cfgs], [None, None], progress=False)
+    for e, c in zip(eager, compiled, strict=True):
+        assert _max_rel(e.model, c.model) < 1e-11
+        assert c.metrics[-1]["test_loss"] == pytest.approx(e.metrics[-1]["test_loss"], rel=1e-11)
+
+
+def test_which_updates_compile_and_how():
+    base = RunConfig(**TINY, compile=True, device="cpu")
+    assert compiles_update(base)
+    assert Trainer(base).compiled_parts == ("loss", "update", "evaluation")
+    assert Trainer(base.replace(compile=False)).compiled_parts == ()
+    assert not compiles_update(base.replace(dtype="float64"))  # its float32 step counter would show
+    assert not compiles_update(base.replace(warmup_steps=5))  # a new lr every step would recompile
+    assert not compiles_update(base.replace(compile=False))
+    assert compile_mode(torch.device("cuda")) == "reduce-overhead" and compile_mode(torch.device("cpu")) == "default"
+    with pytest.raises(ValueError, match="compile does not support dropout"):
+        RunConfig(**TINY, compile=True, dropout=0.1)
