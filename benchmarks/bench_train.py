@@ -12,10 +12,11 @@ float32 matmul throughput of this machine at the same shapes.
     python benchmarks/bench_train.py            # per-epoch ratio (about a minute)
     python benchmarks/bench_train.py --full     # plus a full nanda-p113 run to test acc >= 0.99
     python benchmarks/bench_train.py --ensemble 8   # also: an ensemble of 8 against 8 sequential runs
+    python benchmarks/bench_train.py --compile      # also: the compiled step (--compile)
 
-The ensemble comparison (issue 12) times one epoch of M models as one ``EnsembleTrainer`` group
-(batched forward, backward and AdamW; evaluation every 10 epochs) against one epoch of each of M
-single ``Trainer`` runs one after the other, at p=31 and p=113, in alternating blocks.
+The ensemble comparison times 10 epochs of M models as one ``EnsembleTrainer`` (batched forward,
+backward and AdamW; evaluation every 10 epochs) against 10 epochs of each of M single ``Trainer``
+runs one after the other, at p = 31, 59 and 113, in alternating blocks.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def demo_epoch_fn(cfg, dataset):
 
 
 def grokinterp_epoch_fn(cfg):
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg)  # with cfg.compile, the first epochs compile (warm-up, not timed)
     # One "epoch" as in Trainer.run: a full-batch step, and the evaluation every eval_every epochs.
     state = {"epoch": 0}
 
@@ -64,42 +65,30 @@ def grokinterp_epoch_fn(cfg):
     return epoch
 
 
-def ensemble_vs_sequential(p: int, m: int, blocks: int, epochs: int) -> tuple[float, float]:
-    """Seconds per model-epoch: an ensemble of ``m`` seeds against ``m`` sequential runs."""
+def ensemble_vs_sequential(p: int, m: int, blocks: int, epochs: int, compile: bool = False) -> tuple[float, float]:
+    """Seconds per model-epoch: an ensemble of ``m`` seeds against ``m`` sequential runs, both
+    trained in memory through their public ``run(max_epochs=...)`` (evaluation every 10 epochs,
+    as ``grokinterp train``), in alternating blocks of ``epochs`` epochs."""
     from grokinterp.training.ensemble import EnsembleTrainer
 
-    cfg = get_preset("nanda-p113").replace(p=p)
+    cfg = get_preset("nanda-p113").replace(p=p, compile=compile, epochs=10**6)
     cfgs = [cfg.replace(model_seed=s, data_seed=s) for s in range(m)]
-    singles = [grokinterp_epoch_fn(c) for c in cfgs]
+    singles = [Trainer(c) for c in cfgs]
     ens = EnsembleTrainer([Trainer(c) for c in cfgs])
-    group = ens.members
-    params, fixed, module, opt = ens._stack(group)
-    labels = torch.stack([t.train_labels for t in group])
-    tokens = torch.stack([t.train_tokens for t in group])
-    hyper = [
-        torch.tensor([getattr(t.cfg, k) for t in group], dtype=torch.float64) for k in ("lr", "wd", "beta1", "beta2")
-    ]
-    count = {"epoch": 0}
 
-    def ensemble_epoch():
-        logits = ens._logits(params, fixed, module, tokens)
-        loss = -logits.double().log_softmax(-1).gather(-1, labels[..., None])[..., 0].mean(-1)
-        loss.sum().backward()
-        opt.step(*hyper)
-        count["epoch"] += 1
-        if count["epoch"] % cfg.eval_every == 0:
-            ens._evaluate(group, params, fixed, module)
+    def ensemble_block():
+        ens.run(progress=False, max_epochs=epochs)
 
-    def sequential_epoch():
-        for fn in singles:
-            fn()
+    def sequential_block():
+        for t in singles:
+            t.run(progress=False, max_epochs=epochs)
 
-    for fn in (ensemble_epoch, sequential_epoch):
-        time_block(fn, 2)
+    for fn in (ensemble_block, sequential_block):
+        fn()  # warm up (and compile)
     e_t, s_t = [], []
     for _ in range(blocks):
-        e_t.append(time_block(ensemble_epoch, epochs) / m)
-        s_t.append(time_block(sequential_epoch, epochs) / m)
+        e_t.append(time_block(ensemble_block, 1) / (m * epochs))
+        s_t.append(time_block(sequential_block, 1) / (m * epochs))
     return statistics.median(e_t), statistics.median(s_t)
 
 
@@ -135,30 +124,41 @@ def main() -> None:
     parser.add_argument("--epochs-per-block", type=int, default=20)
     parser.add_argument("--full", action="store_true", help="also time a full run to test acc >= 0.99")
     parser.add_argument("--ensemble", type=int, default=0, metavar="M", help="also time an ensemble of M models")
+    parser.add_argument("--compile", action="store_true", help="also time the compiled step (RunConfig.compile)")
     args = parser.parse_args()
     if args.ensemble:
-        for p in (31, 113):
-            e, s = ensemble_vs_sequential(p, args.ensemble, args.blocks, max(2, args.epochs_per_block // 4))
+        for p in (31, 59, 113):
+            e, s = ensemble_vs_sequential(p, args.ensemble, args.blocks, 10)
             print(
                 f"p={p}: ensemble of {args.ensemble}: {e * 1e3:6.2f} ms per model-epoch; {args.ensemble} sequential "
-                f"runs: {s * 1e3:6.2f} ms per model-epoch; throughput ratio {s / e:.2f}x"
+                f"runs: {s * 1e3:6.2f} ms per model-epoch; throughput ratio {s / e:.2f}x",
+                flush=True,
             )
 
     cfg = get_preset("nanda-p113")
     trainer_probe = Trainer(cfg)
     dataset = trainer_probe.dataset
-    demo, ours = demo_epoch_fn(cfg, dataset), grokinterp_epoch_fn(cfg)
-    for fn in (demo, ours):  # warm up
-        time_block(fn, 3)
-    demo_t, ours_t = [], []
+    fns = {"demo": demo_epoch_fn(cfg, dataset), "eager": grokinterp_epoch_fn(cfg)}
+    if args.compile:
+        fns["compiled"] = grokinterp_epoch_fn(cfg.replace(compile=True))
+    for name, fn in fns.items():  # warm up; the compiled step compiles here
+        start = time.perf_counter()
+        time_block(fn, 3 if name != "compiled" else 2 * cfg.eval_every)
+        if name == "compiled":
+            print(f"compiling the step and the evaluation: {time.perf_counter() - start:.0f} s (once per process)")
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(args.blocks):
-        demo_t.append(time_block(demo, args.epochs_per_block))
-        ours_t.append(time_block(ours, args.epochs_per_block))
-    d, o = statistics.median(demo_t), statistics.median(ours_t)
+        for name, fn in fns.items():
+            times[name].append(time_block(fn, args.epochs_per_block))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    d, o = med["demo"], med["eager"]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, nanda-p113 full batch")
     print(f"TransformerLens demo loop : {d * 1e3:7.1f} ms/epoch (median of {args.blocks} blocks)")
     print(f"grokinterp trainer        : {o * 1e3:7.1f} ms/epoch")
     print(f"speed-up                  : {d / o:7.2f}x")
+    if "compiled" in med:
+        c = med["compiled"]
+        print(f"compiled trainer          : {c * 1e3:7.1f} ms/epoch; {o / c:.2f}x the eager trainer")
 
     n_train = len(dataset.train_indices)
     flops = flops_per_epoch(cfg, n_train, len(dataset.labels))

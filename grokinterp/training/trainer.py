@@ -490,10 +490,12 @@ class Trainer:
             instabilities=instabilities_of_run(self.metrics, cfg.p),
         )
         self.writer.write_summary(summary)
-        if interrupted:
+        if interrupted and self.run_dir is not None:
             logger.warning(
                 "interrupted at epoch %d; resume with: grokinterp train --resume %s", self.epoch, self.run_dir
             )
+        elif interrupted:  # in memory: the caller paused it (max_epochs) and holds the trainer
+            logger.debug("paused at epoch %d", self.epoch)
         return TrainResult(
             self.run_dir, cfg, self.model, self.metrics, self.epoch, self.grokking_epoch,
             stopped_early, interrupted, self.elapsed, summary.to_dict(), status,
