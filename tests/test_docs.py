@@ -183,6 +183,36 @@ def test_every_python_block_compiles():
     assert not failed, "\n".join(failed)
 
 
+def test_docstring_literal_blocks_and_doctests_are_fenced():
+    """scripts/griffe_rst_blocks.py (the site's griffe extension) fences what Markdown would misread."""
+    spec = importlib.util.spec_from_file_location("griffe_rst_blocks", ROOT / "scripts" / "griffe_rst_blocks.py")
+    if importlib.util.find_spec("griffe") is None:
+        pytest.skip("griffe not installed (pip install -e '.[docs]')")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "Layout::\n\n    ENS/\n      seed=0/\n\nAfter.\n\n>>> x = 1\n>>> f(x)\nEnd."
+    assert module.convert(text).splitlines() == [
+        "Layout:",
+        "",
+        "```text",
+        "ENS/",
+        "  seed=0/",
+        "```",
+        "",
+        "After.",
+        "",
+        "",
+        "```pycon",
+        ">>> x = 1",
+        ">>> f(x)",
+        "```",
+        "",
+        "End.",
+    ]
+    assert module.convert("Quick start::\n\n    import grokinterp\n").splitlines()[2] == "```python"
+    assert module.convert("plain text: no blocks") == "plain text: no blocks"
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("mkdocs") is None, reason="mkdocs not installed (pip install -e '.[docs]')"
 )
