@@ -232,6 +232,9 @@ def test_site_builds_strict_and_offline(tmp_path):
 
     first_line = compute_all_measures.__doc__.strip().splitlines()[0]
     assert "compute_all_measures" in api and first_line.split("``")[0].strip() in api
+    # The hook's table of config flags (scripts/mkdocs_hooks.py) is in the training guide.
+    training = (site / "guide" / "training.html").read_text()
+    assert "<!-- config-flags -->" not in training and "<code>--stop-acc</code>" in training
     index = (site / "index.html").read_text()
     assert "fonts.googleapis" not in index and "fonts.gstatic" not in index
 
