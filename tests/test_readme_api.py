@@ -1,5 +1,5 @@
-"""The README's "Python API" section runs as written, and the API says what it holds: ``dir()`` lists
-it, counts are ints."""
+"""The documentation's Python API page (docs/guide/python-api.md, linked from the README) runs as
+written, and the API says what it holds: ``dir()`` lists it, counts are ints."""
 
 from __future__ import annotations
 
@@ -10,17 +10,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Python API"
+PAGE = ROOT / "docs" / "guide" / "python-api.md"
+SECTION = "# Python API"
 
 
 def python_blocks(markdown: str, section: str = SECTION) -> list[str]:
-    """The fenced ```python blocks of ``section`` (up to the next heading of its level), in order;
-    [] when the text has no such section."""
+    """The fenced ```python blocks of ``section`` (up to the next heading of its level or above), in
+    order; [] when the text has no such section."""
+    markdown = "\n" + markdown
     start = markdown.find(f"\n{section}\n")
     if start < 0:
         return []
     body = markdown[start + len(section) + 2 :]
-    end = re.search(r"^## ", body, flags=re.MULTILINE)
+    level = len(section) - len(section.lstrip("#"))
+    end = re.search(rf"^#{{1,{level}}} ", body, flags=re.MULTILINE)
     body = body[: end.start()] if end else body
     return re.findall(r"^```python\n(.*?)^```", body, flags=re.MULTILINE | re.DOTALL)
 
@@ -36,7 +39,7 @@ def run_blocks(blocks: list[str], workdir: Path) -> dict:
     os.chdir(workdir)
     try:
         for i, code in enumerate(blocks):
-            exec(compile(code, f"README.md {SECTION} block {i + 1}", "exec"), namespace)
+            exec(compile(code, f"{PAGE.name} block {i + 1}", "exec"), namespace)
     finally:
         os.chdir(old)
     return namespace
@@ -44,15 +47,17 @@ def run_blocks(blocks: list[str], workdir: Path) -> dict:
 
 def test_python_blocks_are_found():
     text = "# x\n\n## Python API\n\n```python\na = 1\n```\n\ntext\n\n```bash\nls\n```\n\n```python\nb = a\n```\n\n## Next\n\n```python\nc = 2\n```\n"
-    assert python_blocks(text) == ["a = 1\n", "b = a\n"]
-    assert python_blocks("# x\n## Other\n```python\nx = 1\n```\n") == []
+    assert python_blocks(text, "## Python API") == ["a = 1\n", "b = a\n"]
+    assert python_blocks("# x\n## Other\n```python\nx = 1\n```\n", "## Python API") == []
+    page = "# Python API\n\n```python\na = 1\n```\n\n## Part\n\n```python\nb = a\n```\n\n# Other\n\n```python\nc = 2\n```\n"
+    assert python_blocks(page, "# Python API") == ["a = 1\n", "b = a\n"]
 
 
 @pytest.mark.slow  # about 20 s: several passes over the shipped run's 12,769 inputs
-def test_readme_python_api_section_runs(tmp_path):
-    blocks = python_blocks((ROOT / "README.md").read_text())
-    if not blocks:
-        pytest.skip(f"README.md has no {SECTION!r} section with python blocks")
+def test_python_api_page_runs(tmp_path):
+    blocks = python_blocks(PAGE.read_text())
+    assert len(blocks) >= 5, f"{PAGE} lost its python blocks"
+    assert "guide/python-api.md" in (ROOT / "README.md").read_text(), "the README no longer points to the page"
     ns = run_blocks(blocks, tmp_path)
     from grokinterp.analysis.interventions import InterventionResult
 

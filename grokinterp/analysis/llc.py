@@ -90,9 +90,9 @@ def nbeta_of(x: int) -> float:
 class LLCConfig(JsonConfig):
     """Hyperparameters of the SGLD estimate of the LLC (``LLCConfig.doc(name)`` documents each).
 
-    The defaults are those of the README's measurement on the shipped nanda-p113 run (a few
-    minutes for 32 checkpoints on one CPU thread); see the README section "Local learning
-    coefficient (issue 13)" for how they were chosen.
+    The defaults are those of the measurement on the shipped nanda-p113 run (a few minutes for 32
+    checkpoints on one CPU thread); docs/guide/llc.md says how they were chosen and
+    docs/reproductions.md gives the measurement.
     """
 
     _label = "LLC config"
