@@ -34,11 +34,11 @@ from grokinterp.presets import get_preset
 from grokinterp.training.trainer import Trainer
 
 
-def demo_epoch_fn(cfg, dataset):
-    model = build_model(cfg)
+def demo_epoch_fn(cfg, dataset, device="cpu"):
+    model = build_model(cfg, device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd, betas=(cfg.beta1, cfg.beta2))
-    train_x, train_y = dataset.train_tokens, dataset.train_labels
-    test_x, test_y = dataset.test_tokens, dataset.test_labels
+    train_x, train_y = dataset.train_tokens.to(device), dataset.train_labels.to(device)
+    test_x, test_y = dataset.test_tokens.to(device), dataset.test_labels.to(device)
 
     def epoch():
         loss = cross_entropy(model(train_x)[:, -1], train_y)

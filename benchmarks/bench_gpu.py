@@ -1,0 +1,156 @@
+"""The trainer on a GPU, side by side in one process: the TransformerLens demo loop, the eager and
+the compiled trainer (``--compile``: Inductor kernels captured as CUDA graphs), and ensembles of
+1, 8, 64 and 256 members, in ms per model-epoch; then the classic run to test accuracy 0.99 and
+64 seeds of the classic recipe to grokking.
+
+    python benchmarks/bench_gpu.py                  # on the CUDA GPU (refused, one line, without one)
+    python benchmarks/bench_gpu.py --quick          # the per-epoch table only (a few minutes)
+    python benchmarks/bench_gpu.py --device cpu --p 23 --sizes 1,4 --quick --no-compile   # on a CPU
+
+An epoch of nanda-p113 is a few hundred tiny kernels, so one model on a GPU is launch-bound: the
+compiled step (fewer, fused kernels, replayed as CUDA graphs) and ensembles (one batched kernel
+for many models) are the two ways to fill the GPU. Every timing synchronises the device at the end
+of its block; methods alternate block by block so that clock and thermal drift hit all alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_train import demo_epoch_fn
+
+from grokinterp.presets import get_preset
+from grokinterp.training.ensemble import EnsembleTrainer
+from grokinterp.training.trainer import Trainer
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], None], n: int, device: str) -> float:
+    """Seconds per call of ``fn`` over ``n`` calls, the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / n
+
+
+def trainer_epoch_fn(cfg) -> Callable[[], None]:
+    """One epoch of ``Trainer.run``: the full-batch step, the evaluation every ``eval_every``."""
+    trainer = Trainer(cfg)
+    count = {"epoch": 0}
+
+    def epoch() -> None:
+        trainer.train_step(trainer.train_tokens, trainer.train_labels)
+        count["epoch"] += 1
+        if count["epoch"] % cfg.eval_every == 0:
+            trainer.evaluate_and_record()
+
+    return epoch
+
+
+def ensemble_block_fn(cfg, members: int, epochs: int) -> Callable[[], None]:
+    """``epochs`` epochs of an in-memory ensemble of ``members`` seeds (``EnsembleTrainer.run``)."""
+    ens = EnsembleTrainer([Trainer(cfg.replace(model_seed=s, data_seed=s)) for s in range(members)])
+    return lambda: ens.run(progress=False, max_epochs=epochs)
+
+
+def per_epoch_table(cfg, device: str, sizes: list[int], blocks: int, epochs: int, compile: bool = True) -> None:
+    """ms per model-epoch of every method, medians of alternating blocks (``compile=False``
+    leaves the compiled methods out)."""
+    dataset = Trainer(cfg).dataset
+    methods: dict[str, tuple[Callable[[], None], int, int]] = {  # fn, epochs per call, models
+        "TransformerLens demo loop": (demo_epoch_fn(cfg, dataset, device), 1, 1),
+        "grokinterp trainer, eager": (trainer_epoch_fn(cfg), 1, 1),
+    }
+    if compile:
+        methods["grokinterp trainer, compiled"] = (trainer_epoch_fn(cfg.replace(compile=True)), 1, 1)
+    for m in sizes:
+        for compiled in (False, True) if compile else (False,):
+            name = f"ensemble of {m}, {'compiled' if compiled else 'eager'}"
+            methods[name] = (ensemble_block_fn(cfg.replace(compile=compiled, epochs=10**6), m, 10), 10, m)
+    for name, (fn, per_call, _) in methods.items():  # warm up: allocations, compilation, CUDA graphs
+        start = time.perf_counter()
+        timed(fn, max(1, 2 * cfg.eval_every // per_call), device)
+        print(f"warm-up {name}: {time.perf_counter() - start:.1f} s", flush=True)
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(blocks):
+        for name, (fn, per_call, models) in methods.items():
+            calls = max(1, epochs // per_call)
+            times[name].append(timed(fn, calls, device) / (per_call * models))
+    base = statistics.median(times["TransformerLens demo loop"])
+    print(f"\n{'method':36s} {'ms per model-epoch':>18s} {'vs demo loop':>13s}")
+    for name, t in times.items():
+        med = statistics.median(t)
+        print(f"{name:36s} {med * 1e3:18.3f} {base / med:12.2f}x")
+
+
+def to_grokking(cfg, device: str, seeds: int) -> None:
+    """The classic run to test accuracy 0.99, then ``seeds`` seeds of it as one ensemble."""
+    stop = dict(stop_acc=0.99, stop_patience=1, epochs=cfg.epochs)
+    start = time.perf_counter()
+    res = Trainer(cfg.replace(**stop)).run(progress=False)
+    synchronize(device)
+    print(f"classic run: test acc >= 0.99 at epoch {res.grokking_epoch}, {time.perf_counter() - start:.0f} s")
+    cfgs = [cfg.replace(**stop, model_seed=s, data_seed=s) for s in range(seeds)]
+    start = time.perf_counter()
+    results = EnsembleTrainer([Trainer(c) for c in cfgs]).run(progress=False)
+    synchronize(device)
+    wall = time.perf_counter() - start
+    epochs = sorted(r.grokking_epoch for r in results if r.grokking_epoch is not None)
+    if epochs:
+        q = statistics.quantiles(epochs, n=4) if len(epochs) > 1 else [epochs[0]] * 3
+        spread = f"median {q[1]:.0f}, quartiles {q[0]:.0f}-{q[2]:.0f}, range {epochs[0]}-{epochs[-1]}"
+    else:
+        spread = "none grokked"
+    print(f"{seeds} seeds as one ensemble: {len(epochs)} grokked ({spread}); {wall:.0f} s wall-clock")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (to try the script)")
+    parser.add_argument("--preset", default="nanda-p113")
+    parser.add_argument("--p", type=int, default=None, help="another modulus (default the preset's)")
+    parser.add_argument("--sizes", default="1,8,64,256", help="ensemble sizes, comma-separated")
+    parser.add_argument("--blocks", type=int, default=5, help="alternating timing blocks per method")
+    parser.add_argument("--epochs-per-block", type=int, default=50)
+    parser.add_argument("--seeds", type=int, default=64, help="seeds of the classic recipe trained to grokking")
+    parser.add_argument("--quick", action="store_true", help="only the per-epoch table")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="leave the compiled step out (it compiles slowly on a CPU)"
+    )
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("bench_gpu.py: no CUDA GPU here; it measures the GPU (--device cpu runs the same code on the CPU)")
+        return 2
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        print(f"bench_gpu.py: --sizes takes whole numbers like 1,8,64 (got {args.sizes!r})")
+        return 2
+    cfg = get_preset(args.preset).replace(device=args.device)
+    if args.p is not None:
+        cfg = cfg.replace(p=args.p)
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    print(f"torch {torch.__version__}, {name}, {args.preset} p={cfg.p}, full batch", flush=True)
+    per_epoch_table(cfg, args.device, sizes, args.blocks, args.epochs_per_block, compile=not args.no_compile)
+    if not args.quick:
+        to_grokking(cfg, args.device, args.seeds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
