@@ -1,0 +1,273 @@
+"""Which recipe groks fastest? A race of the acceleration methods, each tuned with the same budget.
+
+For each task (p, train fraction; the 1-layer model of Nanda et al., a + b) and each method, an
+Optuna study (``grokinterp.training.tune.run_tune``) tunes the method's own hyperparameters on the
+tuning seeds (the preset's: model 999, data 598; ``--trials`` trials, objective: epochs to test accuracy >= 0.99, capped at
+``--max-epochs``); the best recipe is then trained on ``--eval-seeds`` other seeds (model, data and
+train seed 0, 1, ...), each stopping ``--cleanup`` epochs after it first reaches 0.99, and its final
+model is checked for the paper's circuit (key frequencies by the clustered rule, fraction of
+neurons explained, restricted loss). Fixed recipes (the classic one and the fast preset) are not
+tuned. Methods (``--methods``):
+
+- ``classic``: nanda-p113's AdamW, lr 1e-3, wd 1 (not tuned);
+- ``fast-preset``: nanda-p113-fast's lr 5e-3, wd 3, 10-step warm-up (not tuned);
+- ``adamw``: AdamW, lr and wd tuned;
+- ``grokfast-ema`` / ``grokfast-ma``: Grokfast's filters (Lee et al. 2024), lr, wd and the
+  filter's alpha/window and lambda tuned;
+- ``stablemax``: StableMax cross-entropy (Prieto et al. 2025), lr and wd tuned;
+- ``orthograd``: perp-Grad (Prieto et al. 2025), lr and wd tuned;
+- ``stablemax+orthograd``: both, as Prieto et al. combine them, lr and wd tuned.
+
+Every tuned method keeps the fast preset's 10-step warm-up. Outputs in ``--out``: ``results.csv``
+(one row per task, method and seed), ``summary.md`` (the tables) and ``race.png`` (epochs to
+grok per method, seeds as points), all regenerated from the command line alone:
+
+    python benchmarks/race.py --out benchmarks/results/race                       # both tasks, 20 trials, 16 seeds
+    python benchmarks/race.py --tasks 97:0.5 --trials 8 --eval-seeds 6 --out /tmp/race   # a smaller race
+
+Studies live in ``OUT/<task>/<method>/``, so an interrupted race continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from grokinterp.analysis import measures
+from grokinterp.config import RunConfig
+from grokinterp.presets import get_preset
+from grokinterp.training.trainer import Trainer
+from grokinterp.training.tune import run_tune
+
+WARMUP = dict(warmup_steps=10)
+#: name -> (fixed settings over nanda-p113, searched fields or None for a fixed recipe)
+METHODS: dict[str, tuple[dict, str | None]] = {
+    "classic": ({}, None),
+    "fast-preset": ({"lr": 5e-3, "wd": 3.0, **WARMUP}, None),
+    "adamw": (WARMUP, "lr,wd"),
+    "grokfast-ema": ({**WARMUP, "grokfast": "ema"}, "lr,wd,grokfast_alpha,grokfast_lamb"),
+    "grokfast-ma": ({**WARMUP, "grokfast": "ma"}, "lr,wd,grokfast_window,grokfast_lamb"),
+    "stablemax": ({**WARMUP, "loss_fn": "stablemax"}, "lr,wd"),
+    "orthograd": ({**WARMUP, "orthograd": True}, "lr,wd"),
+    "stablemax+orthograd": ({**WARMUP, "loss_fn": "stablemax", "orthograd": True}, "lr,wd"),
+}
+THRESHOLD = 0.99
+
+
+@dataclass
+class SeedResult:
+    """One evaluation seed of one method's best recipe."""
+
+    task: str
+    method: str
+    seed: int
+    grokked: bool
+    epoch: int | None
+    seconds: float | None
+    n_keys: int
+    frac_explained: float
+    restricted_loss: float
+    final_test_acc: float
+    recipe: str
+
+
+def task_config(p: int, train_frac: float) -> RunConfig:
+    """nanda-p113's model, a + b mod p, ``train_frac`` of the pairs for training, eval every 10."""
+    return get_preset("nanda-p113").replace(p=p, train_frac=train_frac, device="cpu", preset=None)
+
+
+def best_recipe(method: str, base: RunConfig, out: Path, trials: int, max_epochs: int) -> RunConfig:
+    """The method's recipe: fixed, or the best trial of its study (tuned on ``base``'s seeds)."""
+    fixed, search = METHODS[method]
+    cfg = base.replace(**fixed)
+    if search is None:
+        return cfg
+    result = run_tune(cfg, out, trials=trials, target_acc=THRESHOLD, max_epochs=max_epochs, search=search, seed=0)
+    if result.best_config is None:
+        return cfg
+    best = result.best_config
+    return cfg.replace(**{k: getattr(best, k) for k in search.split(",")})
+
+
+def evaluate_seed(task: str, method: str, cfg: RunConfig, seed: int, max_epochs: int, cleanup: int) -> SeedResult:
+    """Train ``cfg`` on seed ``seed`` until ``cleanup`` epochs past test accuracy 0.99 (or
+    ``max_epochs``), then check the final model for the circuit."""
+    run_cfg = cfg.replace(
+        model_seed=seed, data_seed=seed, train_seed=seed, epochs=max_epochs, stop_acc=THRESHOLD,
+        stop_patience=max(1, cleanup // cfg.eval_every + 1), checkpoint_every=max_epochs,
+    )  # fmt: skip
+    trainer = Trainer(run_cfg)
+    res = trainer.run(progress=False)
+    row = next((r for r in res.metrics if r["epoch"] == res.grokking_epoch), None)
+    model, dataset = res.model.eval(), trainer.dataset
+    with torch.no_grad():
+        chosen, _, _ = measures.select_key_frequencies(model, dataset, rule="clustered")
+        m = measures.compute_all_measures(model, dataset, list(chosen.freqs))
+    names = ["lr", "wd", "warmup_steps", "loss_fn", "orthograd", "grokfast"]
+    names += {"ema": ["grokfast_alpha", "grokfast_lamb"], "ma": ["grokfast_window", "grokfast_lamb"]}.get(
+        cfg.grokfast, []
+    )
+    recipe = {k: getattr(cfg, k) for k in names}
+    return SeedResult(
+        task, method, seed, res.grokking_epoch is not None, res.grokking_epoch, None if row is None else row["elapsed"],
+        len(chosen.freqs), float(m["frac_neurons_explained"]), float(m["restricted_loss"]),
+        float(res.metrics[-1]["test_acc"]), json.dumps(recipe),
+    )  # fmt: skip
+
+
+def quartiles(xs: list[float]) -> tuple[float, float, float]:
+    """(25%, median, 75%) of ``xs`` (inclusive method; one value: itself three times)."""
+    if len(xs) == 1:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[1], q[2]
+
+
+def summary_table(rows: list[SeedResult], task: str) -> str:
+    """The Markdown table of one task: per method the epochs and seconds to 0.99 (median and
+    quartiles over the seeds that grokked), the fraction grokked, and the circuit at the end."""
+    lines = [
+        f"### {task}",
+        "",
+        "| method | grokked | epochs to 0.99: median (25-75%) | seconds: median (25-75%) | key freqs | "
+        "neurons explained | restricted loss | recipe |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    methods = list(dict.fromkeys(r.method for r in rows if r.task == task))
+    for method in methods:
+        rs = [r for r in rows if r.task == task and r.method == method]
+        done = [r for r in rs if r.grokked]
+        if done:
+            e = quartiles([float(r.epoch) for r in done])
+            s = quartiles([float(r.seconds) for r in done])
+            ep, sec = f"{e[1]:.0f} ({e[0]:.0f}-{e[2]:.0f})", f"{s[1]:.1f} ({s[0]:.1f}-{s[2]:.1f})"
+        else:
+            ep = sec = "none grokked"
+        keys = statistics.median(r.n_keys for r in rs)
+        frac = statistics.median(r.frac_explained for r in rs)
+        rl = statistics.median(r.restricted_loss for r in rs)
+        recipe = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in json.loads(rs[0].recipe).items()
+                           if v not in (None, False, "none", "cross_entropy"))  # fmt: skip
+        lines.append(
+            f"| {method} | {len(done)}/{len(rs)} | {ep} | {sec} | {keys:g} | {frac:.2f} | {rl:.2g} | {recipe} |"
+        )
+    return "\n".join(lines)
+
+
+def verdict(rows: list[SeedResult], task: str) -> str:
+    """Which method is fastest (median epochs over seeds that grokked, all seeds grokking first),
+    and by how much against the best-tuned plain AdamW and the classic recipe."""
+    med = {}
+    for method in dict.fromkeys(r.method for r in rows if r.task == task):
+        rs = [r for r in rows if r.task == task and r.method == method]
+        done = [float(r.epoch) for r in rs if r.grokked]
+        if done:
+            med[method] = (len(done) / len(rs), statistics.median(done))
+    if not med:
+        return f"{task}: no method grokked."
+    best = min(med, key=lambda k: (-med[k][0], med[k][1]))
+    out = [f"{task}: fastest is **{best}** (median {med[best][1]:.0f} epochs, {med[best][0]:.0%} of seeds grokked)"]
+    for ref in ("adamw", "fast-preset", "classic"):
+        if ref in med and ref != best:
+            out.append(f"{med[ref][1] / med[best][1]:.2f}x fewer epochs than {ref} ({med[ref][1]:.0f})")
+    return "; ".join(out) + "."
+
+
+def figure(rows: list[SeedResult], path: Path) -> None:
+    """Epochs to test accuracy 0.99 per method, one panel per task, seeds as points (seeds that did
+    not grok drawn at the cap as crosses)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from grokinterp.viz.export import export_figures
+
+    tasks = list(dict.fromkeys(r.task for r in rows))
+    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=True)
+    for i, task in enumerate(tasks, start=1):
+        for grokked in (True, False):
+            rs = [r for r in rows if r.task == task and r.grokked == grokked]
+            if not rs:
+                continue
+            cap = max((r.epoch or 0) for r in rows if r.task == task) or 1
+            fig.add_trace(
+                go.Scatter(
+                    x=[r.method for r in rs], y=[r.epoch if grokked else cap for r in rs], mode="markers",
+                    marker=dict(symbol="circle" if grokked else "x", size=7, opacity=0.7),
+                    name="grokked" if grokked else "not grokked (drawn at the top)", showlegend=i == 1,
+                ),
+                row=1, col=i,
+            )  # fmt: skip
+    fig.update_yaxes(type="log", title_text="epochs to test accuracy 0.99", col=1)
+    fig.update_layout(title="Epochs to grok per method, seeds as points", width=520 * len(tasks), height=460)
+    export_figures({path.stem: fig}, path.parent, "png")
+
+
+def parse_tasks(text: str) -> list[tuple[int, float]]:
+    """``"97:0.5,113:0.3"`` -> [(97, 0.5), (113, 0.3)]; one line naming --tasks otherwise."""
+    out = []
+    for part in text.split(","):
+        p, _, frac = part.partition(":")
+        try:
+            out.append((int(p), float(frac)))
+        except ValueError:
+            raise SystemExit(f"race.py: --tasks takes P:TRAIN_FRAC pairs like 97:0.5,113:0.3 (got {part!r})") from None
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="97:0.5,113:0.3", help="P:TRAIN_FRAC pairs (a + b, the 1-layer model)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument("--trials", type=int, default=20, help="Optuna trials per tuned method and task")
+    parser.add_argument("--eval-seeds", type=int, default=16, help="seeds the best recipe is evaluated on")
+    parser.add_argument("--max-epochs", type=int, default=5000, help="cap of every run")
+    parser.add_argument("--cleanup", type=int, default=500, help="epochs trained past the first test acc 0.99")
+    parser.add_argument("--out", required=True, help="folder for studies, results.csv, summary.md, race.png")
+    args = parser.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        print(f"race.py: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[SeedResult] = []
+    start = time.perf_counter()
+    for p, frac in parse_tasks(args.tasks):
+        task = f"a + b mod {p}, {frac:.0%} train"
+        base = task_config(p, frac)
+        for method in methods:
+            cfg = best_recipe(method, base, out / f"p{p}-{frac:g}" / method, args.trials, args.max_epochs)
+            for seed in range(args.eval_seeds):
+                rows.append(evaluate_seed(task, method, cfg, seed, args.max_epochs, args.cleanup))
+                r = rows[-1]
+                print(f"{task} {method} seed {seed}: " + (f"0.99 at epoch {r.epoch} ({r.seconds:.1f} s)" if r.grokked
+                      else f"not grokked by {args.max_epochs}") + f"; {r.n_keys} keys, {r.frac_explained:.2f} "
+                      f"explained, restricted loss {r.restricted_loss:.2g}", flush=True)  # fmt: skip
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    tasks = list(dict.fromkeys(r.task for r in rows))
+    command = "python benchmarks/race.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = [f"Regenerate with `{command}` ({time.perf_counter() - start:.0f} s, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads).", ""]  # fmt: skip
+    for task in tasks:
+        text += [summary_table(rows, task), "", verdict(rows, task), ""]
+    (out / "summary.md").write_text("\n".join(text))
+    figure(rows, out / "race.png")
+    print("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

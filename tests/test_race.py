@@ -1,0 +1,53 @@
+"""benchmarks/race.py end to end on a tiny task with two trials per tuned method: one results row
+per method and seed, a summary whose medians follow from those rows, the figure, and the tuned
+recipe is the study's best trial."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[1] / "benchmarks" / "race.py"
+
+pytestmark = pytest.mark.slow
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("race", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_race_on_a_tiny_task(tmp_path, capsys):
+    race = _load()
+    argv = ["--tasks", "11:0.6", "--methods", "fast-preset,adamw", "--trials", "2", "--eval-seeds", "2",
+            "--max-epochs", "200", "--cleanup", "20", "--out", str(tmp_path)]  # fmt: skip
+    assert race.main(argv) == 0
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["seed"]) for r in rows] == [("fast-preset", "0"), ("fast-preset", "1"),
+                                                        ("adamw", "0"), ("adamw", "1")]  # fmt: skip
+    summary = (tmp_path / "summary.md").read_text()
+    for method in ("fast-preset", "adamw"):
+        mine = [r for r in rows if r["method"] == method]
+        done = [float(r["epoch"]) for r in mine if r["grokked"] == "True"]
+        cell = f"{statistics.median(done):.0f} (" if done else "none grokked"
+        line = next(x for x in summary.splitlines() if x.startswith(f"| {method} |"))
+        assert f"| {len(done)}/2 |" in line and cell in line
+    assert json.loads(rows[0]["recipe"])["lr"] == 5e-3  # the fast preset's, not tuned
+    best = json.loads((tmp_path / "p11-0.6" / "adamw" / "best.json").read_text())["config"]
+    assert json.loads(rows[2]["recipe"])["lr"] == best["lr"] and json.loads(rows[2]["recipe"])["wd"] == best["wd"]
+    assert (tmp_path / "race.png").stat().st_size > 1000 or (tmp_path / "race.html").exists()
+
+
+def test_race_refuses_an_unknown_method(tmp_path, capsys):
+    assert _load().main(["--methods", "adam", "--out", str(tmp_path)]) == 2
+    assert "unknown method 'adam'" in capsys.readouterr().out
