@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from grokinterp import constants as C
 from grokinterp.analysis.instabilities import instabilities_of_run
+from grokinterp.backend import from_3x_layout, named_parameters_3x, state_dict_3x, to_3x_layout
 from grokinterp.config import RunConfig
 from grokinterp.forward import evaluate, last_position_logits
 from grokinterp.io.checkpoints import Checkpoint
@@ -130,7 +131,7 @@ class Trainer:
         # directory exists, so a failure leaves nothing behind.
         self.dataset = dataset or make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed)
         self.model = build_model(cfg, self.device)
-        self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.params = [(n, p) for n, p in named_parameters_3x(self.model) if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             [p for _, p in self.params],
             lr=cfg.lr,
@@ -206,11 +207,11 @@ class Trainer:
     def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """The exact resume point as ``(tensors, metadata)``: weights, optimizer moments, RNG and
         gradient-filter state, counters (what state.safetensors holds; ``load_state`` reads it)."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors = {f"model.{k}": v for k, v in state_dict_3x(self.model).items()}
         opt = self.optimizer.state_dict()
         for idx, st in opt["state"].items():
             for key, val in st.items():
-                tensors[f"optim.{idx}.{key}"] = val if torch.is_tensor(val) else torch.tensor(val)
+                tensors[f"optim.{idx}.{key}"] = to_3x_layout(self.model, self.params[idx][0], torch.as_tensor(val))
         tensors["rng.batch"] = self.batch_gen.get_state()
         tensors["rng.dropout"] = self.dropout_gen.get_state()
         if self.grad_filter is not None:
@@ -236,7 +237,7 @@ class Trainer:
         for k, v in tensors.items():
             if k.startswith("optim."):
                 _, idx, key = k.split(".", 2)
-                opt_state.setdefault(int(idx), {})[key] = v
+                opt_state.setdefault(int(idx), {})[key] = from_3x_layout(self.model, self.params[int(idx)][0], v)
         groups = json.loads(meta["param_groups"])
         trainer = json.loads(meta["trainer"])
         for g in groups:
