@@ -54,6 +54,7 @@ __all__ = [
     "build_transformer",
     "demo_config_class",
     "from_3x_layout",
+    "functional_state",
     "hook_points",
     "init_state_3x",
     "is_internal_hook",
@@ -346,6 +347,15 @@ def is_internal_hook(fn: object) -> bool:
     caller adds through TransformerLens (``add_hook``, ``hooks()``) are not internal."""
     fn = getattr(fn, "func", fn)  # functools.partial
     return getattr(fn, "__module__", "").startswith("transformer_lens.model_bridge")
+
+
+def functional_state(model: nn.Module) -> dict[str, Tensor]:
+    """Every parameter and buffer under the names ``torch.func.functional_call`` resolves on this
+    model: ``named_parameters() | named_buffers()``; on 4.x both from the wrapped native model
+    (the bridge reports its parameters by those names but its buffers by its own, and a buffer
+    swapped under the bridge's name escapes a vmapped call)."""
+    source = model.original_model if _is_bridge(model) else model
+    return dict(source.named_parameters()) | dict(source.named_buffers())
 
 
 def attn_scale(model: nn.Module, layer: int) -> float:
