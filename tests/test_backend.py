@@ -163,7 +163,7 @@ from grokinterp.cli import main
 from grokinterp import backend
 out = sys.argv[1]
 for argv in (["train", "--preset", "nanda-p113-fast", "--p", "23", "--epochs", "150", "--eval-every", "10",
-              "--out", out, "--no-progress"], ["analyze", out, "--no-progress"], ["plot", out, "--format", "html"]):
+              "--out", out, "--no-progress"], ["analyze", out, "--no-progress"], ["plot", out, "--format", "html", "--out", out + "/figures"]):
     code = main(argv)
     if code not in (0, None):
         raise SystemExit(f"{argv[0]} exited {code}")
@@ -204,4 +204,5 @@ def test_other_major_version_gives_the_same_run(tmp_path):
     assert list(ma.columns) == list(mb.columns) and len(ma) == len(mb)
     num = ma.select_dtypes("number").columns
     pd.testing.assert_frame_equal(ma[num], mb[num], rtol=0, atol=1e-6, check_exact=False)
-    assert any((tmp_path / "there").rglob("*.html")) or any((tmp_path / "there").rglob("*.png"))
+    figures = sorted(f.name for f in (tmp_path / "here" / "figures").glob("*.html"))
+    assert figures and figures == sorted(f.name for f in (tmp_path / "there" / "figures").glob("*.html"))

@@ -80,6 +80,8 @@ def safe_globals() -> list:
     out: list = [
         HookedTransformerConfig,
         (HookedTransformerConfig, "transformer_lens.HookedTransformerConfig.HookedTransformerConfig"),
+        # 3.x's path, named for 4.x, where the class is grokinterp.backend's stand-in.
+        (HookedTransformerConfig, "transformer_lens.config.hooked_transformer_config.HookedTransformerConfig"),
         np.dtype,
     ]
     core = getattr(np, "_core", None) or np.core
@@ -359,6 +361,8 @@ def _check_behaviour(tl_cfg: Any, cfg: RunConfig) -> None:
         if theirs is _MISSING or not hasattr(ours, name):
             continue
         mine = getattr(ours, name)
+        if name == "attn_scale" and mine == -1.0:  # 4.x's config leaves the default sqrt(d_head) unresolved
+            mine = math.sqrt(cfg.d_head)
         if isinstance(mine, float) or isinstance(theirs, float):
             try:
                 same = math.isclose(float(theirs), float(mine), rel_tol=1e-6)
