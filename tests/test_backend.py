@@ -116,6 +116,27 @@ def test_fused_forward_after_a_hooked_forward(kw):
     torch.testing.assert_close(last_position_logits(model, t), full, rtol=1e-5, atol=1e-5)
 
 
+def test_callers_hooks_count_and_transformer_lens_own_do_not():
+    cfg = RunConfig(p=23)
+    model = build_model(cfg)
+    t = tokens_of(cfg)
+    model(t)  # 4.x wires its capture hooks here
+    assert not has_hooks(model)
+    with model.hooks(fwd_hooks=[("blocks.0.mlp.hook_post", lambda act, hook: act * 0)]):
+        assert has_hooks(model)
+        zeroed = last_position_logits(model, t)  # the hooked forward: every neuron silenced
+    model.add_hook("hook_embed", lambda act, hook: act)
+    assert has_hooks(model)
+    model.reset_hooks()
+    assert not has_hooks(model)
+    # Silenced neurons leave the MLP's output at b_out: logits = (resid_mid + b_out) @ W_U + b_U.
+    with torch.no_grad():
+        _, cache = model.run_with_cache(t, names_filter=lambda n: n == "blocks.0.hook_resid_mid")
+        mid = cache["blocks.0.hook_resid_mid"][:, -1]
+        expected = (mid + model.blocks[0].mlp.b_out) @ model.unembed.W_U + model.unembed.b_U
+    torch.testing.assert_close(zeroed, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_hook_names_are_3x():
     cfg = RunConfig(p=23, n_layers=2)
     model = build_model(cfg)
