@@ -85,6 +85,13 @@ def _version() -> str:
 TL_VERSION: str = _version()
 TL_MAJOR: int = int(TL_VERSION.split(".")[0])
 
+# The model class, imported with the package on both versions (4.x would import the bridge, and
+# transformers with it, lazily on the first model: seconds into a run instead of at import).
+if TL_MAJOR < 4:
+    from transformer_lens import HookedTransformer as _Model
+else:
+    from transformer_lens import TransformerBridge as _Model
+
 _BUFFERS = ("mask", "IGNORE")  # the 3.x attention buffers checkpoints carry (constants)
 
 
@@ -121,12 +128,8 @@ def build_transformer(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.
     # HookedTransformer seeds the global RNG from cfg.seed; keep the caller's RNG untouched.
     with torch.random.fork_rng(devices=[]):
         if TL_MAJOR < 4:
-            from transformer_lens import HookedTransformer
-
-            return HookedTransformer(transformer_config(cfg, device))
-        from transformer_lens import TransformerBridge
-
-        model = TransformerBridge.boot_native(transformer_config(cfg, "cpu"))
+            return _Model(transformer_config(cfg, device))
+        model = _Model.boot_native(transformer_config(cfg, "cpu"))
     unembed = model.unembed._original_component
     if "bias" in unembed._buffers:  # 4.x keeps b_U as a buffer; 3.x trains it
         bias = unembed._buffers.pop("bias")
@@ -193,13 +196,7 @@ class _Shape:
 # ------------------------------------------------------------------------------ 3.x names on 4.x
 def is_transformer(model: nn.Module) -> bool:
     """Whether ``model`` is a TransformerLens transformer (``HookedTransformer`` / ``TransformerBridge``)."""
-    if TL_MAJOR < 4:
-        from transformer_lens import HookedTransformer
-
-        return isinstance(model, HookedTransformer)
-    from transformer_lens import TransformerBridge
-
-    return isinstance(model, TransformerBridge)
+    return isinstance(model, _Model)
 
 
 def _is_bridge(model: nn.Module) -> bool:

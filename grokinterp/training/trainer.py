@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,8 @@ class Trainer:
         tensors["rng.batch"] = self.batch_gen.get_state()
         tensors["rng.dropout"] = self.dropout_gen.get_state()
         if self.grad_filter is not None:
-            tensors.update({f"filter.{k}": v for k, v in self.grad_filter.state_tensors().items()})
+            view = partial(to_3x_layout, self.model)
+            tensors.update({f"filter.{k}": v for k, v in self.grad_filter.state_tensors(view).items()})
         meta = {
             "format": C.STATE_FORMAT,
             "config": self.cfg.to_dict(),
@@ -247,7 +249,8 @@ class Trainer:
         self.dropout_gen.set_state(tensors["rng.dropout"].to(self.dropout_gen.device))
         if self.grad_filter is not None:
             self.grad_filter.load_state_tensors(
-                {k[7:]: v.to(self.device) for k, v in tensors.items() if k.startswith("filter.")}
+                {k[7:]: v.to(self.device) for k, v in tensors.items() if k.startswith("filter.")},
+                partial(from_3x_layout, self.model),
             )
         self.epoch, self.step, self.streak = trainer["epoch"], trainer["step"], trainer["streak"]
         self.grokking_epoch, self.elapsed = trainer["grokking_epoch"], trainer["elapsed"]
@@ -279,7 +282,9 @@ class Trainer:
         loss = cross_entropy(logits, labels, cfg.loss_fn, dtype)
         loss.backward()
         if cfg.orthograd:
-            orthogonalize_gradients(p for _, p in self.params)
+            orthogonalize_gradients(
+                self.params, view=partial(to_3x_layout, self.model), unview=partial(from_3x_layout, self.model)
+            )
         if self.grad_filter is not None:
             self.grad_filter(self.params)
         lr = cfg.lr * cfg.lr_multiplier(self.step)
