@@ -182,9 +182,19 @@ _SCRIPT = """
 import json, sys
 from grokinterp.cli import main
 from grokinterp import backend
-out = sys.argv[1]
-for argv in (["train", "--preset", "nanda-p113-fast", "--p", "23", "--epochs", "150", "--eval-every", "10",
-              "--out", out, "--no-progress"], ["analyze", out, "--no-progress"], ["plot", out, "--format", "html", "--out", out + "/figures"]):
+out, resume = sys.argv[1], sys.argv[2]
+fast = ["--preset", "nanda-p113-fast", "--p", "23", "--no-progress"]
+methods = [*fast, "--n-layers", "2", "--normalization-type", "LN", "--orthograd", "--grokfast", "ema"]
+steps = [
+    ["train", *fast, "--epochs", "150", "--eval-every", "10", "--out", out + "/run"],
+    ["analyze", out + "/run", "--no-progress"],
+    ["plot", out + "/run", "--format", "html", "--out", out + "/figures"],
+    ["train", *methods, "--epochs", "40", "--out", out + "/methods"],
+    # The other environment's 20-epoch run (its state.safetensors) continued here to 40.
+    ["train", "--resume", resume, "--epochs", "40", "--no-progress"] if resume != "-" else
+    ["train", *methods, "--epochs", "20", "--out", out + "/half"],
+]
+for argv in steps:
     code = main(argv)
     if code not in (0, None):
         raise SystemExit(f"{argv[0]} exited {code}")
@@ -192,36 +202,44 @@ print(json.dumps({"tl": backend.TL_VERSION}))
 """
 
 
-def _run_here_and_there(python: str, out: Path) -> str:
+def _run_here_and_there(python: str, out: Path, resume: str = "-") -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([python, "-c", _SCRIPT, str(out)], env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [python, "-c", _SCRIPT, str(out), resume], env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])["tl"]
 
 
 @pytest.mark.slow
 def test_other_major_version_gives_the_same_run(tmp_path):
-    """train -> analyze -> plot under both TransformerLens majors: bit-identical checkpoints and the
-    same measures.csv to 1e-6."""
+    """train -> analyze -> plot under both TransformerLens majors: bit-identical checkpoints and
+    resume state (also with 2 layers, LayerNorm, perp-Grad and Grokfast), the same measures.csv to
+    1e-6, the same figures; and a run started on one major resumes exactly on the other."""
     other = os.environ.get("GROKINTERP_OTHER_TL_PYTHON")
     if not other:
         pytest.skip("GROKINTERP_OTHER_TL_PYTHON is not set (a python with the other TransformerLens major)")
     if not Path(other).exists():
         pytest.skip(f"GROKINTERP_OTHER_TL_PYTHON={other} does not exist")
-    here_v = _run_here_and_there(sys.executable, tmp_path / "here")
     there_v = _run_here_and_there(other, tmp_path / "there")
+    here_v = _run_here_and_there(sys.executable, tmp_path / "here", str(tmp_path / "there" / "half"))
     assert here_v.split(".")[0] != there_v.split(".")[0], f"both environments have TransformerLens {here_v}"
     from safetensors.torch import load_file
 
-    ckpts = sorted((tmp_path / "here" / "checkpoints").glob("*.safetensors"))
-    assert ckpts
-    for f in ckpts:
-        a, b = load_file(f), load_file(tmp_path / "there" / "checkpoints" / f.name)
-        assert set(a) == set(b), f.name
-        for k in a:
-            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), f"{f.name}: {k}"
-    ma = pd.read_csv(tmp_path / "here" / "measures.csv")
-    mb = pd.read_csv(tmp_path / "there" / "measures.csv")
+    def same_tensors(a_dir: Path, b_dir: Path) -> None:
+        files = [*sorted(a_dir.glob("checkpoints/*.safetensors")), a_dir / "state.safetensors"]
+        assert len(files) > 2
+        for f in files:
+            a, b = load_file(f), load_file(b_dir / f.relative_to(a_dir))
+            assert set(a) == set(b), f.name
+            for k in a:  # weights, optimizer moments, RNG and Grokfast state, all in 3.x names and layout
+                assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), f"{f.name}: {k}"
+
+    same_tensors(tmp_path / "here" / "run", tmp_path / "there" / "run")
+    same_tensors(tmp_path / "here" / "methods", tmp_path / "there" / "methods")  # 2 layers, LN, perp-Grad, Grokfast
+    same_tensors(tmp_path / "there" / "methods", tmp_path / "there" / "half")  # resumed here from there's state
+    ma = pd.read_csv(tmp_path / "here" / "run" / "measures.csv")
+    mb = pd.read_csv(tmp_path / "there" / "run" / "measures.csv")
     assert list(ma.columns) == list(mb.columns) and len(ma) == len(mb)
     num = ma.select_dtypes("number").columns
     pd.testing.assert_frame_equal(ma[num], mb[num], rtol=0, atol=1e-6, check_exact=False)
