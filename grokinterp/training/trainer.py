@@ -276,7 +276,8 @@ class Trainer:
     def train_step(self, tokens: Tensor, labels: Tensor) -> float:
         """One optimizer step on a minibatch; returns its loss (NaN when full batch: not read)."""
         cfg = self.cfg
-        self.model.train()
+        if not self.model.training:  # a no-op otherwise, and 4.x's bridge walks hundreds of modules
+            self.model.train()
         logits = last_position_logits(self.model, tokens, dropout=cfg.dropout, generator=self.dropout_gen)
         dtype = torch.float64 if cfg.loss_dtype == "float64" else torch.float32
         loss = cross_entropy(logits, labels, cfg.loss_fn, dtype)
