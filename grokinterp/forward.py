@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from grokinterp import backend
 from grokinterp.losses import log_probs
 
 if TYPE_CHECKING:
@@ -100,11 +101,9 @@ def attention_rate(attn: nn.Module) -> AttentionRate | None:
 
 
 def supports_fused(model: nn.Module) -> bool:
-    """Whether ``last_position_logits`` can use the fused path for this model (a HookedTransformer
-    of a supported architecture; never the GrokMLP)."""
-    from transformer_lens import HookedTransformer
-
-    if not isinstance(model, HookedTransformer):
+    """Whether ``last_position_logits`` can use the fused path for this model (a TransformerLens
+    transformer of a supported architecture, 3.x or 4.x; never the GrokMLP)."""
+    if not backend.is_transformer(model):
         return False
     cfg = model.cfg
     return (
@@ -147,12 +146,16 @@ def _qkv(x: Tensor, attn: nn.Module, which: str) -> Tensor:
     W = getattr(attn, f"W_{which}")  # (n_heads, d_model, d_head)
     b = getattr(attn, f"b_{which}")  # (n_heads, d_head)
     n_heads, d_model, d_head = W.shape
-    out = x @ W.permute(1, 0, 2).reshape(d_model, n_heads * d_head)
+    # contiguous: on TransformerLens 4.x W is a transposed view of an nn.Linear weight; the same
+    # contiguous operand as 3.x's copy gives the same bits.
+    out = x @ W.permute(1, 0, 2).reshape(d_model, n_heads * d_head).contiguous()
     return out.unflatten(-1, (n_heads, d_head)) + b
 
 
 def _linear(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
-    """x @ W + b as one addmm: the bias is added inside the matmul instead of in a second pass."""
+    """x @ W + b as one addmm: the bias is added inside the matmul instead of in a second pass.
+    ``W`` is made contiguous (a no-op for 3.x's parameters; 4.x's are transposed views)."""
+    W = W.contiguous()
     if x.dim() == 2:
         return torch.addmm(b, x, W)
     return torch.addmm(b, x.flatten(0, -2), W).unflatten(0, x.shape[:-1])
@@ -201,15 +204,13 @@ def _fused_forward(
     final-position post-activations), ``patterns`` (every layer's attention from the final
     position, (batch, heads, ctx)), ``resid_mid`` and ``resid_post`` (last layer, final
     position). The ops without ``record`` are exactly the trainer's (bitwise results)."""
-    from transformer_lens.utilities.activation_functions import SUPPORTED_ACTIVATIONS
-
     cfg = model.cfg
-    act = SUPPORTED_ACTIVATIONS[cfg.act_fn]
+    act = backend.activation(cfg.act_fn)
     norm = cfg.normalization_type
     eps = cfg.eps
     n_ctx = tokens.shape[1]
     pos = torch.arange(n_ctx, device=tokens.device)
-    scale = model.blocks[0].attn.attn_scale
+    scale = backend.attn_scale(model, 0)
     causal_mask = cfg.attention_dir == "causal"
     rates = [attention_rate(b.attn) for b in model.blocks]
 
@@ -332,21 +333,22 @@ def mlp_hook_names(model: nn.Module) -> list[str]:
 def has_hooks(model: nn.Module) -> bool:
     """Whether the caller attached hooks (forward, pre-forward or backward; then only the hooked
     forward honours them). The model's own ``AttentionRate`` hooks do not count: the fused
-    forward applies the rate itself."""
+    forward applies the rate itself; nor do TransformerLens 4.x's own capture hooks
+    (``backend.is_internal_hook``)."""
     for m in model.modules():
-        if m._forward_pre_hooks or m._backward_hooks or getattr(m, "_backward_pre_hooks", None):
+        if m._backward_hooks or getattr(m, "_backward_pre_hooks", None):
             return True
-        if any(not isinstance(h, AttentionRate) for h in m._forward_hooks.values()):
+        if any(not backend.is_internal_hook(h) for h in m._forward_pre_hooks.values()):
+            return True
+        if any(not isinstance(h, AttentionRate) and not backend.is_internal_hook(h) for h in m._forward_hooks.values()):
             return True
     return False
 
 
 def _hooked_cache(model: nn.Module, tokens: Tensor) -> tuple:
-    from transformer_lens import HookedTransformer
-
     posts = mlp_hook_names(model)
     L = len(model.blocks) - 1
-    is_tf = isinstance(model, HookedTransformer)
+    is_tf = backend.is_transformer(model)
     extra = [f"blocks.{L}.hook_resid_mid", f"blocks.{L}.hook_resid_post"] if is_tf else []
     pattern_names = [f"blocks.{i}.attn.hook_pattern" for i in range(L + 1)] if is_tf else []
     names = set(posts + extra + pattern_names)

@@ -1,6 +1,7 @@
 """Model construction.
 
-``build_model(cfg)`` returns a TransformerLens ``HookedTransformer`` (or, for ``arch="mlp"``, a
+``build_model(cfg)`` returns a TransformerLens transformer (``HookedTransformer`` on TransformerLens
+3.x, ``TransformerBridge`` on 4.x, through ``grokinterp.backend``; or, for ``arch="mlp"``, a
 ``GrokMLP`` built from HookPoints) with the seeds and frozen parameters of the recipe. Both kinds
 expose the same interface to the analysis: ``model.cfg`` with ``n_layers``, ``d_model``, ``d_mlp``,
 ``d_vocab``, ``d_vocab_out``, ``normalization_type``, ``act_fn``; ``model.blocks[i].mlp`` with
@@ -21,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from transformer_lens import HookedRootModule, HookedTransformer, HookedTransformerConfig
-from transformer_lens.hook_points import HookPoint
 
+from grokinterp import backend
+from grokinterp.backend import HookedRootModule, HookPoint
 from grokinterp.config import RunConfig
 from grokinterp.errors import RunDirError
 from grokinterp.forward import AttentionRate, last_position_logits, supports_fused
@@ -41,23 +42,10 @@ __all__ = [
 ]
 
 
-def hooked_transformer_config(cfg: RunConfig, device: str | torch.device = "cpu") -> HookedTransformerConfig:
-    """The ``HookedTransformerConfig`` of a transformer run."""
-    return HookedTransformerConfig(
-        n_layers=cfg.n_layers,
-        d_model=cfg.d_model,
-        d_head=cfg.d_head,
-        n_heads=cfg.n_heads,
-        d_mlp=cfg.d_mlp,
-        d_vocab=cfg.d_vocab,
-        d_vocab_out=cfg.p,
-        n_ctx=cfg.n_ctx,
-        act_fn=cfg.act_fn,
-        attention_dir=cfg.attention_dir,
-        normalization_type=None if cfg.normalization_type == "none" else cfg.normalization_type,
-        seed=cfg.model_seed,
-        device=str(device),
-    )
+def hooked_transformer_config(cfg: RunConfig, device: str | torch.device = "cpu"):
+    """The TransformerLens config of a transformer run (``HookedTransformerConfig`` on 3.x,
+    ``TransformerBridgeConfig`` on 4.x): ``grokinterp.backend.transformer_config``."""
+    return backend.transformer_config(cfg, device)
 
 
 @dataclass(frozen=True)
@@ -140,7 +128,8 @@ def build_model(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.Module
     """A freshly initialised model for ``cfg`` (deterministic in ``cfg.model_seed``).
 
     For transformers the HookedTransformer seeds itself from ``cfg.model_seed`` exactly as the
-    TransformerLens Grokking demo does; with ``freeze_biases`` every ``b_*`` parameter is frozen.
+    TransformerLens Grokking demo does (on TransformerLens 4.x the bridge gets the same weights from
+    ``backend.init_state_3x``); with ``freeze_biases`` every ``b_*`` parameter (3.x names) is frozen.
     An ``attention_rate`` below 1 is installed as an ``AttentionRate`` forward hook on every block's
     ``attn.hook_pattern`` (torch's ``register_forward_hook``, so TransformerLens' ``reset_hooks``
     keeps it): ``model(tokens)`` and ``run_with_cache`` then compute Zhong et al.'s
@@ -149,9 +138,7 @@ def build_model(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.Module
     if cfg.arch == "mlp":
         model = GrokMLP(cfg).to(device)
     else:
-        # HookedTransformer seeds the global RNG from cfg.seed; keep the caller's RNG untouched.
-        with torch.random.fork_rng(devices=[]):
-            model = HookedTransformer(hooked_transformer_config(cfg, device))
+        model = backend.build_transformer(cfg, device)
         if cfg.attention_rate != 1.0:
             for block in model.blocks:
                 block.attn.hook_pattern.register_forward_hook(AttentionRate(cfg.attention_rate))
@@ -162,7 +149,7 @@ def build_model(cfg: RunConfig, device: str | torch.device = "cpu") -> nn.Module
         if hasattr(model.cfg, "dtype"):
             model.cfg.dtype = torch.float64
     if cfg.freeze_biases:
-        for name, param in model.named_parameters():
+        for name, param in backend.named_parameters_3x(model):
             if "b_" in name:
                 param.requires_grad_(False)
     return model
@@ -179,10 +166,10 @@ def model_from_state_dict(
 
 
 def load_weights(model: nn.Module, state: dict[str, Tensor], source: str | Path | None = None) -> None:
-    """``model.load_state_dict(state)``, with one line naming the first mismatch instead of
-    PyTorch's multi-line error (``RunDirError``, prefixed with ``source``, the file the weights
-    came from)."""
-    own = model.state_dict()
+    """``model.load_state_dict(state)`` of the 3.x-format weights ``state`` (``backend.load_state_3x``),
+    with one line naming the first mismatch instead of PyTorch's multi-line error (``RunDirError``,
+    prefixed with ``source``, the file the weights came from)."""
+    own = backend.state_dict_3x(model)
     where = f"{source}: " if source is not None else ""
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
@@ -197,4 +184,4 @@ def load_weights(model: nn.Module, state: dict[str, Tensor], source: str | Path 
                 f"{where}weights do not fit the config ({name} has shape {tuple(state[name].shape)}, "
                 f"the config needs {tuple(tensor.shape)}); the config or checkpoint is from another run"
             )
-    model.load_state_dict({k: state[k].to(t.device) for k, t in own.items()}, strict=True)
+    backend.load_state_3x(model, {k: state[k].to(t.device) for k, t in own.items()})

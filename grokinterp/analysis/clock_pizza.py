@@ -433,11 +433,9 @@ class _GroupInputs:
         """``distance_irrelevance`` of the model's correct logits on the rows (taken from
         ``logits``, the model's logits on every row of ``dataset``, when given)."""
         if logits is None or dataset is None:
-            correct = correct_logits(model, self.tokens, self.labels)
-        else:
-            keep = group_coordinates(dataset.a, dataset.b, dataset.p, dataset.op).mask.to(logits.device)
-            lab = self.labels.to(logits.device).long()
-            correct = logits[keep].gather(-1, lab[:, None])[:, 0].double().cpu()
+            return distance_irrelevance(correct_logits(model, self.tokens, self.labels), self.distance, m=self.m)
+        keep = group_coordinates(dataset.a, dataset.b, dataset.p, dataset.op).mask.to(logits.device)
+        correct = logits[keep].gather(-1, self.labels.to(logits.device).long()[:, None])[:, 0].double().cpu()
         return distance_irrelevance(correct, self.distance, m=self.m)
 
 

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from grokinterp.analysis.bases import TaskBasis, TaskGrid, task_basis, task_grid
 from grokinterp.analysis.clusters import NeuronClusters
 from grokinterp.analysis.fourier import fourier_basis, freq_rows
+from grokinterp.backend import hook_points
 from grokinterp.forward import evaluate, final_position_cache, mlp_hook_names
 from grokinterp.tasks import Dataset
 
@@ -179,7 +180,7 @@ def intervened(model: nn.Module, hooks: Sequence[tuple[str, HookFn]]) -> Iterato
     def capture(module: nn.Module, args: tuple, kwargs: dict) -> None:
         state["tokens"] = args[0] if args else next(iter(kwargs.values()))
 
-    modules = dict(model.named_modules())
+    modules = dict(model.named_modules()) | hook_points(model)
     handles = [model.register_forward_pre_hook(capture, with_kwargs=True)]
     try:
         for name, fn in hooks:

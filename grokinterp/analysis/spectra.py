@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from grokinterp.analysis.bases import TaskBasis, task_basis
 from grokinterp.analysis.fourier import fourier_basis, frequency_norms
+from grokinterp.backend import named_parameters_3x, to_3x_layout
 
 __all__ = [
     "W_L",
@@ -143,11 +144,12 @@ def gini_W_L(model: nn.Module, basis: BasisArg | None = None) -> float:
 
 
 def sum_squared_weights(model: nn.Module) -> tuple[float, dict[str, float]]:
-    """Sum of ``param.pow(2).sum()`` over trainable parameters: (total, per parameter name)
-    (paper Sec. 5.1, "total sum of squared weights" panel)."""
+    """Sum of ``param.pow(2).sum()`` over trainable parameters: (total, per parameter name, 3.x
+    names and layout on either TransformerLens version) (paper Sec. 5.1, "total sum of squared
+    weights" panel)."""
     per = {
-        name: float(param.detach().double().pow(2).sum())
-        for name, param in model.named_parameters()
+        name: float(to_3x_layout(model, name, param.detach()).double().pow(2).sum())
+        for name, param in named_parameters_3x(model)
         if param.requires_grad
     }
     return sum(per.values()), per

@@ -264,6 +264,7 @@ def _import(path: Path, out: Path, force: bool) -> Path:
 
 
 def _write_run(run_dir: Path, c: dict[str, Any], source: Path, loader: str) -> None:
+    from grokinterp.backend import state_dict_3x
     from grokinterp.forward import evaluate
     from grokinterp.models import build_model
     from grokinterp.tasks import make_dataset
@@ -304,9 +305,9 @@ def _write_run(run_dir: Path, c: dict[str, Any], source: Path, loader: str) -> N
         rows[epoch] = row
         rundir.save_checkpoint(run_dir, epoch, model, cfg, row)
     if weights[final_epoch] is not c["final_state"]:  # the final model is also the last checkpoint
-        last = {k: v.clone() for k, v in model.state_dict().items()}  # weights[final_epoch] is the last
+        last = {k: v.clone() for k, v in state_dict_3x(model).items()}  # weights[final_epoch] is the last
         fit_weights(model, c["final_state"], "model")
-        if not all(torch.equal(v, last[k]) for k, v in model.state_dict().items()):
+        if not all(torch.equal(v, last[k]) for k, v in state_dict_3x(model).items()):
             logger.warning(
                 "%s: 'model' differs from the checkpoint at its epoch %d; the run keeps the checkpoint",
                 source,
@@ -383,6 +384,13 @@ def export_tl_demo(run_dir: str | Path, out_file: str | Path, *, force: bool = F
         raise ValueError(
             f"{run.path}: the TransformerLens demo layout has no attention rate (this run has attention_rate "
             f"{cfg.attention_rate:g}); only runs with ordinary attention (rate 1) can be exported"
+        )
+    from grokinterp.backend import TL_MAJOR, TL_VERSION
+
+    if TL_MAJOR >= 4:
+        raise ValueError(
+            f"exporting to the TransformerLens demo layout needs TransformerLens 3.x (the file pickles its "
+            f"HookedTransformerConfig, which 4.x removed); this environment has {TL_VERSION}"
         )
     epochs = run.checkpoint_epochs
     if not epochs:

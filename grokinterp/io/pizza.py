@@ -202,9 +202,10 @@ def tl_state_dict(state: dict[str, Tensor], cfg: RunConfig, where: Path) -> dict
     """The TransformerLens state dict of the authors' ``state`` for ``cfg`` (module docstring),
     float32; every other entry of the built model's state dict (biases they lack, buffers) as
     ``build_model`` makes it (biases 0). ``PizzaFileError`` names a missing or misshapen weight."""
+    from grokinterp.backend import state_dict_3x
     from grokinterp.models import build_model
 
-    own = build_model(cfg).state_dict()
+    own = state_dict_3x(build_model(cfg))
     out = {k: torch.zeros_like(v) if k.rsplit(".", 1)[-1].startswith("b_") else v for k, v in own.items()}
     p, heads, d_head, d_model = cfg.p, cfg.n_heads, cfg.d_head, cfg.d_model
 

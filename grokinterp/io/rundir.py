@@ -388,7 +388,9 @@ def save_checkpoint(
     path = checkpoint_path(run_dir, epoch)
     meta = {"format": C.CHECKPOINT_FORMAT, "epoch": epoch, "config": cfg.to_dict(), "metrics": metrics or {}}
     meta.update(identity.identity_meta(read_config_doc(run_dir), cfg))
-    save_tensors(path, model.state_dict(), meta)
+    from grokinterp.backend import state_dict_3x  # TransformerLens: only with a model to save
+
+    save_tensors(path, state_dict_3x(model), meta)
     return path
 
 

@@ -72,11 +72,16 @@ def safe_globals() -> list:
     """Globals a demo file needs beyond tensors: the config class (current and pre-3.0 module
     paths) and the numpy scalars it stores (``attn_scale``, ``initializer_range``)."""
     import numpy as np
-    from transformer_lens import HookedTransformerConfig
+
+    from grokinterp.backend import demo_config_class
+
+    HookedTransformerConfig = demo_config_class()
 
     out: list = [
         HookedTransformerConfig,
         (HookedTransformerConfig, "transformer_lens.HookedTransformerConfig.HookedTransformerConfig"),
+        # 3.x's path, named for 4.x, where the class is grokinterp.backend's stand-in.
+        (HookedTransformerConfig, "transformer_lens.config.hooked_transformer_config.HookedTransformerConfig"),
         np.dtype,
     ]
     core = getattr(np, "_core", None) or np.core
@@ -221,8 +226,10 @@ def _state_dict(value: Any, what: str) -> dict[str, Tensor]:
 
 def fit_weights(model: torch.nn.Module, state: dict[str, Tensor], what: str) -> None:
     """Copy a state_dict's parameters into ``model``, checking every name and shape."""
-    expected = model.state_dict()
-    params = {name for name, _ in model.named_parameters()}
+    from grokinterp.backend import load_state_3x, named_parameters_3x, state_dict_3x
+
+    expected = state_dict_3x(model)
+    params = {name for name, _ in named_parameters_3x(model)}
     missing = sorted(params - set(state))
     if missing:
         raise DemoFileError(
@@ -240,9 +247,8 @@ def fit_weights(model: torch.nn.Module, state: dict[str, Tensor], what: str) -> 
             )
         if name in params and not (tensor.is_floating_point() and torch.isfinite(tensor).all()):
             raise DemoFileError(f"{what}: {name} is not a finite floating-point tensor")
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.copy_(state[name].to(param.dtype))
+    dtype = {name: p.dtype for name, p in named_parameters_3x(model)}
+    load_state_3x(model, {name: state[name].to(dtype[name]) for name in params})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,6 +361,8 @@ def _check_behaviour(tl_cfg: Any, cfg: RunConfig) -> None:
         if theirs is _MISSING or not hasattr(ours, name):
             continue
         mine = getattr(ours, name)
+        if name == "attn_scale" and mine == -1.0:  # 4.x's config leaves the default sqrt(d_head) unresolved
+            mine = math.sqrt(cfg.d_head)
         if isinstance(mine, float) or isinstance(theirs, float):
             try:
                 same = math.isclose(float(theirs), float(mine), rel_tol=1e-6)

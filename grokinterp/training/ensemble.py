@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from grokinterp import constants as C
+from grokinterp.backend import functional_state
 from grokinterp.config import SEED_LIMIT, RunConfig
 from grokinterp.errors import RunDirError
 from grokinterp.forward import last_position_logits, split_metrics
@@ -311,7 +312,7 @@ class EnsembleTrainer:
         buffers, and a StackedAdamW holding their optimizer moments."""
         base = group[0].model
         trainable = {n for n, p in base.named_parameters() if p.requires_grad}
-        states = [dict(m.model.named_parameters()) | dict(m.model.named_buffers()) for m in group]
+        states = [functional_state(m.model) for m in group]
         params = {n: torch.stack([s[n].detach() for s in states]).requires_grad_() for n in trainable}
         fixed = {n: torch.stack([s[n].detach() for s in states]) for n in states[0] if n not in trainable}
         opt = StackedAdamW(params)

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -25,14 +25,30 @@ from grokinterp.config import RunConfig
 
 
 @torch.no_grad()
-def orthogonalize_gradients(params: Iterable[nn.Parameter], eps: float = 1e-30) -> None:
-    """perp-Grad: g <- (g - (g.w / w.w) w) * |g| / |g_perp|, per parameter tensor, in place."""
-    for p in params:
+def orthogonalize_gradients(
+    params: Iterable[nn.Parameter] | Iterable[tuple[str, nn.Parameter]],
+    eps: float = 1e-30,
+    view: Callable[[str, Tensor], Tensor] | None = None,
+    unview: Callable[[str, Tensor], Tensor] | None = None,
+) -> None:
+    """perp-Grad: g <- (g - (g.w / w.w) w) * |g| / |g_perp|, per parameter tensor, in place.
+
+    ``params`` may be ``(name, parameter)`` pairs with ``view(name, t)`` / ``unview(name, t)``
+    (``grokinterp.backend.to_3x_layout`` / ``from_3x_layout``): the sums then run over the 3.x
+    layout, so the result is bit-identical on TransformerLens 3.x and 4.x."""
+    for item in params:
+        name, p = item if isinstance(item, tuple) else ("", item)
         if p.grad is None:
             continue
-        w, g = p.detach().flatten(), p.grad.flatten()
+        v = view(name, p.detach()) if view else p.detach()
+        w, g = v.flatten(), (view(name, p.grad) if view else p.grad).flatten()
         g_perp = g - (w @ g) / (w @ w + eps) * w
-        p.grad.copy_((g_perp * (g.norm() / (g_perp.norm() + eps))).view_as(p.grad))
+        out = (g_perp * (g.norm() / (g_perp.norm() + eps))).view_as(v)
+        p.grad.copy_(unview(name, out) if unview else out)
+
+
+def _same(name: str, t: Tensor) -> Tensor:
+    return t
 
 
 class GrokfastEMA:
@@ -53,13 +69,14 @@ class GrokfastEMA:
                 self.ema[name].mul_(self.alpha).add_(p.grad, alpha=1 - self.alpha)
             p.grad.add_(self.ema[name], alpha=self.lamb)
 
-    def state_tensors(self) -> dict[str, Tensor]:
-        """The filter's state for the resume file (``ema.<parameter name>``)."""
-        return {f"ema.{k}": v for k, v in self.ema.items()}
+    def state_tensors(self, view: Callable[[str, Tensor], Tensor] = _same) -> dict[str, Tensor]:
+        """The filter's state for the resume file (``ema.<parameter name>``), each tensor through
+        ``view(name, t)`` (``grokinterp.backend.to_3x_layout``: the 3.x layout on either version)."""
+        return {f"ema.{k}": view(k, v) for k, v in self.ema.items()}
 
-    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
-        """Restore the state written by ``state_tensors``."""
-        self.ema = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("ema.")}
+    def load_state_tensors(self, tensors: dict[str, Tensor], unview: Callable[[str, Tensor], Tensor] = _same) -> None:
+        """Restore the state written by ``state_tensors`` (``unview`` undoes its ``view``)."""
+        self.ema = {k[4:]: unview(k[4:], v).clone() for k, v in tensors.items() if k.startswith("ema.")}
 
 
 class GrokfastMA:
@@ -81,13 +98,16 @@ class GrokfastMA:
             if len(hist) == self.window:
                 p.grad.add_(torch.stack(hist).mean(0), alpha=self.lamb)
 
-    def state_tensors(self) -> dict[str, Tensor]:
-        """The filter's state for the resume file (``ma.<parameter name>``: the stacked window)."""
-        return {f"ma.{k}": torch.stack(v) for k, v in self.history.items() if v}
+    def state_tensors(self, view: Callable[[str, Tensor], Tensor] = _same) -> dict[str, Tensor]:
+        """The filter's state for the resume file (``ma.<parameter name>``: the stacked window),
+        each gradient through ``view(name, t)`` (as ``GrokfastEMA.state_tensors``)."""
+        return {f"ma.{k}": torch.stack([view(k, g) for g in v]) for k, v in self.history.items() if v}
 
-    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
-        """Restore the state written by ``state_tensors``."""
-        self.history = {k[3:]: list(v.clone().unbind(0)) for k, v in tensors.items() if k.startswith("ma.")}
+    def load_state_tensors(self, tensors: dict[str, Tensor], unview: Callable[[str, Tensor], Tensor] = _same) -> None:
+        """Restore the state written by ``state_tensors`` (``unview`` undoes its ``view``)."""
+        self.history = {
+            k[3:]: [unview(k[3:], g).clone() for g in v.unbind(0)] for k, v in tensors.items() if k.startswith("ma.")
+        }
 
 
 def make_grad_filter(cfg: RunConfig) -> GrokfastEMA | GrokfastMA | None:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from grokinterp import constants as C
 from grokinterp.analysis.instabilities import instabilities_of_run
+from grokinterp.backend import from_3x_layout, named_parameters_3x, state_dict_3x, to_3x_layout
 from grokinterp.config import RunConfig
 from grokinterp.forward import evaluate, last_position_logits
 from grokinterp.io.checkpoints import Checkpoint
@@ -131,7 +133,7 @@ class Trainer:
         # directory exists, so a failure leaves nothing behind.
         self.dataset = dataset or make_dataset(cfg.p, cfg.op, cfg.layout, cfg.train_frac, cfg.data_seed)
         self.model = build_model(cfg, self.device)
-        self.params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.params = [(n, p) for n, p in named_parameters_3x(self.model) if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             [p for _, p in self.params],
             lr=cfg.lr,
@@ -225,15 +227,16 @@ class Trainer:
     def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """The exact resume point as ``(tensors, metadata)``: weights, optimizer moments, RNG and
         gradient-filter state, counters (what state.safetensors holds; ``load_state`` reads it)."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors = {f"model.{k}": v for k, v in state_dict_3x(self.model).items()}
         opt = self.optimizer.state_dict()
         for idx, st in opt["state"].items():
             for key, val in st.items():
-                tensors[f"optim.{idx}.{key}"] = val if torch.is_tensor(val) else torch.tensor(val)
+                tensors[f"optim.{idx}.{key}"] = to_3x_layout(self.model, self.params[idx][0], torch.as_tensor(val))
         tensors["rng.batch"] = self.batch_gen.get_state()
         tensors["rng.dropout"] = self.dropout_gen.get_state()
         if self.grad_filter is not None:
-            tensors.update({f"filter.{k}": v for k, v in self.grad_filter.state_tensors().items()})
+            view = partial(to_3x_layout, self.model)
+            tensors.update({f"filter.{k}": v for k, v in self.grad_filter.state_tensors(view).items()})
         meta = {
             "format": C.STATE_FORMAT,
             "config": self.cfg.to_dict(),
@@ -255,7 +258,7 @@ class Trainer:
         for k, v in tensors.items():
             if k.startswith("optim."):
                 _, idx, key = k.split(".", 2)
-                opt_state.setdefault(int(idx), {})[key] = v
+                opt_state.setdefault(int(idx), {})[key] = from_3x_layout(self.model, self.params[int(idx)][0], v)
         groups = json.loads(meta["param_groups"])
         trainer = json.loads(meta["trainer"])
         for g in groups:
@@ -265,7 +268,8 @@ class Trainer:
         self.dropout_gen.set_state(tensors["rng.dropout"].to(self.dropout_gen.device))
         if self.grad_filter is not None:
             self.grad_filter.load_state_tensors(
-                {k[7:]: v.to(self.device) for k, v in tensors.items() if k.startswith("filter.")}
+                {k[7:]: v.to(self.device) for k, v in tensors.items() if k.startswith("filter.")},
+                partial(from_3x_layout, self.model),
             )
         self.epoch, self.step, self.streak = trainer["epoch"], trainer["step"], trainer["streak"]
         self.grokking_epoch, self.elapsed = trainer["grokking_epoch"], trainer["elapsed"]
@@ -303,11 +307,14 @@ class Trainer:
         """One optimizer step on a minibatch; returns its loss (NaN when full batch or compiled:
         not read, so the step never waits for the device)."""
         cfg = self.cfg
-        self.model.train()
+        if not self.model.training:  # a no-op otherwise, and 4.x's bridge walks hundreds of modules
+            self.model.train()
         loss = self._loss_of(tokens, labels)
         loss.backward()
         if cfg.orthograd:
-            orthogonalize_gradients(p for _, p in self.params)
+            orthogonalize_gradients(
+                self.params, view=partial(to_3x_layout, self.model), unview=partial(from_3x_layout, self.model)
+            )
         if self.grad_filter is not None:
             self.grad_filter(self.params)
         lr = cfg.lr * cfg.lr_multiplier(self.step)

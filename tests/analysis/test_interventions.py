@@ -171,7 +171,7 @@ def test_mean_ablating_every_neuron_equals_a_constant_mlp():
     mean_post = cache["blocks.0.mlp.hook_post"][:, -1].mean(0)
     edited = copy.deepcopy(model)
     with torch.no_grad():
-        edited.blocks[0].mlp.b_out += mean_post @ edited.blocks[0].mlp.W_out
+        edited.blocks[0].mlp.b_out.add_(mean_post @ edited.blocks[0].mlp.W_out)  # in place: 4.x attributes are views
         edited.blocks[0].mlp.W_out.zero_()
     _close(r.after, _metrics(edited, ds))
 

@@ -10,6 +10,7 @@ import torch
 
 from grokinterp.analysis import measures as M
 from grokinterp.analysis.fourier import apb_basis, fourier_basis, n_freqs
+from grokinterp.backend import named_parameters_3x
 from grokinterp.config import RunConfig
 from grokinterp.forward import evaluate
 from grokinterp.models import GrokMLP, build_model
@@ -247,7 +248,7 @@ def test_embedding_and_wl_spectra_of_planted_weights():
 def test_sum_squared_weights_counts_trainable_parameters_only():
     model = build_model(_small_cfg())
     total, per = M.sum_squared_weights(model)
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    trainable = {n: p for n, p in named_parameters_3x(model) if p.requires_grad}  # 3.x names on 3.x and 4.x
     assert set(per) == set(trainable)
     assert not any(".b_" in n for n in per)  # freeze_biases
     assert total == pytest.approx(sum(float(p.detach().pow(2).sum()) for p in trainable.values()), rel=1e-6)

@@ -9,6 +9,14 @@ import os
 
 import pytest
 import torch
+
+from grokinterp.backend import TL_MAJOR
+
+if TL_MAJOR >= 4:  # the demo files these tests write pickle 3.x's HookedTransformerConfig
+    pytest.skip(
+        "writes TL-demo files with TransformerLens 3.x classes; 4.x import needs a shipped fixture file",
+        allow_module_level=True,
+    )
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from grokinterp.cli import main

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from grokinterp.analysis import clock_pizza as CP
+from grokinterp.backend import TL_MAJOR
 from grokinterp.cli import main
 from grokinterp.io.interop import import_pizza
 from grokinterp.io.pizza import SPLIT_NOTE
@@ -168,6 +169,7 @@ def test_eqn_sign_checkpoint_maps_to_the_equals_layout(tmp_path):
     torch.testing.assert_close(ours.double(), ref, rtol=0, atol=1e-5 * ref.abs().max().item())
 
 
+@pytest.mark.skipif(TL_MAJOR >= 4, reason="exporting a TL-demo .pth needs TransformerLens 3.x")
 def test_export_keeps_model_b_and_refuses_an_attention_rate(imported, tmp_path):
     from grokinterp.io.interop import export_tl_demo, import_tl_demo
 
