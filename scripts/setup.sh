@@ -16,7 +16,16 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 # torch>=2.6,<2.14 in pyproject lets pip take the CPU wheel on disk rather than a CUDA build.
-.venv/bin/pip install -q -e '.[dev]'
+# grokinterp runs on TransformerLens 3.x and 4.x (grokinterp/backend.py); the development venv
+# keeps 3.x, and .venv-other-tl holds 4.x for the test that trains, analyses and plots on both
+# and compares them (tests/test_backend.py). GROKINTERP_SKIP_OTHER_TL=1 leaves it out.
+.venv/bin/pip install -q -e '.[dev]' 'transformer-lens>=3.8,<4'
+if [ "${GROKINTERP_SKIP_OTHER_TL:-0}" != 1 ] && [ ! -x .venv-other-tl/bin/python ]; then
+  python3 -m venv .venv-other-tl
+  .venv-other-tl/bin/pip install -q --upgrade pip
+  .venv-other-tl/bin/pip install -q -e . 'transformer-lens>=4.3,<5' \
+    || { rm -rf .venv-other-tl; echo "note: the TransformerLens 4 environment did not install; its test will skip"; }
+fi
 
 if command -v npm >/dev/null 2>&1 && [ ! -f .mathjax/node_modules/mathjax/es5/tex-svg.js ]; then
   mkdir -p .mathjax

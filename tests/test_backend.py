@@ -2,8 +2,9 @@
 
 The tests run on the installed version; the ones that need the other major version's classes skip
 with the reason. ``test_other_major_version_gives_the_same_run`` trains, analyses and plots a small
-run here and in a second environment with the other major version (``GROKINTERP_OTHER_TL_PYTHON``:
-its python, with grokinterp importable from this checkout) and compares the two.
+run here and in a second environment with the other major version (``.venv-other-tl``, made by
+scripts/setup.sh, or ``GROKINTERP_OTHER_TL_PYTHON``: its python, with grokinterp importable from this
+checkout) and compares the two.
 """
 
 from __future__ import annotations
@@ -216,9 +217,11 @@ def test_other_major_version_gives_the_same_run(tmp_path):
     """train -> analyze -> plot under both TransformerLens majors: bit-identical checkpoints and
     resume state (also with 2 layers, LayerNorm, perp-Grad and Grokfast), the same measures.csv to
     1e-6, the same figures; and a run started on one major resumes exactly on the other."""
-    other = os.environ.get("GROKINTERP_OTHER_TL_PYTHON")
+    # scripts/setup.sh makes .venv-other-tl (the other major) next to .venv; the variable overrides it.
+    default = Path(__file__).parents[1] / ".venv-other-tl" / "bin" / "python"
+    other = os.environ.get("GROKINTERP_OTHER_TL_PYTHON") or (str(default) if default.exists() else None)
     if not other:
-        pytest.skip("GROKINTERP_OTHER_TL_PYTHON is not set (a python with the other TransformerLens major)")
+        pytest.skip("no .venv-other-tl and GROKINTERP_OTHER_TL_PYTHON is not set (a python with the other TL major)")
     if not Path(other).exists():
         pytest.skip(f"GROKINTERP_OTHER_TL_PYTHON={other} does not exist")
     there_v = _run_here_and_there(other, tmp_path / "there")
