@@ -21,6 +21,7 @@ results agree with the eager step to rounding (tests compare them in float64).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,7 +29,7 @@ import torch
 
 from grokinterp.config import RunConfig
 
-__all__ = ["compile_mode", "compile_step", "compiles_update"]
+__all__ = ["compile_mode", "compile_options", "compile_step", "compiles_update"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -38,11 +39,21 @@ def compile_mode(device: torch.device) -> str:
     return "reduce-overhead" if device.type == "cuda" else "default"
 
 
+def compile_options(device: torch.device) -> dict:
+    """The ``torch.compile`` arguments for ``device``: ``mode`` (``compile_mode``), or, on a CPU
+    whose ATen kernels were held to the plain C++ build (``ATEN_CPU_CAPABILITY=default``),
+    Inductor options that turn its vectorised C++ off (``cpp.simdlen`` 1): its vector code needs
+    the SIMD headers that setting leaves out, and fails to compile."""
+    if device.type == "cpu" and os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "default":
+        return {"options": {"cpp.simdlen": 1}}
+    return {"mode": compile_mode(device)}
+
+
 def compile_step(fn: F, device: torch.device, *, dynamic: bool = False) -> F:
-    """``torch.compile(fn)`` for ``device``, graph breaks allowed (the compiled optimizer step has
-    some). Shapes are static (a run has at most two minibatch sizes) unless ``dynamic`` (an
-    ensemble, whose model axis shrinks as members stop)."""
-    return torch.compile(fn, mode=compile_mode(device), dynamic=dynamic)  # type: ignore[return-value]
+    """``torch.compile(fn)`` for ``device`` (``compile_options``), graph breaks allowed (the
+    compiled optimizer step has some). Shapes are static (a run has at most two minibatch sizes)
+    unless ``dynamic`` (an ensemble, whose model axis shrinks as members stop)."""
+    return torch.compile(fn, dynamic=dynamic, **compile_options(device))  # type: ignore[return-value]
 
 
 def compiles_update(cfg: RunConfig) -> bool:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grokinterp.config import RunConfig
-from grokinterp.training.compiled import compile_mode, compiles_update
+from grokinterp.training.compiled import compile_mode, compile_options, compiles_update
 from grokinterp.training.ensemble import train_ensemble
 from grokinterp.training.trainer import Trainer
 
@@ -60,5 +60,14 @@ def test_which_updates_compile_and_how():
     assert not compiles_update(base.replace(warmup_steps=5))  # a new lr every step would recompile
     assert not compiles_update(base.replace(compile=False))
     assert compile_mode(torch.device("cuda")) == "reduce-overhead" and compile_mode(torch.device("cpu")) == "default"
+
+
+def test_plain_cpu_builds_compile_without_vector_code(monkeypatch):
+    """ATEN_CPU_CAPABILITY=default leaves out the SIMD headers Inductor's vector code includes."""
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert compile_options(torch.device("cpu")) == {"options": {"cpp.simdlen": 1}}
+    assert compile_options(torch.device("cuda")) == {"mode": "reduce-overhead"}
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert compile_options(torch.device("cpu")) == {"mode": "default"}
     with pytest.raises(ValueError, match="compile does not support dropout"):
         RunConfig(**TINY, compile=True, dropout=0.1)
