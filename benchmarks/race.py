@@ -25,7 +25,9 @@ grok per method, seeds as points), all regenerated from the command line alone:
     python benchmarks/race.py --out benchmarks/results/race                       # both tasks, 20 trials, 16 seeds
     python benchmarks/race.py --tasks 97:0.5 --trials 8 --eval-seeds 6 --out /tmp/race   # a smaller race
 
-Studies live in ``OUT/<task>/<method>/``, so an interrupted race continues where it stopped.
+Studies live in ``OUT/<task>/<method>/``, and every finished evaluation seed is kept there in
+``seeds.jsonl`` (keyed by its full training config and cleanup), so an interrupted race, or one
+rerun with more tasks or seeds, continues where it stopped and retrains nothing it already has.
 """
 
 from __future__ import annotations
@@ -121,6 +123,23 @@ def evaluate_seed(task: str, method: str, cfg: RunConfig, seed: int, max_epochs:
         len(chosen.freqs), float(m["frac_neurons_explained"]), float(m["restricted_loss"]),
         float(res.metrics[-1]["test_acc"]), json.dumps(recipe),
     )  # fmt: skip
+
+
+def cached_seed(cache: Path, key: str) -> SeedResult | None:
+    """The evaluation stored under ``key`` in the method's ``seeds.jsonl``, if any."""
+    if not cache.exists():
+        return None
+    for line in cache.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["key"] == key:
+            return SeedResult(**entry["result"])
+    return None
+
+
+def seed_key(cfg: RunConfig, seed: int, max_epochs: int, cleanup: int) -> str:
+    """What makes one evaluation: the recipe's whole config, the seed, the cap and the cleanup."""
+    return json.dumps({"config": cfg.to_dict(), "seed": seed, "max_epochs": max_epochs, "cleanup": cleanup},
+                      sort_keys=True, default=str)  # fmt: skip
 
 
 def quartiles(xs: list[float]) -> tuple[float, float, float]:
@@ -246,10 +265,17 @@ def main(argv: list[str] | None = None) -> int:
         task = f"a + b mod {p}, {frac:.0%} train"
         base = task_config(p, frac)
         for method in methods:
-            cfg = best_recipe(method, base, out / f"p{p}-{frac:g}" / method, args.trials, args.max_epochs)
+            folder = out / f"p{p}-{frac:g}" / method
+            cfg = best_recipe(method, base, folder, args.trials, args.max_epochs)
+            folder.mkdir(parents=True, exist_ok=True)
             for seed in range(args.eval_seeds):
-                rows.append(evaluate_seed(task, method, cfg, seed, args.max_epochs, args.cleanup))
-                r = rows[-1]
+                key = seed_key(cfg, seed, args.max_epochs, args.cleanup)
+                r = cached_seed(folder / "seeds.jsonl", key)
+                if r is None:
+                    r = evaluate_seed(task, method, cfg, seed, args.max_epochs, args.cleanup)
+                    with open(folder / "seeds.jsonl", "a") as f:
+                        f.write(json.dumps({"key": key, "result": asdict(r)}) + "\n")
+                rows.append(r)
                 print(f"{task} {method} seed {seed}: " + (f"0.99 at epoch {r.epoch} ({r.seconds:.1f} s)" if r.grokked
                       else f"not grokked by {args.max_epochs}") + f"; {r.n_keys} keys, {r.frac_explained:.2f} "
                       f"explained, restricted loss {r.restricted_loss:.2g}", flush=True)  # fmt: skip

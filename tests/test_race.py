@@ -26,7 +26,7 @@ def _load():
     return module
 
 
-def test_race_on_a_tiny_task(tmp_path, capsys):
+def test_race_on_a_tiny_task(tmp_path, capsys, monkeypatch):
     race = _load()
     argv = ["--tasks", "11:0.6", "--methods", "fast-preset,adamw", "--trials", "2", "--eval-seeds", "2",
             "--max-epochs", "200", "--cleanup", "20", "--out", str(tmp_path)]  # fmt: skip
@@ -46,6 +46,15 @@ def test_race_on_a_tiny_task(tmp_path, capsys):
     best = json.loads((tmp_path / "p11-0.6" / "adamw" / "best.json").read_text())["config"]
     assert json.loads(rows[2]["recipe"])["lr"] == best["lr"] and json.loads(rows[2]["recipe"])["wd"] == best["wd"]
     assert (tmp_path / "race.png").stat().st_size > 1000 or (tmp_path / "race.html").exists()
+
+    # Rerun: every seed comes from seeds.jsonl, nothing is trained again, and the rows are the same.
+    def no_training(*args, **kwargs):
+        raise AssertionError("an evaluation seed was trained again")
+
+    monkeypatch.setattr(race, "evaluate_seed", no_training)
+    assert race.main(argv) == 0
+    with open(tmp_path / "results.csv") as f:
+        assert list(csv.DictReader(f)) == rows
 
 
 def test_race_refuses_an_unknown_method(tmp_path, capsys):
