@@ -12,6 +12,7 @@ float32 matmul throughput of this machine at the same shapes.
     python benchmarks/bench_train.py            # per-epoch ratio (about a minute)
     python benchmarks/bench_train.py --full     # plus a full nanda-p113 run to test acc >= 0.99
     python benchmarks/bench_train.py --ensemble 8   # also: an ensemble of 8 against 8 sequential runs
+    python benchmarks/bench_train.py --ensemble 8 --only-ensemble --ensemble-p 113   # only that
     python benchmarks/bench_train.py --compile      # also: the compiled step (--compile)
 
 The ensemble comparison times 10 epochs of M models as one ``EnsembleTrainer`` (batched forward,
@@ -125,15 +126,25 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also time a full run to test acc >= 0.99")
     parser.add_argument("--ensemble", type=int, default=0, metavar="M", help="also time an ensemble of M models")
     parser.add_argument("--compile", action="store_true", help="also time the compiled step (RunConfig.compile)")
+    parser.add_argument(
+        "--only-ensemble", action="store_true", help="time only the ensemble comparison (with --ensemble M)"
+    )
+    parser.add_argument(
+        "--ensemble-p", type=int, nargs="+", default=[31, 59, 113], metavar="P", help="the ensemble comparison's p"
+    )
     args = parser.parse_args()
+    if args.only_ensemble and not args.ensemble:
+        parser.error("--only-ensemble needs --ensemble M")
     if args.ensemble:
-        for p in (31, 59, 113):
+        for p in args.ensemble_p:
             e, s = ensemble_vs_sequential(p, args.ensemble, args.blocks, 10)
             print(
                 f"p={p}: ensemble of {args.ensemble}: {e * 1e3:6.2f} ms per model-epoch; {args.ensemble} sequential "
                 f"runs: {s * 1e3:6.2f} ms per model-epoch; throughput ratio {s / e:.2f}x",
                 flush=True,
             )
+        if args.only_ensemble:
+            return
 
     cfg = get_preset("nanda-p113")
     trainer_probe = Trainer(cfg)

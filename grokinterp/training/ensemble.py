@@ -2,10 +2,11 @@
 
 Grokking questions are questions about many runs (seeds, weight decay, train fraction). The
 ``EnsembleTrainer`` trains M runs whose models have the same shape together: their parameters
-are stacked along a leading model axis and one ``torch.func.vmap`` of the trainer's fused forward
-(``grokinterp.forward.last_position_logits``: the one fused forward, not a copy) computes every
-member's logits in batched kernels; one backward gives every member's gradient (the members'
-losses are independent, so the gradient of their sum is each member's own gradient), and a batched
+are stacked along a leading model axis and the trainer's fused forward, run once on the stacked
+weights (``grokinterp.forward.stacked_last_position_logits``: the one fused forward, not a copy,
+with ``baddbmm`` where a single run has ``addmm``), computes every member's logits in batched
+kernels; one backward gives every member's gradient (the members' losses are independent, so the
+gradient of their sum is each member's own gradient), and a batched
 AdamW (``StackedAdamW``, the arithmetic of ``torch.optim.AdamW``'s multi-tensor update with a
 learning rate, weight decay and betas per member) updates them all.
 
@@ -40,7 +41,7 @@ from grokinterp import constants as C
 from grokinterp.backend import functional_state
 from grokinterp.config import SEED_LIMIT, RunConfig
 from grokinterp.errors import RunDirError
-from grokinterp.forward import last_position_logits, split_metrics
+from grokinterp.forward import split_metrics, stacked_last_position_logits
 from grokinterp.io import rundir
 from grokinterp.io.writer import RunDirWriter
 from grokinterp.losses import log_probs
@@ -94,17 +95,6 @@ def check_ensemble_configs(cfgs: Sequence[RunConfig]) -> None:
                 f"ensemble members need train splits of one size (train_frac {first.train_frac} gives "
                 f"{first.n_train} pairs, {cfg.train_frac} gives {cfg.n_train})"
             )
-
-
-class _LastPosition(nn.Module):
-    """``last_position_logits`` as a module, so ``torch.func.functional_call`` can swap its weights."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        return last_position_logits(self.model, tokens)
 
 
 class StackedAdamW:
@@ -324,23 +314,18 @@ class EnsembleTrainer:
                     opt.exp_avg[n][j] = st["exp_avg"]
                     opt.exp_avg_sq[n][j] = st["exp_avg_sq"]
                     opt.steps[j] = float(st["step"])
-        return params, fixed, _LastPosition(base), opt
+        return params, fixed, base, opt
 
-    def _logits(self, params, fixed, module, tokens: Tensor) -> Tensor:
+    def _logits(self, params, fixed, model: nn.Module, tokens: Tensor) -> Tensor:
         """(M, n, d_vocab_out) logits of every member on its (M, n, ctx) tokens."""
+        return stacked_last_position_logits(model, {**params, **fixed}, tokens)
 
-        def one(p: dict, f: dict, t: Tensor) -> Tensor:
-            prefixed = {f"model.{k}": v for k, v in {**p, **f}.items()}
-            return torch.func.functional_call(module, prefixed, (t,))
-
-        return torch.func.vmap(one)(params, fixed, tokens)
-
-    def _member_losses(self, params, fixed, module, tokens: Tensor, labels: Tensor) -> Tensor:
+    def _member_losses(self, params, fixed, model, tokens: Tensor, labels: Tensor) -> Tensor:
         """(M,) each member's mean training loss on its (M, n, ctx) minibatch (``cfg.loss_fn`` in
         ``cfg.loss_dtype``); the gradient of their sum is each member's own gradient."""
         cfg = self.members[0].cfg
         dtype = torch.float64 if cfg.loss_dtype == "float64" else torch.float32
-        logp = log_probs(self._logits(params, fixed, module, tokens).to(dtype), cfg.loss_fn)
+        logp = log_probs(self._logits(params, fixed, model, tokens).to(dtype), cfg.loss_fn)
         return -logp.gather(-1, labels[..., None])[..., 0].mean(-1)
 
     def _unstack(self, group: list[Trainer], params, opt: StackedAdamW) -> None:
@@ -360,7 +345,7 @@ class EnsembleTrainer:
         """Train members ``idx`` (all at one epoch) up to ``target``; returns {member: (stopped
         early, diverged)} for those that ended, and whether Ctrl-C asked to stop."""
         group = [self.members[i] for i in idx]
-        params, fixed, module, opt = self._stack(group)
+        params, fixed, model, opt = self._stack(group)
         ended: dict[int, tuple[bool, bool]] = {}
         restore = group[0].install_signal_handlers()
         cfg = group[0].cfg
@@ -381,7 +366,7 @@ class EnsembleTrainer:
                 for step_batches in batches:
                     tokens = torch.stack([t for t, _ in step_batches])
                     labels = torch.stack([y for _, y in step_batches])
-                    loss_of(params, fixed, module, tokens, labels).sum().backward()
+                    loss_of(params, fixed, model, tokens, labels).sum().backward()
                     lr = torch.tensor([m.cfg.lr * m.cfg.lr_multiplier(m.step) for m in group], dtype=torch.float64)
                     update(opt, lr, hyper["wd"], hyper["beta1"], hyper["beta2"])
                     for m in group:
@@ -393,7 +378,7 @@ class EnsembleTrainer:
                 epoch = group[0].epoch
                 if group[0].is_eval_epoch(epoch):
                     self._unstack(group, params, opt)
-                    rows = self._evaluate(group, params, fixed, module)
+                    rows = self._evaluate(group, params, fixed, model)
                     for m, row in zip(group, rows, strict=True):
                         m.checkpoint_if_due(row)
                     gone = [j for j, m in enumerate(group) if m.diverged or m.should_stop_early()]
@@ -408,7 +393,7 @@ class EnsembleTrainer:
                         group = [group[j] for j in keep]
                         if not group:
                             break
-                        params, fixed, module, opt = self._stack(group)
+                        params, fixed, model, opt = self._stack(group)
                         hyper = {k: v[keep] for k, v in hyper.items()}
                 if any(m.stop_requested for m in self.members):  # the handler is group[0]'s
                     self._unstack(group, params, opt)
@@ -422,10 +407,10 @@ class EnsembleTrainer:
         return ended, False
 
     @torch.no_grad()
-    def _evaluate(self, group: list[Trainer], params, fixed, module) -> list[dict[str, Any]]:
+    def _evaluate(self, group: list[Trainer], params, fixed, model) -> list[dict[str, Any]]:
         """Every member on all its inputs in one batched pass; records each member's row."""
         tokens = torch.stack([m.tokens for m in group])
-        logits = torch.cat([self._logits(params, fixed, module, t) for t in tokens.split(32_768, dim=1)], dim=1)
+        logits = torch.cat([self._logits(params, fixed, model, t) for t in tokens.split(32_768, dim=1)], dim=1)
         rows = []
         for j, m in enumerate(group):
             splits = {"train": m.dataset.train_indices, "test": m.dataset.test_indices}
