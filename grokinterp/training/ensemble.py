@@ -61,6 +61,13 @@ SHARED_FIELDS = (
     "device", "compile",
 )  # fmt: skip
 
+#: On a CPU, the most bytes one activation of a batched step may take: members train in chunks
+#: that keep their widest activation below it. glibc's malloc serves blocks of 32 MiB and more
+#: (its largest mmap threshold) from fresh mmaps and unmaps them when freed, so each step would
+#: fault all their pages in again: at p = 113 an ensemble of 8 in one chunk, whose (8, 3830, 512)
+#: activations are 63 MB, ran its element-wise passes 3-4x slower than 8 single runs (profiled).
+CPU_CHUNK_BYTES = 30 * 2**20
+
 #: Fraction of the epochs between two "epoch E/N" progress events of ``EnsembleTrainer.run``.
 PROGRESS_EVERY = 0.1
 
@@ -320,6 +327,24 @@ class EnsembleTrainer:
         """(M, n, d_vocab_out) logits of every member on its (M, n, ctx) tokens."""
         return stacked_last_position_logits(model, {**params, **fixed}, tokens)
 
+    def _chunks(self, m: int, rows: int) -> list[slice]:
+        """The member chunks of a step on ``rows`` rows for ``m`` members: one on a GPU (its
+        caching allocator reuses blocks), on a CPU as many members as keep the widest activation
+        under ``CPU_CHUNK_BYTES``."""
+        cfg, device = self.members[0].cfg, self.members[0].device
+        if device.type != "cpu":
+            return [slice(None)]
+        item = 8 if cfg.dtype == "float64" else 4
+        loss_item = 8 if cfg.loss_dtype == "float64" else 4
+        n_ctx = self.members[0].tokens.shape[-1]
+        # The widest per-example activations: the MLP's hidden layer, the attention's (ctx, heads,
+        # d_head) products and multi-layer residuals, and the logits in the loss dtype.
+        width = max(cfg.d_mlp * item, n_ctx * max(cfg.d_model, cfg.n_heads * cfg.d_head) * item, cfg.p * loss_item)
+        per_chunk = max(1, CPU_CHUNK_BYTES // max(1, rows * width))
+        if per_chunk >= m:
+            return [slice(None)]
+        return [slice(a, min(a + per_chunk, m)) for a in range(0, m, per_chunk)]
+
     def _member_losses(self, params, fixed, model, tokens: Tensor, labels: Tensor) -> Tensor:
         """(M,) each member's mean training loss on its (M, n, ctx) minibatch (``cfg.loss_fn`` in
         ``cfg.loss_dtype``); the gradient of their sum is each member's own gradient."""
@@ -366,7 +391,10 @@ class EnsembleTrainer:
                 for step_batches in batches:
                     tokens = torch.stack([t for t, _ in step_batches])
                     labels = torch.stack([y for _, y in step_batches])
-                    loss_of(params, fixed, model, tokens, labels).sum().backward()
+                    for sl in self._chunks(len(group), tokens.shape[1]):
+                        # A chunk's backward accumulates into the slice of the stacked gradients.
+                        p, f = (params, fixed) if sl == slice(None) else _slices(params, fixed, sl)
+                        loss_of(p, f, model, tokens[sl], labels[sl]).sum().backward()
                     lr = torch.tensor([m.cfg.lr * m.cfg.lr_multiplier(m.step) for m in group], dtype=torch.float64)
                     update(opt, lr, hyper["wd"], hyper["beta1"], hyper["beta2"])
                     for m in group:
@@ -410,7 +438,11 @@ class EnsembleTrainer:
     def _evaluate(self, group: list[Trainer], params, fixed, model) -> list[dict[str, Any]]:
         """Every member on all its inputs in one batched pass; records each member's row."""
         tokens = torch.stack([m.tokens for m in group])
-        logits = torch.cat([self._logits(params, fixed, model, t) for t in tokens.split(32_768, dim=1)], dim=1)
+        parts = []
+        for sl in self._chunks(len(group), min(tokens.shape[1], 32_768)):
+            p, f = (params, fixed) if sl == slice(None) else _slices(params, fixed, sl)
+            parts.append(torch.cat([self._logits(p, f, model, t) for t in tokens[sl].split(32_768, dim=1)], dim=1))
+        logits = torch.cat(parts)
         rows = []
         for j, m in enumerate(group):
             splits = {"train": m.dataset.train_indices, "test": m.dataset.test_indices}
@@ -434,6 +466,11 @@ class EnsembleTrainer:
         self._next_progress = (epoch // step + 1) * step
         grokked = sum(m.grokking_epoch is not None for m in self.members)
         self._event(f"epoch {epoch}/{total}: {running} running, {grokked} grokked")
+
+
+def _slices(params: dict[str, Tensor], fixed: dict[str, Tensor], sl: slice) -> tuple[dict, dict]:
+    """The members ``sl`` of the stacked parameters and fixed tensors (views)."""
+    return {n: v[sl] for n, v in params.items()}, {n: v[sl] for n, v in fixed.items()}
 
 
 class _LateWriter(RunDirWriter):
@@ -505,6 +542,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 __all__ = [
+    "CPU_CHUNK_BYTES",
     "MAX_SEED",
     "MAX_SEEDS",
     "PROGRESS_EVERY",
