@@ -12,6 +12,7 @@ float32 matmul throughput of this machine at the same shapes.
     python benchmarks/bench_train.py            # per-epoch ratio (about a minute)
     python benchmarks/bench_train.py --full     # plus a full nanda-p113 run to test acc >= 0.99
     python benchmarks/bench_train.py --ensemble 8   # also: an ensemble of 8 against 8 sequential runs
+    python benchmarks/bench_train.py --ensemble 8 --only-ensemble --ensemble-p 113   # only that
     python benchmarks/bench_train.py --compile      # also: the compiled step (--compile)
 
 The ensemble comparison times 10 epochs of M models as one ``EnsembleTrainer`` (batched forward,
@@ -118,6 +119,17 @@ def flops_per_epoch(cfg, n_train, n_all):
     return 3 * (per_example * n_train + tables) + per_example * n_all / cfg.eval_every
 
 
+def arithmetic_limit(cfg, dataset) -> tuple[float, float, float]:
+    """(seconds, FLOPs, measured GFLOP/s): the matmul FLOPs of one epoch of ``cfg`` on ``dataset``
+    at this machine's float32 matmul throughput for the MLP's shapes."""
+    n_train = len(dataset.train_indices)
+    flops = flops_per_epoch(cfg, n_train, len(dataset.labels))
+    gflops = statistics.median(
+        [matmul_gflops(n_train, cfg.d_model, cfg.d_mlp), matmul_gflops(n_train, cfg.d_mlp, cfg.d_model)]
+    )
+    return flops / (gflops * 1e9), flops, gflops
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=6, help="alternating timing blocks per method")
@@ -125,15 +137,28 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also time a full run to test acc >= 0.99")
     parser.add_argument("--ensemble", type=int, default=0, metavar="M", help="also time an ensemble of M models")
     parser.add_argument("--compile", action="store_true", help="also time the compiled step (RunConfig.compile)")
+    parser.add_argument(
+        "--only-ensemble", action="store_true", help="time only the ensemble comparison (with --ensemble M)"
+    )
+    parser.add_argument(
+        "--ensemble-p", type=int, nargs="+", default=[31, 59, 113], metavar="P", help="the ensemble comparison's p"
+    )
     args = parser.parse_args()
+    if args.only_ensemble and not args.ensemble:
+        parser.error("--only-ensemble needs --ensemble M")
     if args.ensemble:
-        for p in (31, 59, 113):
+        for p in args.ensemble_p:
             e, s = ensemble_vs_sequential(p, args.ensemble, args.blocks, 10)
+            p_cfg = get_preset("nanda-p113").replace(p=p)
+            limit = arithmetic_limit(p_cfg, Trainer(p_cfg).dataset)[0]
             print(
                 f"p={p}: ensemble of {args.ensemble}: {e * 1e3:6.2f} ms per model-epoch; {args.ensemble} sequential "
-                f"runs: {s * 1e3:6.2f} ms per model-epoch; throughput ratio {s / e:.2f}x",
+                f"runs: {s * 1e3:6.2f} ms per model-epoch; throughput ratio {s / e:.2f}x; arithmetic limit "
+                f"{limit * 1e3:.2f} ms per model-epoch (ensemble at {limit / e:.0%}, sequential at {limit / s:.0%})",
                 flush=True,
             )
+        if args.only_ensemble:
+            return
 
     cfg = get_preset("nanda-p113")
     trainer_probe = Trainer(cfg)
@@ -160,12 +185,7 @@ def main() -> None:
         c = med["compiled"]
         print(f"compiled trainer          : {c * 1e3:7.1f} ms/epoch; {o / c:.2f}x the eager trainer")
 
-    n_train = len(dataset.train_indices)
-    flops = flops_per_epoch(cfg, n_train, len(dataset.labels))
-    gflops = statistics.median(
-        [matmul_gflops(n_train, cfg.d_model, cfg.d_mlp), matmul_gflops(n_train, cfg.d_mlp, cfg.d_model)]
-    )
-    limit = flops / (gflops * 1e9)
+    limit, flops, gflops = arithmetic_limit(cfg, dataset)
     print(f"matmul FLOPs per epoch    : {flops / 1e9:7.2f} GFLOP; measured matmul throughput {gflops:.1f} GFLOP/s")
     print(f"arithmetic limit          : {limit * 1e3:7.1f} ms/epoch; grokinterp is at {limit / o:.0%} of it")
 

@@ -13,6 +13,11 @@ Zhong et al.'s attention rate (``AttentionRate``: attention = rate * softmax + (
 permanent forward hook on each block's ``attn.hook_pattern``; the fused path applies the same
 formula itself, and bidirectional attention (no causal mask) on every layer.
 
+``stacked_last_position_logits(model, params, tokens)`` runs the same fused forward on weights
+stacked along a leading model axis (an ensemble's M members): the helpers dispatch on the weights'
+rank (``addmm`` for one model, ``baddbmm`` for M; one ``F.embedding`` over the members' tables
+with offset indices), so a single model's ops stay exactly what they were.
+
 Every fused path (``last_position_logits``, ``final_position_cache``, ``all_logits``,
 ``evaluate``) falls back to the hooked forward when the caller attached hooks (``has_hooks``,
 which ignores the ``AttentionRate`` hooks), so a hook always changes what is measured.
@@ -33,7 +38,7 @@ forward to float32 tolerance for every preset.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -60,6 +65,7 @@ __all__ = [
     "last_position_logits",
     "mlp_hook_names",
     "split_metrics",
+    "stacked_last_position_logits",
     "supports_fused",
 ]
 
@@ -119,12 +125,22 @@ def supports_fused(model: nn.Module) -> bool:
     )
 
 
+def _member_view(t: Tensor, ndim: int) -> Tensor:
+    """A stacked (M, *shape) weight viewed as (M, 1, ..., 1, *shape) with ``ndim`` dims, so it
+    broadcasts against (M, ..., *shape) activations, member against member."""
+    return t.view(t.shape[0], *(1,) * (ndim - t.dim()), *t.shape[1:])
+
+
 def _norm(x: Tensor, ln: nn.Module, kind: str | None, eps: float) -> Tensor:
     if kind is None:
         return x
     if kind == "LNPre":
         return F.layer_norm(x, x.shape[-1:], eps=eps)
-    return F.layer_norm(x, x.shape[-1:], ln.w, ln.b, eps=eps)
+    if ln.w.dim() == 1:
+        return F.layer_norm(x, x.shape[-1:], ln.w, ln.b, eps=eps)
+    # Stacked members: F.layer_norm takes one (d,) affine, so each member's is applied after.
+    normed = F.layer_norm(x, x.shape[-1:], eps=eps)
+    return torch.addcmul(_member_view(ln.b, x.dim()), normed, _member_view(ln.w, x.dim()))
 
 
 def apply_norm(
@@ -141,11 +157,25 @@ def _dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
     return x * keep / (1 - p)
 
 
+def _gather(idx: Tensor, table: Tensor) -> Tensor:
+    """Rows ``idx`` of ``table`` (rows, d), or with stacked members of each member's own table
+    (M, rows, d) by its (M, ...) indices: one F.embedding over the flattened (M * rows, d) table
+    with each member's indices offset by member * rows."""
+    if table.dim() == 2:
+        return F.embedding(idx, table)
+    m, rows = table.shape[:2]
+    offset = torch.arange(m, device=idx.device) * rows
+    return F.embedding(idx + _member_view(offset, idx.dim()), table.flatten(0, 1))
+
+
 def _qkv(x: Tensor, attn: nn.Module, which: str) -> Tensor:
-    """x (..., d_model) -> (..., n_heads, d_head) for W_Q/W_K/W_V."""
-    W = getattr(attn, f"W_{which}")  # (n_heads, d_model, d_head)
-    b = getattr(attn, f"b_{which}")  # (n_heads, d_head)
-    n_heads, d_model, d_head = W.shape
+    """x ([M,] ..., d_model) -> ([M,] ..., n_heads, d_head) for W_Q/W_K/W_V."""
+    W = getattr(attn, f"W_{which}")  # ([M,] n_heads, d_model, d_head)
+    b = getattr(attn, f"b_{which}")  # ([M,] n_heads, d_head)
+    n_heads, d_model, d_head = W.shape[-3:]
+    if W.dim() == 4:  # stacked members: one batched matmul per member, the bias inside it
+        W = W.transpose(1, 2).reshape(-1, d_model, n_heads * d_head)
+        return _linear(x, W, b.flatten(-2)).unflatten(-1, (n_heads, d_head))
     # contiguous: on TransformerLens 4.x W is a transposed view of an nn.Linear weight; the same
     # contiguous operand as 3.x's copy gives the same bits.
     out = x @ W.permute(1, 0, 2).reshape(d_model, n_heads * d_head).contiguous()
@@ -154,17 +184,23 @@ def _qkv(x: Tensor, attn: nn.Module, which: str) -> Tensor:
 
 def _linear(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
     """x @ W + b as one addmm: the bias is added inside the matmul instead of in a second pass.
-    ``W`` is made contiguous (a no-op for 3.x's parameters; 4.x's are transposed views)."""
+    ``W`` is made contiguous (a no-op for 3.x's parameters; 4.x's are transposed views).
+    Stacked members (W (M, d, d'), b (M, d'), x (M, ..., d)): one baddbmm, member by member."""
     W = W.contiguous()
+    if W.dim() == 3:
+        out = torch.baddbmm(b.unsqueeze(-2), x.reshape(x.shape[0], -1, x.shape[-1]), W)
+        # Not a view where none is needed: ReLU in place on a view would make autograd copy the
+        # whole gradient through CopySlices.
+        return out if x.dim() == 3 else out.view(*x.shape[:-1], W.shape[-1])
     if x.dim() == 2:
         return torch.addmm(b, x, W)
     return torch.addmm(b, x.flatten(0, -2), W).unflatten(0, x.shape[:-1])
 
 
 def _attn_out(z: Tensor, attn: nn.Module) -> Tensor:
-    """z (..., n_heads, d_head) -> (..., d_model)."""
-    W_O = attn.W_O  # (n_heads, d_head, d_model)
-    return _linear(z.flatten(-2), W_O.reshape(-1, W_O.shape[-1]), attn.b_O)
+    """z ([M,] ..., n_heads, d_head) -> ([M,] ..., d_model)."""
+    W_O = attn.W_O  # ([M,] n_heads, d_head, d_model)
+    return _linear(z.flatten(-2), W_O.reshape(*W_O.shape[:-3], -1, W_O.shape[-1]), attn.b_O)
 
 
 def _mlp(x: Tensor, mlp: nn.Module, act) -> Tensor:
@@ -193,6 +229,42 @@ def last_position_logits(
     return _fused_forward(model, tokens, dropout, generator, None)
 
 
+class _LastPosition(nn.Module):
+    """``last_position_logits`` as a module, so ``torch.func.functional_call`` can swap its weights."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return last_position_logits(self.model, tokens)
+
+
+def stacked_last_position_logits(
+    model: nn.Module, params: Mapping[str, Tensor], tokens: Int[Tensor, "M batch ctx"]
+) -> Float[Tensor, "M batch d_vocab_out"]:
+    """Every member's ``last_position_logits`` at once: member ``j`` has the weights ``params[name][j]``
+    (stacked (M, ...) tensors under the names of ``backend.functional_state``: every parameter
+    and buffer) and the tokens ``tokens[j]``; ``model`` gives the shape, the configuration and
+    the attention-rate hooks.
+
+    Where the fused forward applies (``supports_fused``, no hooks attached) it runs once on the
+    stacked weights in batched kernels (``baddbmm`` per member, gathers from the members' tables
+    as one ``F.embedding``); the GrokMLP, a model with hooks, and TransformerLens 4.x's bridge
+    (whose weight properties reshape 2-D ``nn.Linear`` weights) run ``torch.func.vmap`` of the
+    single-model forward instead. Both equal the members' separate forwards to rounding.
+    """
+    wrapper = _LastPosition(model)
+    named = {f"model.{k}": v for k, v in params.items()}
+    if supports_fused(model) and not has_hooks(model) and backend.TL_MAJOR < 4:
+        return torch.func.functional_call(wrapper, named, (tokens,))
+
+    def one(p: dict[str, Tensor], t: Tensor) -> Tensor:
+        return torch.func.functional_call(wrapper, p, (t,))
+
+    return torch.func.vmap(one)(named, tokens)
+
+
 def _fused_forward(
     model: nn.Module,
     tokens: Tensor,
@@ -203,12 +275,16 @@ def _fused_forward(
     """The fused forward; with ``record`` (a dict) it also stores ``posts`` (every MLP layer's
     final-position post-activations), ``patterns`` (every layer's attention from the final
     position, (batch, heads, ctx)), ``resid_mid`` and ``resid_post`` (last layer, final
-    position). The ops without ``record`` are exactly the trainer's (bitwise results)."""
+    position). The ops without ``record`` are exactly the trainer's (bitwise results).
+
+    The weights may carry a leading model axis (``stacked_last_position_logits``: every weight
+    (M, ...), ``tokens`` (M, batch, ctx)); the helpers then use batched kernels, and a single
+    model's ops are unchanged."""
     cfg = model.cfg
     act = backend.activation(cfg.act_fn)
     norm = cfg.normalization_type
     eps = cfg.eps
-    n_ctx = tokens.shape[1]
+    n_ctx = tokens.shape[-1]
     pos = torch.arange(n_ctx, device=tokens.device)
     scale = backend.attn_scale(model, 0)
     causal_mask = cfg.attention_dir == "causal"
@@ -216,34 +292,35 @@ def _fused_forward(
 
     # Layer 0: its input is a function of (position, token) alone, so tabulate Q, K, V and
     # gather rows. F.embedding's backward is much faster than advanced indexing's index_put.
-    embed_table = model.embed.W_E[None] + model.pos_embed.W_pos[:n_ctx, None]  # (ctx, vocab, d)
-    d_vocab = embed_table.shape[1]
+    W_pos = model.pos_embed.W_pos[..., :n_ctx, :]
+    embed_table = model.embed.W_E.unsqueeze(-3) + W_pos.unsqueeze(-2)  # ([M,] ctx, vocab, d)
+    d_vocab = embed_table.shape[-2]
     n_heads, d_head = cfg.n_heads, cfg.d_head
     flat_idx = pos * d_vocab + tokens  # (batch, ctx) rows of the flattened (ctx*vocab) tables
     block = model.blocks[0]
     x_tab = _norm(embed_table, block.ln1, norm, eps)
     k_tab = _qkv(x_tab, block.attn, "K")  # (ctx, vocab, heads, d_head)
-    v = F.embedding(flat_idx, _qkv(x_tab, block.attn, "V").flatten(0, 1).flatten(-2))
-    v = v.unflatten(-1, (n_heads, d_head))  # (batch, ctx, heads, d_head)
+    v = _gather(flat_idx, _qkv(x_tab, block.attn, "V").flatten(-4, -3).flatten(-2))
+    v = v.unflatten(-1, (n_heads, d_head))  # ([M,] batch, ctx, heads, d_head)
     last_only = cfg.n_layers == 1
     scores = None
     if last_only:
-        q_tab = _qkv(x_tab[-1], block.attn, "Q")  # (vocab, heads, d_head)
-        resid = F.embedding(tokens[:, -1], embed_table[-1])  # (batch, d)
+        q_tab = _qkv(x_tab[..., -1, :, :], block.attn, "Q")  # ([M,] vocab, heads, d_head)
+        resid = _gather(tokens[..., -1], embed_table[..., -1, :, :])  # ([M,] batch, d)
         if n_ctx * d_vocab * d_vocab * n_heads <= _SCORE_TABLE_MAX:
             # Scores of the final query against each key depend on (pos, last token, key token):
             # tabulate them too, and gather n_heads numbers per key instead of whole key vectors.
-            s_tab = torch.einsum("uhe,tvhe->tuvh", q_tab, k_tab) / scale  # (ctx, vocab, vocab, heads)
-            s_idx = (pos * d_vocab + tokens[:, -1:]) * d_vocab + tokens
-            scores = F.embedding(s_idx, s_tab.reshape(-1, n_heads)).transpose(1, 2)  # (batch, heads, ctx)
+            s_tab = torch.einsum("...uhe,...tvhe->...tuvh", q_tab, k_tab) / scale  # ([M,] ctx, vocab, vocab, heads)
+            s_idx = (pos * d_vocab + tokens[..., -1:]) * d_vocab + tokens
+            scores = _gather(s_idx, s_tab.flatten(-4, -2)).transpose(-2, -1)  # ([M,] batch, heads, ctx)
         else:
-            q = F.embedding(tokens[:, -1], q_tab.flatten(-2)).unflatten(-1, (n_heads, d_head))
-            k = F.embedding(flat_idx, k_tab.flatten(0, 1).flatten(-2)).unflatten(-1, (n_heads, d_head))
+            q = _gather(tokens[..., -1], q_tab.flatten(-2)).unflatten(-1, (n_heads, d_head))
+            k = _gather(flat_idx, k_tab.flatten(-4, -3).flatten(-2)).unflatten(-1, (n_heads, d_head))
     else:
-        k = F.embedding(flat_idx, k_tab.flatten(0, 1).flatten(-2)).unflatten(-1, (n_heads, d_head))
-        q_tab = _qkv(x_tab, block.attn, "Q").flatten(0, 1).flatten(-2)
-        q = F.embedding(flat_idx, q_tab).unflatten(-1, (n_heads, d_head))
-        resid = F.embedding(flat_idx, embed_table.flatten(0, 1))  # (batch, ctx, d)
+        k = _gather(flat_idx, k_tab.flatten(-4, -3).flatten(-2)).unflatten(-1, (n_heads, d_head))
+        q_tab = _qkv(x_tab, block.attn, "Q").flatten(-4, -3).flatten(-2)
+        q = _gather(flat_idx, q_tab).unflatten(-1, (n_heads, d_head))
+        resid = _gather(flat_idx, embed_table.flatten(-3, -2))  # ([M,] batch, ctx, d)
 
     for layer in range(cfg.n_layers):
         block = model.blocks[layer]
@@ -252,23 +329,23 @@ def _fused_forward(
             x = _norm(resid, block.ln1, norm, eps)
             k = _qkv(x, block.attn, "K")
             v = _qkv(x, block.attn, "V")
-            q = _qkv(x[:, -1] if last_only else x, block.attn, "Q")
+            q = _qkv(x[..., -1, :] if last_only else x, block.attn, "Q")
             scores = None
             if last_only:
-                resid = resid[:, -1]
+                resid = resid[..., -1, :]
         if last_only:
             # One query (the final position) attends to every position: no mask needed. With so
             # few positions, multiply-and-sum beats einsum's batched matmul of 1 x ctx matrices.
             if scores is None:
-                scores = (q[:, None] * k).sum(-1).transpose(1, 2) / scale  # (batch, heads, ctx)
+                scores = (q.unsqueeze(-3) * k).sum(-1).transpose(-2, -1) / scale  # ([M,] batch, heads, ctx)
             pattern = scores.softmax(-1)
             if rates[layer] is not None:
                 pattern = rates[layer].apply(pattern)
             if record is not None:
                 record["patterns"].append(pattern)
-            z = (pattern.transpose(1, 2)[..., None] * v).sum(1)  # (batch, heads, d_head)
+            z = (pattern.transpose(-2, -1)[..., None] * v).sum(-3)  # ([M,] batch, heads, d_head)
         else:
-            scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / scale
+            scores = torch.einsum("...qhe,...khe->...hqk", q, k) / scale
             if causal_mask:
                 causal = torch.ones(n_ctx, n_ctx, dtype=torch.bool, device=tokens.device).triu(1)
                 scores = scores.masked_fill(causal, float("-inf"))
@@ -276,8 +353,8 @@ def _fused_forward(
             if rates[layer] is not None:
                 pattern = rates[layer].apply(pattern)
             if record is not None:
-                record["patterns"].append(pattern[:, :, -1])
-            z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+                record["patterns"].append(pattern[..., -1, :])
+            z = torch.einsum("...hqk,...khe->...qhe", pattern, v)
         resid = resid + _dropout(_attn_out(z, block.attn), dropout, generator)
         mlp_in = _norm(resid, block.ln2, norm, eps)
         if record is None:

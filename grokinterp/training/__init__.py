@@ -1,4 +1,4 @@
-"""Training: the ``Trainer`` (``trainer``), seed ensembles trained as one vmapped model
+"""Training: the ``Trainer`` (``trainer``), seed ensembles trained as one batched model
 (``ensemble``), the acceleration methods (``methods``), sweeps (``sweep``) and Optuna tuning
 (``tune``).
 

@@ -2,10 +2,11 @@
 
 Grokking questions are questions about many runs (seeds, weight decay, train fraction). The
 ``EnsembleTrainer`` trains M runs whose models have the same shape together: their parameters
-are stacked along a leading model axis and one ``torch.func.vmap`` of the trainer's fused forward
-(``grokinterp.forward.last_position_logits``: the one fused forward, not a copy) computes every
-member's logits in batched kernels; one backward gives every member's gradient (the members'
-losses are independent, so the gradient of their sum is each member's own gradient), and a batched
+are stacked along a leading model axis and the trainer's fused forward, run once on the stacked
+weights (``grokinterp.forward.stacked_last_position_logits``: the one fused forward, not a copy,
+with ``baddbmm`` where a single run has ``addmm``), computes every member's logits in batched
+kernels; one backward gives every member's gradient (the members' losses are independent, so the
+gradient of their sum is each member's own gradient), and a batched
 AdamW (``StackedAdamW``, the arithmetic of ``torch.optim.AdamW``'s multi-tensor update with a
 learning rate, weight decay and betas per member) updates them all.
 
@@ -40,7 +41,7 @@ from grokinterp import constants as C
 from grokinterp.backend import functional_state
 from grokinterp.config import SEED_LIMIT, RunConfig
 from grokinterp.errors import RunDirError
-from grokinterp.forward import last_position_logits, split_metrics
+from grokinterp.forward import split_metrics, stacked_last_position_logits
 from grokinterp.io import rundir
 from grokinterp.io.writer import RunDirWriter
 from grokinterp.losses import log_probs
@@ -59,6 +60,13 @@ SHARED_FIELDS = (
     "loss_fn", "dtype", "eval_every", "checkpoint_every", "checkpoint_early_every", "checkpoint_early_until",
     "device", "compile",
 )  # fmt: skip
+
+#: On a CPU, the most bytes one activation of a batched step may take: members train in chunks
+#: that keep their widest activation below it. glibc's malloc serves blocks of 32 MiB and more
+#: (its largest mmap threshold) from fresh mmaps and unmaps them when freed, so each step would
+#: fault all their pages in again: at p = 113 an ensemble of 8 in one chunk, whose (8, 3830, 512)
+#: activations are 63 MB, ran its element-wise passes 3-4x slower than 8 single runs (profiled).
+CPU_CHUNK_BYTES = 30 * 2**20
 
 #: Fraction of the epochs between two "epoch E/N" progress events of ``EnsembleTrainer.run``.
 PROGRESS_EVERY = 0.1
@@ -94,17 +102,6 @@ def check_ensemble_configs(cfgs: Sequence[RunConfig]) -> None:
                 f"ensemble members need train splits of one size (train_frac {first.train_frac} gives "
                 f"{first.n_train} pairs, {cfg.train_frac} gives {cfg.n_train})"
             )
-
-
-class _LastPosition(nn.Module):
-    """``last_position_logits`` as a module, so ``torch.func.functional_call`` can swap its weights."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        return last_position_logits(self.model, tokens)
 
 
 class StackedAdamW:
@@ -324,23 +321,36 @@ class EnsembleTrainer:
                     opt.exp_avg[n][j] = st["exp_avg"]
                     opt.exp_avg_sq[n][j] = st["exp_avg_sq"]
                     opt.steps[j] = float(st["step"])
-        return params, fixed, _LastPosition(base), opt
+        return params, fixed, base, opt
 
-    def _logits(self, params, fixed, module, tokens: Tensor) -> Tensor:
+    def _logits(self, params, fixed, model: nn.Module, tokens: Tensor) -> Tensor:
         """(M, n, d_vocab_out) logits of every member on its (M, n, ctx) tokens."""
+        return stacked_last_position_logits(model, {**params, **fixed}, tokens)
 
-        def one(p: dict, f: dict, t: Tensor) -> Tensor:
-            prefixed = {f"model.{k}": v for k, v in {**p, **f}.items()}
-            return torch.func.functional_call(module, prefixed, (t,))
+    def _chunks(self, m: int, rows: int) -> list[slice]:
+        """The member chunks of a step on ``rows`` rows for ``m`` members: one on a GPU (its
+        caching allocator reuses blocks), on a CPU as many members as keep the widest activation
+        under ``CPU_CHUNK_BYTES``."""
+        cfg, device = self.members[0].cfg, self.members[0].device
+        if device.type != "cpu":
+            return [slice(None)]
+        item = 8 if cfg.dtype == "float64" else 4
+        loss_item = 8 if cfg.loss_dtype == "float64" else 4
+        n_ctx = self.members[0].tokens.shape[-1]
+        # The widest per-example activations: the MLP's hidden layer, the attention's (ctx, heads,
+        # d_head) products and multi-layer residuals, and the logits in the loss dtype.
+        width = max(cfg.d_mlp * item, n_ctx * max(cfg.d_model, cfg.n_heads * cfg.d_head) * item, cfg.p * loss_item)
+        per_chunk = max(1, CPU_CHUNK_BYTES // max(1, rows * width))
+        if per_chunk >= m:
+            return [slice(None)]
+        return [slice(a, min(a + per_chunk, m)) for a in range(0, m, per_chunk)]
 
-        return torch.func.vmap(one)(params, fixed, tokens)
-
-    def _member_losses(self, params, fixed, module, tokens: Tensor, labels: Tensor) -> Tensor:
+    def _member_losses(self, params, fixed, model, tokens: Tensor, labels: Tensor) -> Tensor:
         """(M,) each member's mean training loss on its (M, n, ctx) minibatch (``cfg.loss_fn`` in
         ``cfg.loss_dtype``); the gradient of their sum is each member's own gradient."""
         cfg = self.members[0].cfg
         dtype = torch.float64 if cfg.loss_dtype == "float64" else torch.float32
-        logp = log_probs(self._logits(params, fixed, module, tokens).to(dtype), cfg.loss_fn)
+        logp = log_probs(self._logits(params, fixed, model, tokens).to(dtype), cfg.loss_fn)
         return -logp.gather(-1, labels[..., None])[..., 0].mean(-1)
 
     def _unstack(self, group: list[Trainer], params, opt: StackedAdamW) -> None:
@@ -360,7 +370,7 @@ class EnsembleTrainer:
         """Train members ``idx`` (all at one epoch) up to ``target``; returns {member: (stopped
         early, diverged)} for those that ended, and whether Ctrl-C asked to stop."""
         group = [self.members[i] for i in idx]
-        params, fixed, module, opt = self._stack(group)
+        params, fixed, model, opt = self._stack(group)
         ended: dict[int, tuple[bool, bool]] = {}
         restore = group[0].install_signal_handlers()
         cfg = group[0].cfg
@@ -381,7 +391,10 @@ class EnsembleTrainer:
                 for step_batches in batches:
                     tokens = torch.stack([t for t, _ in step_batches])
                     labels = torch.stack([y for _, y in step_batches])
-                    loss_of(params, fixed, module, tokens, labels).sum().backward()
+                    for sl in self._chunks(len(group), tokens.shape[1]):
+                        # A chunk's backward accumulates into the slice of the stacked gradients.
+                        p, f = (params, fixed) if sl == slice(None) else _slices(params, fixed, sl)
+                        loss_of(p, f, model, tokens[sl], labels[sl]).sum().backward()
                     lr = torch.tensor([m.cfg.lr * m.cfg.lr_multiplier(m.step) for m in group], dtype=torch.float64)
                     update(opt, lr, hyper["wd"], hyper["beta1"], hyper["beta2"])
                     for m in group:
@@ -393,7 +406,7 @@ class EnsembleTrainer:
                 epoch = group[0].epoch
                 if group[0].is_eval_epoch(epoch):
                     self._unstack(group, params, opt)
-                    rows = self._evaluate(group, params, fixed, module)
+                    rows = self._evaluate(group, params, fixed, model)
                     for m, row in zip(group, rows, strict=True):
                         m.checkpoint_if_due(row)
                     gone = [j for j, m in enumerate(group) if m.diverged or m.should_stop_early()]
@@ -408,7 +421,7 @@ class EnsembleTrainer:
                         group = [group[j] for j in keep]
                         if not group:
                             break
-                        params, fixed, module, opt = self._stack(group)
+                        params, fixed, model, opt = self._stack(group)
                         hyper = {k: v[keep] for k, v in hyper.items()}
                 if any(m.stop_requested for m in self.members):  # the handler is group[0]'s
                     self._unstack(group, params, opt)
@@ -422,10 +435,14 @@ class EnsembleTrainer:
         return ended, False
 
     @torch.no_grad()
-    def _evaluate(self, group: list[Trainer], params, fixed, module) -> list[dict[str, Any]]:
+    def _evaluate(self, group: list[Trainer], params, fixed, model) -> list[dict[str, Any]]:
         """Every member on all its inputs in one batched pass; records each member's row."""
         tokens = torch.stack([m.tokens for m in group])
-        logits = torch.cat([self._logits(params, fixed, module, t) for t in tokens.split(32_768, dim=1)], dim=1)
+        parts = []
+        for sl in self._chunks(len(group), min(tokens.shape[1], 32_768)):
+            p, f = (params, fixed) if sl == slice(None) else _slices(params, fixed, sl)
+            parts.append(torch.cat([self._logits(p, f, model, t) for t in tokens[sl].split(32_768, dim=1)], dim=1))
+        logits = torch.cat(parts)
         rows = []
         for j, m in enumerate(group):
             splits = {"train": m.dataset.train_indices, "test": m.dataset.test_indices}
@@ -449,6 +466,11 @@ class EnsembleTrainer:
         self._next_progress = (epoch // step + 1) * step
         grokked = sum(m.grokking_epoch is not None for m in self.members)
         self._event(f"epoch {epoch}/{total}: {running} running, {grokked} grokked")
+
+
+def _slices(params: dict[str, Tensor], fixed: dict[str, Tensor], sl: slice) -> tuple[dict, dict]:
+    """The members ``sl`` of the stacked parameters and fixed tensors (views)."""
+    return {n: v[sl] for n, v in params.items()}, {n: v[sl] for n, v in fixed.items()}
 
 
 class _LateWriter(RunDirWriter):
@@ -520,6 +542,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 __all__ = [
+    "CPU_CHUNK_BYTES",
     "MAX_SEED",
     "MAX_SEEDS",
     "PROGRESS_EVERY",

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from grokinterp.config import RunConfig
+from grokinterp.forward import stacked_last_position_logits
 from grokinterp.io import rundir
+from grokinterp.training import ensemble
 from grokinterp.training.ensemble import EnsembleTrainer, StackedAdamW, check_ensemble_configs, parse_seeds
 from grokinterp.training.trainer import Trainer
 
@@ -54,6 +56,25 @@ def test_every_member_equals_its_separate_run(tmp_path, separate):
         _close_weights(e.model, s.model)
         assert rundir.checkpoint_epochs(tmp_path / str(i)) == [0, 20, 40]
         assert rundir.read_summary(tmp_path / str(i))["status"] == "finished"
+
+
+def test_members_trained_in_chunks_equal_their_separate_runs(tmp_path, separate, monkeypatch):
+    """With a chunk budget too small for two members, every step and evaluation runs member by
+    member (the stacked forward sees one member at a time) and the runs are unchanged."""
+    results, root = separate
+    seen = []
+
+    def spy(model, params, tokens):
+        seen.append(tokens.shape[0])
+        return stacked_last_position_logits(model, params, tokens)
+
+    monkeypatch.setattr(ensemble, "CPU_CHUNK_BYTES", 1)
+    monkeypatch.setattr(ensemble, "stacked_last_position_logits", spy)
+    ens = EnsembleTrainer.create(MEMBERS, [tmp_path / str(i) for i in range(3)]).run(progress=False)
+    assert set(seen) == {1}
+    for i, (e, s) in enumerate(zip(ens, results, strict=True)):
+        _close_rows(rundir.read_metrics(tmp_path / str(i)), rundir.read_metrics(root / str(i)))
+        _close_weights(e.model, s.model)
 
 
 def test_ensemble_resumes_exactly_and_a_member_resumes_alone(tmp_path):
