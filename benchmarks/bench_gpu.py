@@ -147,8 +147,8 @@ def check_against_cpu(cfg, device: str, epochs: int = 30) -> None:
         ]
 
     cpu = {m: weights(small.replace(device="cpu"), m) for m in (1, 2)}
-    for name, c, members in (("eager", small, 1), ("compiled", small.replace(compile=True), 1),
-                             ("ensemble of 2", small, 2)):  # fmt: skip
+    for name, c, members in (("eager", small, 1), ("ensemble of 2", small, 2),
+                             ("compiled", small.replace(compile=True), 1)):  # fmt: skip
         try:
             got = weights(c.replace(device=device), members)
         except Exception as err:  # report and go on, as in the tables

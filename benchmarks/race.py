@@ -150,9 +150,22 @@ def quartiles(xs: list[float]) -> tuple[float, float, float]:
     return q[0], q[1], q[2]
 
 
+def circuit_cells(done: list[SeedResult]) -> str:
+    """The key frequencies, fraction explained and restricted loss cells: medians over the seeds
+    that grokked (the circuit is a generalising model's), with the reason where they do not apply."""
+    if not done:
+        return "n/a: none grokked | n/a | n/a"
+    keys = statistics.median(r.n_keys for r in done)
+    frac = statistics.median(r.frac_explained for r in done)
+    with_keys = [r.restricted_loss for r in done if r.n_keys > 0]
+    rl = f"{statistics.median(with_keys):.2g}" if with_keys else "n/a: no key frequencies"
+    return f"{keys:g} | {frac:.2f} | {rl}"
+
+
 def summary_table(rows: list[SeedResult], task: str) -> str:
     """The Markdown table of one task: per method the epochs and seconds to 0.99 (median and
-    quartiles over the seeds that grokked), the fraction grokked, and the circuit at the end."""
+    quartiles over the seeds that grokked), the fraction grokked, and the circuit at the end
+    (medians over the seeds that grokked)."""
     lines = [
         f"### {task}",
         "",
@@ -170,15 +183,11 @@ def summary_table(rows: list[SeedResult], task: str) -> str:
             ep, sec = f"{e[1]:.0f} ({e[0]:.0f}-{e[2]:.0f})", f"{s[1]:.1f} ({s[0]:.1f}-{s[2]:.1f})"
         else:
             ep = sec = "none grokked"
-        keys = statistics.median(r.n_keys for r in rs)
-        frac = statistics.median(r.frac_explained for r in rs)
-        rl = statistics.median(r.restricted_loss for r in rs)
+        circuit = circuit_cells(done)
         recipe = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                            for k, v in json.loads(rs[0].recipe).items()
                            if v not in (None, False, "none", "cross_entropy"))  # fmt: skip
-        lines.append(
-            f"| {method} | {len(done)}/{len(rs)} | {ep} | {sec} | {keys:g} | {frac:.2f} | {rl:.2g} | {recipe} |"
-        )
+        lines.append(f"| {method} | {len(done)}/{len(rs)} | {ep} | {sec} | {circuit} | {recipe} |")
     return "\n".join(lines)
 
 

@@ -60,3 +60,15 @@ def test_race_on_a_tiny_task(tmp_path, capsys, monkeypatch):
 def test_race_refuses_an_unknown_method(tmp_path, capsys):
     assert _load().main(["--methods", "adam", "--out", str(tmp_path)]) == 2
     assert "unknown method 'adam'" in capsys.readouterr().out
+
+
+def test_circuit_cells_are_medians_over_grokked_seeds_or_say_why_not():
+    race = _load()
+
+    def row(grokked, keys, frac, rl):
+        return race.SeedResult("t", "m", 0, grokked, 100 if grokked else None, 1.0, keys, frac, rl, 1.0, "{}")
+
+    assert race.circuit_cells([]) == "n/a: none grokked | n/a | n/a"
+    done = [row(True, 4, 0.5, 0.01), row(True, 2, 0.7, 0.03), row(True, 0, 0.0, float("nan"))]
+    assert race.circuit_cells(done) == "2 | 0.50 | 0.02"  # the loss median skips the seed without keys
+    assert race.circuit_cells([row(True, 0, 0.0, float("nan"))]) == "0 | 0.00 | n/a: no key frequencies"

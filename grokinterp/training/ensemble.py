@@ -117,8 +117,8 @@ class StackedAdamW:
         self.eps = eps
         self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
-        m = next(iter(params.values())).shape[0]
-        self.steps = torch.zeros(m, dtype=torch.float64)
+        first = next(iter(params.values()))
+        self.steps = torch.zeros(first.shape[0], dtype=torch.float64, device=first.device)
 
     @torch.no_grad()
     def step(self, lr: Tensor, wd: Tensor, beta1: Tensor, beta2: Tensor) -> None:
@@ -380,9 +380,13 @@ class EnsembleTrainer:
             loss_of = compile_step(self._member_losses, group[0].device, dynamic=True)
             if compiles_update(cfg):
                 update = compile_step(StackedAdamW.step, group[0].device, dynamic=True)
+        device = group[0].device
         hyper = {
-            k: torch.tensor([getattr(m.cfg, k) for m in group], dtype=torch.float64) for k in ("wd", "beta1", "beta2")
+            k: torch.tensor([getattr(m.cfg, k) for m in group], dtype=torch.float64, device=device)
+            for k in ("wd", "beta1", "beta2")
         }
+        lrs: list[float] = []  # the learning rates of the last step, and their tensor on the device
+        lr = hyper["wd"]
         try:
             while group and group[0].epoch < target:
                 if any(m.should_stop_early() for m in group):
@@ -395,7 +399,9 @@ class EnsembleTrainer:
                         # A chunk's backward accumulates into the slice of the stacked gradients.
                         p, f = (params, fixed) if sl == slice(None) else _slices(params, fixed, sl)
                         loss_of(p, f, model, tokens[sl], labels[sl]).sum().backward()
-                    lr = torch.tensor([m.cfg.lr * m.cfg.lr_multiplier(m.step) for m in group], dtype=torch.float64)
+                    now = [m.cfg.lr * m.cfg.lr_multiplier(m.step) for m in group]
+                    if now != lrs:  # a copy to the device only when a learning rate changed
+                        lrs, lr = now, torch.tensor(now, dtype=torch.float64, device=device)
                     update(opt, lr, hyper["wd"], hyper["beta1"], hyper["beta2"])
                     for m in group:
                         m.step += 1
