@@ -111,7 +111,9 @@ def to_grokking(cfg, device: str, seeds: int, max_epochs: int | None = None) -> 
     res = Trainer(cfg.replace(**stop)).run(progress=False)
     synchronize(device)
     reached = f"at epoch {res.grokking_epoch}" if res.grokking_epoch else f"not reached by epoch {stop['epochs']}"
-    print(f"classic run: test acc >= 0.99 {reached}, {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"{cfg.preset} run: test acc >= 0.99 {reached}, {time.perf_counter() - start:.0f} s", flush=True)
+    if seeds == 0:
+        return
     cfgs = [cfg.replace(**stop, model_seed=s, data_seed=s) for s in range(seeds)]
     start = time.perf_counter()
     results = EnsembleTrainer([Trainer(c) for c in cfgs]).run(progress=False)
@@ -170,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1,8,64,256", help="ensemble sizes, comma-separated")
     parser.add_argument("--blocks", type=int, default=5, help="alternating timing blocks per method")
     parser.add_argument("--epochs-per-block", type=int, default=50)
-    parser.add_argument("--seeds", type=int, default=64, help="seeds of the classic recipe trained to grokking")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=64,
+        help="seeds of the recipe trained to grokking as one ensemble (0: the single run only)",
+    )
     parser.add_argument("--quick", action="store_true", help="only the per-epoch table")
     parser.add_argument("--grok-only", action="store_true", help="only the runs to grokking")
     parser.add_argument("--check", action="store_true", help="only the float64 check against the CPU")
