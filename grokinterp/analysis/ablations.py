@@ -338,7 +338,7 @@ def _per_frequency_excluded(G: GridLogits, freqs: list[int]) -> Tensor:
     T = (nd - shift).exp_()  # (K, m, n), entries <= 1
     index, weight = _train_cells_by_sum(G.grid)
     index, weight = index.to(dev), weight.to(dev)
-    Gm = L[index]  # (s, n, c), a copy
+    Gm = L.index_select(0, index.flatten()).view(*index.shape, L.shape[1])  # (s, n, c), a copy
     Gm.sub_(Gm.amax(-1, keepdim=True))
     y = G.grid.labels.to(dev)[index]  # (s, n)
     log_num = Gm.gather(-1, y[..., None])  # (s, n, 1)
@@ -347,6 +347,8 @@ def _per_frequency_excluded(G: GridLogits, freqs: list[int]) -> Tensor:
     log_S = S.log()  # finite exactly where S is finite and > 0
     loss = log_S - (log_num + dy)
     out = torch.einsum("snk,sn->k", torch.where(weight[..., None] > 0, loss, 0.0), weight) / weight.sum()
+    if bool(torch.isfinite(log_S).all()):
+        return out
     bad = ~torch.isfinite(log_S).flatten(0, 1).all(0)
     for i in bad.nonzero().flatten().tolist():
         out[i] = _excluded_from(G, [freqs[i]])
