@@ -133,12 +133,25 @@ def _apb_table(m: int) -> Tensor:
     return F[:, (u + v) % m] / math.sqrt(m)
 
 
-def _apb_rows(m: int, keys: Sequence[int], idx: Tensor | None, device, dtype) -> Tensor:
-    """The unit (u+v) directions of ``keys`` on the cells ``idx`` (all when None): (n, 2K)."""
-    U = _apb_table(m)[_rows(m, keys)]
-    if idx is not None:
-        U = U[:, idx.cpu()]
-    return U.T.to(device=device, dtype=dtype)
+@functools.lru_cache(maxsize=8)
+def _cell_sums(m: int) -> Tensor:
+    """s = (u+v) % m of every cell u*m + v of the grid: (m*m,) int64."""
+    cells = torch.arange(m * m)
+    return (cells // m + cells % m) % m
+
+
+def _apb_by_sum(m: int, keys: Sequence[int], device, dtype) -> Tensor:
+    """The unit (u+v) directions of ``keys`` as a function of s = (u+v) % m: (m, 2K). Row s is the
+    row of every cell with that s in the (m*m, 2K) matrix of the directions (cells (0, s) are
+    columns 0..m-1 of ``_apb_table``), so ``(T @ X)[_cell_sums(m)]`` is that matrix times X: a
+    projection onto (u+v) directions takes one product per s instead of one per cell."""
+    return _apb_table(m)[_rows(m, keys), :m].T.to(device=device, dtype=dtype)
+
+
+def _by_cell(table: Tensor, m: int, idx: Tensor | None) -> Tensor:
+    """Rows of a per-s ``table`` (m, ...) for the cells ``idx`` (all cells when None)."""
+    s = _cell_sums(m).to(table.device)
+    return table[s if idx is None else s[idx]]
 
 
 def _split_cells(grid: TaskGrid, split: str, device) -> tuple[Tensor, Tensor]:
@@ -156,12 +169,23 @@ def _wce(logits: Tensor, labels: Tensor, weight: Tensor) -> float:
     return float((nll * weight).sum() / weight.sum())
 
 
-def _restricted_logits(G: GridLogits, keys: list[int]) -> Tensor:
-    """The restricted logits (m*m, n): the (u+v) part of the keys, bias-corrected."""
-    U = _apb_rows(G.m, keys, None, G.L.device, G.L.dtype)
+def _wce_by_sum(table: Tensor, grid: TaskGrid, idx: Tensor, weight: Tensor) -> float:
+    """``_wce`` of logits that depend on the cell only through s = (u+v) % m, given per s
+    (``table`` (m, n)), over the cells ``idx``: one log-softmax per s instead of one per cell
+    (the same numbers: each row's log-softmax is computed alone)."""
+    logp = table.to(torch.float64).log_softmax(-1)
+    s = _cell_sums(grid.m).to(table.device)[idx]
+    nll = -logp[s, grid.labels.to(table.device)[idx]]
+    return float((nll * weight).sum() / weight.sum())
+
+
+def _restricted_by_sum(G: GridLogits, keys: list[int]) -> Tensor:
+    """The restricted logits (m, n) of the cells with (u+v) % m = s: the (u+v) part of the keys,
+    bias-corrected (a function of s alone)."""
+    T = _apb_by_sum(G.m, keys, G.L.device, G.L.dtype)
     # R += mean over cells of (L - R); every (u+v) direction sums to zero over the cells, so the
     # mean of R is 0 (computing it would only add rounding).
-    return torch.addmm(G.L_mean, U, G.C[_rows(G.m, keys)])
+    return torch.addmm(G.L_mean, T, G.C[_rows(G.m, keys)])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,9 +216,10 @@ def restricted_losses(
     per-cell losses (each split weights the cells by its rows)."""
     G = _as_grid_logits(logits, dataset)
     keys = _check_keys(G.m, key_freqs)
-    R = _restricted_logits(G, keys)
+    R = _restricted_by_sum(G, keys)  # (m, n): row s is the restricted logits of the cells with s
+    s = _cell_sums(G.m).to(R.device)
     labels = G.grid.labels.to(R.device)
-    nll = R.logsumexp(-1) - R.gather(-1, labels[:, None])[:, 0]  # every cell; empty ones weigh 0
+    nll = R.logsumexp(-1)[s] - R[s, labels]  # every cell; empty ones weigh 0
     out = {}
     for split in splits:
         _split_cells(G.grid, split, R.device)  # checks the name
@@ -216,8 +241,8 @@ def excluded_loss(
 
 def _excluded_from(G: GridLogits, keys: list[int]) -> float:
     idx, w = _split_cells(G.grid, "train", G.L.device)
-    U = _apb_rows(G.m, keys, idx, G.L.device, G.L.dtype)
-    E = G.L[idx] - U @ G.C[_rows(G.m, keys)]
+    T = _apb_by_sum(G.m, keys, G.L.device, G.L.dtype)
+    E = G.L[idx] - _by_cell(T @ G.C[_rows(G.m, keys)], G.m, idx)
     return _wce(E, G.grid.labels.to(E.device)[idx], w)
 
 
@@ -255,6 +280,42 @@ def _cells_by_sum(m: int, cells: tuple[int, ...], weights: tuple[float, ...]) ->
     return index, weight
 
 
+@functools.lru_cache(maxsize=8)
+def _freq_row_table(m: int, freqs: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """The rows of ``fourier_basis(m)`` of each frequency as a (K, 2) index (the Nyquist
+    frequency's second slot points at row 0) and a (K, 2) mask of the slots in use."""
+    rows = [freq_rows(m, k) for k in freqs]
+    index = torch.tensor([r + [0] * (2 - len(r)) for r in rows], dtype=torch.int64).reshape(len(freqs), 2)
+    on = torch.tensor([[True, len(r) == 2] for r in rows], dtype=torch.bool).reshape(len(freqs), 2)
+    return index, on
+
+
+@functools.lru_cache(maxsize=8)
+def _freq_basis_rows(m: int, freqs: tuple[int, ...]) -> Tensor:
+    """(K, 2, m) float64: the rows (cos k, sin k) of ``fourier_basis(m)`` of each frequency, zero
+    in the unused slot of the Nyquist frequency."""
+    index, on = _freq_row_table(m, freqs)
+    F, _ = fourier_basis(m, dtype=torch.float64)
+    return torch.where(on[..., None], F[index], 0.0)
+
+
+def _train_cells_by_sum(grid: TaskGrid) -> tuple[Tensor, Tensor]:
+    """``_cells_by_sum`` of the grid's train cells; the last grid's answer is kept (the analysis
+    asks once per checkpoint, and the cache key of ``_cells_by_sum`` costs a pass over the cells)."""
+    w = grid.weights["train"]
+    last = _LAST_CELLS.get("entry")
+    if last is not None and last[0] is w and last[1] == w._version:
+        return last[2]
+    cells = w.nonzero().flatten()
+    out = _cells_by_sum(grid.m, tuple(cells.tolist()), tuple(w[cells].tolist()))
+    _LAST_CELLS["entry"] = (w, w._version, out)
+    return out
+
+
+#: The last ``_train_cells_by_sum`` call's weights (held, so that their id stays theirs) and answer.
+_LAST_CELLS: dict[str, tuple] = {}
+
+
 def _per_frequency_excluded(G: GridLogits, freqs: list[int]) -> Tensor:
     """Train excluded loss for each single frequency in ``freqs`` (float64, on L's device).
 
@@ -267,30 +328,28 @@ def _per_frequency_excluded(G: GridLogits, freqs: list[int]) -> Tensor:
     m, L, C = G.m, G.L, G.C
     dev = L.device
     K = len(freqs)
-    F, _ = fourier_basis(m, dev, torch.float64)
-    Fk = torch.zeros(K, 2, m, dtype=F.dtype, device=dev)
-    Ck = torch.zeros(K, 2, C.shape[1], dtype=C.dtype, device=dev)
-    for i, k in enumerate(freqs):
-        rows = freq_rows(m, k)
-        Fk[i, : len(rows)] = F[rows]
-        Ck[i, : len(rows)] = C[rows]
+    rows, on = _freq_row_table(m, tuple(freqs))
+    Fk = _freq_basis_rows(m, tuple(freqs)).to(dev)  # (K, 2, m): the rows of F of each frequency
+    Ck = torch.where(on.to(dev)[..., None], C[rows.to(dev)], 0.0)  # (K, 2, n), zero where F has none
     # d[k, s, c]: the (u+v) part of frequency k of the logits, as a function of s = (u+v) % m.
     d = torch.einsum("kjs,kjc->ksc", Fk, Ck) / math.sqrt(m)
-    shift = (-d).amax(-1, keepdim=True)  # (K, m, 1)
-    T = (-d - shift).exp_()  # (K, m, n), entries <= 1
-    w = G.grid.weights["train"]
-    cells = w.nonzero().flatten()
-    index, weight = _cells_by_sum(m, tuple(cells.tolist()), tuple(w[cells].tolist()))
+    nd = -d
+    shift = nd.amax(-1, keepdim=True)  # (K, m, 1)
+    T = (nd - shift).exp_()  # (K, m, n), entries <= 1
+    index, weight = _train_cells_by_sum(G.grid)
     index, weight = index.to(dev), weight.to(dev)
-    Gm = L[index]  # (s, n, c)
-    Gm = Gm - Gm.amax(-1, keepdim=True)
+    Gm = L.index_select(0, index.flatten()).view(*index.shape, L.shape[1])  # (s, n, c), a copy
+    Gm.sub_(Gm.amax(-1, keepdim=True))
     y = G.grid.labels.to(dev)[index]  # (s, n)
     log_num = Gm.gather(-1, y[..., None])  # (s, n, 1)
     S = torch.bmm(Gm.exp_(), T.permute(1, 2, 0))  # (s, n, K)
-    dy = (-d).permute(1, 2, 0).gather(1, y[..., None].expand(-1, -1, K)) - shift[..., 0].T[:, None]
-    loss = S.log() - (log_num + dy)
+    dy = nd.permute(1, 2, 0).gather(1, y[..., None].expand(-1, -1, K)) - shift[..., 0].T[:, None]
+    log_S = S.log()  # finite exactly where S is finite and > 0
+    loss = log_S - (log_num + dy)
     out = torch.einsum("snk,sn->k", torch.where(weight[..., None] > 0, loss, 0.0), weight) / weight.sum()
-    bad = ~(torch.isfinite(S) & (S > 0)).flatten(0, 1).all(0)
+    if bool(torch.isfinite(log_S).all()):
+        return out
+    bad = ~torch.isfinite(log_S).flatten(0, 1).all(0)
     for i in bad.nonzero().flatten().tolist():
         out[i] = _excluded_from(G, [freqs[i]])
     return out
@@ -338,10 +397,10 @@ def _restricted_neuron(model: nn.Module, neurons: GridNeurons, keys: list[int], 
     idx, w = _split_cells(G.grid, split, dev)
     WL = _neuron_logit_map(model, G.grid).to(dev)
     base = post_mean @ WL  # also the mean of R over the grid: every (u+v) direction sums to zero
-    U = _apb_rows(G.m, keys, idx, dev, torch.float64)
-    R = base + U @ (coef[_rows(G.m, keys)] @ WL)
+    T = _apb_by_sum(G.m, keys, dev, torch.float64)
+    R = base + T @ (coef[_rows(G.m, keys)] @ WL)  # (m, n): the cells with (u+v) % m = s
     R = R + (G.L_mean - base)  # demo: restricted_logits += logits.mean(0) - restricted.mean(0)
-    return _wce(R, G.grid.labels.to(dev)[idx], w)
+    return _wce_by_sum(R, G.grid, idx, w)
 
 
 def _excluded_neuron(model: nn.Module, neurons: GridNeurons, keys: list[int], split: str) -> float:
@@ -349,16 +408,16 @@ def _excluded_neuron(model: nn.Module, neurons: GridNeurons, keys: list[int], sp
     G, resid_post, coef = neurons.logits, neurons.resid_post, neurons.coef
     dev = G.L.device
     idx, w = _split_cells(G.grid, split, dev)
-    U = _apb_rows(G.m, keys, idx, dev, torch.float64)
+    T = _apb_by_sum(G.m, keys, dev, torch.float64)
     Cn = coef[_rows(G.m, keys)]  # (2K, d_mlp)
     ln = getattr(model, "ln_final", None)
     if model.cfg.normalization_type is None or ln is None or resid_post is None:
         # Without a final norm the logits are linear in the neurons: subtracting the projection
         # from the neurons subtracts U (C @ W_L) from the logits (biases and resid_mid unchanged).
-        E = G.L[idx] - U @ (Cn @ _neuron_logit_map(model, G.grid).to(dev))
+        E = G.L[idx] - _by_cell(T @ (Cn @ _neuron_logit_map(model, G.grid).to(dev)), G.m, idx)
     else:
         W_out = model.blocks[-1].mlp.W_out.detach().to(torch.float64)
-        resid = resid_post[idx].to(torch.float64) - U @ (Cn @ W_out)
+        resid = resid_post[idx].to(torch.float64) - _by_cell(T @ (Cn @ W_out), G.m, idx)
         resid = apply_norm(resid.float(), ln, model.cfg.normalization_type, model.cfg.eps)
         E = (resid @ model.W_U + model.unembed.b_U)[:, G.grid.class_order.to(dev)]
     return _wce(E, G.grid.labels.to(dev)[idx], w)

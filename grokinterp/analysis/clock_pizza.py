@@ -399,6 +399,7 @@ class _GroupInputs:
     a_pos: int
     b_pos: int
     p: int
+    keep: Bool[Tensor, " n_dataset"]  # the dataset's rows inside the group
 
     @classmethod
     def of(cls, dataset: tasks.Dataset, device: torch.device | None = None) -> _GroupInputs:
@@ -409,7 +410,7 @@ class _GroupInputs:
         keep = coords.mask
         tokens = dataset.tokens[keep]
         tokens = tokens if device is None else tokens.to(device)
-        return cls(tokens, dataset.labels[keep], coords.distance[keep], coords.m, a_pos, b_pos, dataset.p)
+        return cls(tokens, dataset.labels[keep], coords.distance[keep], coords.m, a_pos, b_pos, dataset.p, keep)
 
     def gradient_symmetricity(
         self, model: nn.Module, *, n_samples: int | None, generator: torch.Generator | None, logit: LogitChoice
@@ -434,8 +435,8 @@ class _GroupInputs:
         ``logits``, the model's logits on every row of ``dataset``, when given)."""
         if logits is None or dataset is None:
             return distance_irrelevance(correct_logits(model, self.tokens, self.labels), self.distance, m=self.m)
-        keep = group_coordinates(dataset.a, dataset.b, dataset.p, dataset.op).mask.to(logits.device)
-        correct = logits[keep].gather(-1, self.labels.to(logits.device).long()[:, None])[:, 0].double().cpu()
+        keep, labels = self.keep.to(logits.device), self.labels.to(logits.device).long()
+        correct = logits[keep].gather(-1, labels[:, None])[:, 0].double().cpu()
         return distance_irrelevance(correct, self.distance, m=self.m)
 
 

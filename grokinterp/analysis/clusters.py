@@ -208,15 +208,24 @@ def _as_grid(acts: Tensor, m: int | None) -> Tensor:
 
 
 def clusters_and_apb(
-    grid_acts: Float[Tensor, "m m d_mlp"], threshold: float, layer: int | None = None
+    grid_acts: Float[Tensor, "m m d_mlp"],
+    threshold: float,
+    layer: int | None = None,
+    *,
+    mean: Float[Tensor, " d_mlp"] | None = None,
 ) -> tuple[NeuronClusters, Float[Tensor, "m d_mlp"]]:
     """Clusters of neurons given on the task grid, and their coefficients on the (u+v) directions
-    (one pass of diagonal sums)."""
+    (one pass of diagonal sums). ``mean``: the neurons' mean over the grid,
+    ``grid_acts.reshape(-1, d_mlp).mean(0)``, when the caller has it (the same numbers as the mean
+    taken here)."""
     g = _as_grid(grid_acts, None)
-    g = g - g.mean(dim=(0, 1), keepdim=True)  # centred: sums below lose no precision to the mean
+    mean = g.mean(dim=(0, 1)) if mean is None else mean
+    g = g - mean  # centred: sums below lose no precision to the mean
     energy, apb = frequency_energy_and_apb(g)
     flat = g.reshape(-1, g.shape[-1])
-    total = (flat * flat).sum(0).to(torch.float64)  # per neuron; a reduction over dim 0 is fast
+    # Per neuron; a reduction over dim 0 is fast. Squared in place: g is this function's own copy,
+    # and a second buffer of its size costs more (page faults) than the arithmetic.
+    total = flat.mul_(flat).sum(0).to(torch.float64)
     return _clusters_from_energy(energy.to(torch.float64), total, threshold, layer), apb
 
 

@@ -281,7 +281,9 @@ def compute_all_measures(
     # Neurons of every layer on the grid: frequency energies and (u+v) coefficients.
     layers, coefs = [], []
     for i, post in enumerate(cache.posts):
-        cl, apb = clusters_and_apb(grid.values(post).reshape(m, m, -1), threshold, i)
+        on_grid = grid.values(post)
+        post_mean = on_grid.mean(0)  # float32: a float64 copy (or accumulator) costs 15x more
+        cl, apb = clusters_and_apb(on_grid.reshape(m, m, -1), threshold, i, mean=post_mean)
         layers.append(cl)
         coefs.append(apb)
     n = len(layers)
@@ -309,10 +311,9 @@ def compute_all_measures(
 
     # Neuron level (demo), last MLP layer, from the clustering's (u+v) coefficients: centring does
     # not change the (u+v) coefficients of k >= 1.
-    # float32 mean: a float64 copy (or accumulator) of the neurons costs 15x more.
-    post_mean = grid.values(cache.post).mean(0).to(torch.float64)
+    # post_mean: the last layer's, from the loop above.
     resid = None if cache.resid_post is None else grid.values(cache.resid_post)
-    neurons = GridNeurons(G, post_mean, coefs[-1].to(torch.float64), resid)
+    neurons = GridNeurons(G, post_mean.to(torch.float64), coefs[-1].to(torch.float64), resid)
     out["restricted_loss_neuron"] = restricted_loss_neuron(model, dataset, keys, split="test", neurons=neurons)
     out["excluded_loss_neuron"] = excluded_loss_neuron(model, dataset, keys, split="train", neurons=neurons)
 

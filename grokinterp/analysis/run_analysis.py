@@ -353,6 +353,7 @@ def analyze_run(
             clock_pizza.measure_columns(model, dataset, logits=cache.logits)
         )  # Zhong et al. 2023; NaN if not cyclic
         rows.append(_scalar_row(epoch, m, label))
+        del cache  # freed before the next forward allocates its own: the heap reuses the pages
     table = pd.DataFrame(rows)
     if llc is not None:
         from grokinterp.analysis.llc import llc_over_run
