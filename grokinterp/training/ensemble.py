@@ -47,6 +47,7 @@ from grokinterp.io.writer import RunDirWriter
 from grokinterp.losses import log_probs
 from grokinterp.progress import progress_enabled
 from grokinterp.training.compiled import compile_step, compiles_update
+from grokinterp.training.memory import keep_freed_memory
 from grokinterp.training.resume import open_run
 from grokinterp.training.trainer import Trainer, TrainResult
 
@@ -254,6 +255,8 @@ class EnsembleTrainer:
         step = self._progress_step()
         self._next_progress = (min((m.epoch for m in self.members), default=0) // step + 1) * step
         bar = tqdm(total=total, disable=not progress_enabled(progress), unit="epoch", desc=f"{len(todo)} runs")
+        if self.members[0].device.type == "cpu":
+            keep_freed_memory()  # stacked activations are reused, not re-faulted, every step
         start = time.perf_counter()
         self._elapsed0 = {id(m): m.elapsed for m in self.members}  # a resumed member's time goes on
         interrupted = False
