@@ -210,31 +210,36 @@ def verdict(rows: list[SeedResult], task: str) -> str:
     return "; ".join(out) + "."
 
 
-def figure(rows: list[SeedResult], path: Path) -> None:
-    """Epochs to test accuracy 0.99 per method, one panel per task, seeds as points (seeds that did
-    not grok drawn at the cap as crosses)."""
+def figure(rows: list[SeedResult], path: Path, cap: int) -> None:
+    """Epochs to test accuracy 0.99 per method, one panel per task, seeds as points; seeds that did
+    not grok are crosses drawn at the cap (``cap``: the race's --max-epochs). Methods keep one
+    order and each kind of point one colour in every panel."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     from grokinterp.viz.export import export_figures
 
     tasks = list(dict.fromkeys(r.task for r in rows))
+    methods = list(dict.fromkeys(r.method for r in rows))
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=True)
     for i, task in enumerate(tasks, start=1):
         for grokked in (True, False):
             rs = [r for r in rows if r.task == task and r.grokked == grokked]
             if not rs:
                 continue
-            cap = max((r.epoch or 0) for r in rows if r.task == task) or 1
             fig.add_trace(
                 go.Scatter(
                     x=[r.method for r in rs], y=[r.epoch if grokked else cap for r in rs], mode="markers",
-                    marker=dict(symbol="circle" if grokked else "x", size=7, opacity=0.7),
-                    name="grokked" if grokked else "not grokked (drawn at the top)", showlegend=i == 1,
+                    marker=dict(symbol="circle" if grokked else "x", size=7, opacity=0.7,
+                                color="#1f77b4" if grokked else "#d62728"),
+                    name="grokked" if grokked else f"not grokked by {cap} (drawn at the cap)",
+                    showlegend=not any(t.name.startswith("grokked" if grokked else "not") for t in fig.data),
                 ),
                 row=1, col=i,
             )  # fmt: skip
-    fig.update_yaxes(type="log", title_text="epochs to test accuracy 0.99", col=1)
+    fig.update_xaxes(categoryorder="array", categoryarray=methods)
+    fig.update_yaxes(type="log", showticklabels=True)
+    fig.update_yaxes(title_text="epochs to test accuracy 0.99", col=1)
     fig.update_layout(title="Epochs to grok per method, seeds as points", width=520 * len(tasks), height=460)
     export_figures({path.stem: fig}, path.parent, "png")
 
@@ -294,12 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(asdict(r) for r in rows)
     tasks = list(dict.fromkeys(r.task for r in rows))
     command = "python benchmarks/race.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = [f"Regenerate with `{command}` ({time.perf_counter() - start:.0f} s, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads).", ""]  # fmt: skip
+    text = [f"Regenerate with `{command}` (this call {time.perf_counter() - start:.0f} s, seeds reused from "
+            f"seeds.jsonl included; torch {torch.__version__}, {torch.get_num_threads()} threads).", ""]  # fmt: skip
     for task in tasks:
         text += [summary_table(rows, task), "", verdict(rows, task), ""]
     (out / "summary.md").write_text("\n".join(text))
-    figure(rows, out / "race.png")
+    figure(rows, out / "race.png", args.max_epochs)
     print("\n".join(text))
     return 0
 
