@@ -389,7 +389,7 @@ class EnsembleTrainer:
             for k in ("wd", "beta1", "beta2")
         }
         lrs: list[float] = []  # the learning rates of the last step, and their tensor on the device
-        lr = hyper["wd"]
+        lr: Tensor | None = None  # made at the first step (lrs is empty until then)
         try:
             while group and group[0].epoch < target:
                 if any(m.should_stop_early() for m in group):
