@@ -30,6 +30,7 @@ import time
 import torch
 
 from grokinterp.losses import cross_entropy
+from grokinterp.memory import keep_freed_memory
 from grokinterp.models import build_model
 from grokinterp.presets import get_preset
 from grokinterp.training.trainer import Trainer
@@ -146,6 +147,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.only_ensemble and not args.ensemble:
         parser.error("--only-ensemble needs --ensemble M")
+    # As Trainer.run does on the CPU (it is process-wide: the demo loop and the matmul probe of the
+    # arithmetic limit reuse freed memory too, so every figure is measured under the same allocator).
+    keep_freed_memory()
     if args.ensemble:
         for p in args.ensemble_p:
             e, s = ensemble_vs_sequential(p, args.ensemble, args.blocks, 10)

@@ -24,6 +24,10 @@ grok per method, seeds as points), all regenerated from the command line alone:
 
     python benchmarks/race.py --out benchmarks/results/race                       # both tasks, 20 trials, 16 seeds
     python benchmarks/race.py --tasks 97:0.5 --trials 8 --eval-seeds 6 --out /tmp/race   # a smaller race
+    python benchmarks/race.py --methods adamw,fast-preset --eval-seeds 32 --tag top --out /tmp/race  # more seeds
+
+``--tag TAG`` writes ``results-TAG.csv``, ``summary-TAG.md`` and ``race-TAG.png`` instead, so a
+second table (more seeds of fewer methods) sits beside the first, from the same studies.
 
 Studies live in ``OUT/<task>/<method>/``, and every finished evaluation seed is kept there in
 ``seeds.jsonl`` (keyed by its full training config and cleanup), so an interrupted race, or one
@@ -108,6 +112,8 @@ def evaluate_seed(task: str, method: str, cfg: RunConfig, seed: int, max_epochs:
     )  # fmt: skip
     trainer = Trainer(run_cfg)
     res = trainer.run(progress=False)
+    if res.status == "interrupted":  # SIGINT/SIGTERM, which the trainer turns into a clean stop: no result
+        raise KeyboardInterrupt(f"{method} seed {seed} interrupted at epoch {trainer.epoch}")
     row = next((r for r in res.metrics if r["epoch"] == res.grokking_epoch), None)
     model, dataset = res.model.eval(), trainer.dataset
     with torch.no_grad():
@@ -265,14 +271,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, default=5000, help="cap of every run")
     parser.add_argument("--cleanup", type=int, default=500, help="epochs trained past the first test acc 0.99")
     parser.add_argument("--out", required=True, help="folder for studies, results.csv, summary.md, race.png")
+    parser.add_argument(
+        "--tag", default="", help="name the outputs results-TAG.csv, summary-TAG.md, race-TAG.png (another table "
+        "from the same studies and seeds, e.g. more seeds of fewer methods)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         print(f"race.py: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
         return 2
+    if args.tag and not args.tag.replace("-", "").replace("_", "").isalnum():
+        print(f"race.py: --tag takes letters, digits, - and _ (got {args.tag!r})")
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{args.tag}" if args.tag else ""
     rows: list[SeedResult] = []
     start = time.perf_counter()
     for p, frac in parse_tasks(args.tasks):
@@ -293,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{task} {method} seed {seed}: " + (f"0.99 at epoch {r.epoch} ({r.seconds:.1f} s)" if r.grokked
                       else f"not grokked by {args.max_epochs}") + f"; {r.n_keys} keys, {r.frac_explained:.2f} "
                       f"explained, restricted loss {r.restricted_loss:.2g}", flush=True)  # fmt: skip
-    with open(out / "results.csv", "w", newline="") as f:
+    with open(out / f"results{suffix}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
         writer.writeheader()
         writer.writerows(asdict(r) for r in rows)
@@ -303,11 +317,15 @@ def main(argv: list[str] | None = None) -> int:
             f"seeds.jsonl included; torch {torch.__version__}, {torch.get_num_threads()} threads).", ""]  # fmt: skip
     for task in tasks:
         text += [summary_table(rows, task), "", verdict(rows, task), ""]
-    (out / "summary.md").write_text("\n".join(text))
-    figure(rows, out / "race.png", args.max_epochs)
+    (out / f"summary{suffix}.md").write_text("\n".join(text))
+    figure(rows, out / f"race{suffix}.png", args.max_epochs)
     print("\n".join(text))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM mid-seed: that seed is not written
+        print(f"race.py: {e or 'interrupted'}; finished seeds are kept in seeds.jsonl, a rerun continues")
+        sys.exit(130)

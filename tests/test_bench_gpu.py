@@ -67,7 +67,9 @@ def test_runs_to_grokking_with_a_cap(capsys):
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     assert "TransformerLens demo loop" not in out  # no per-epoch table
-    classic = re.search(r"^nanda-p113 run: test acc >= 0.99 (at epoch (\d+)|not reached by epoch 30), \d+ s$", out, re.M)
+    classic = re.search(
+        r"^nanda-p113 run: test acc >= 0.99 (at epoch (\d+)|not reached by epoch 30), \d+ s$", out, re.M
+    )
     assert classic and (classic.group(2) is None or int(classic.group(2)) <= 30)
     seeds = re.search(r"^3 seeds as one ensemble: (\d) grokked by epoch 30 \((.*)\); \d+ s wall-clock$", out, re.M)
     assert seeds and 0 <= int(seeds.group(1)) <= 3

@@ -56,6 +56,17 @@ def test_race_on_a_tiny_task(tmp_path, capsys, monkeypatch):
     with open(tmp_path / "results.csv") as f:
         assert list(csv.DictReader(f)) == rows
 
+    # A tagged table of one method from the same studies and seeds, beside the first one.
+    one = ["--methods", "adamw", "--eval-seeds", "1", "--tag", "one"]
+    assert race.main(argv[:2] + argv[4:6] + argv[8:] + one) == 0
+    with open(tmp_path / "results-one.csv") as f:
+        assert list(csv.DictReader(f)) == rows[2:3]
+    assert (tmp_path / "summary-one.md").exists() and "| fast-preset |" not in (tmp_path / "summary-one.md").read_text()
+    with open(tmp_path / "results.csv") as f:
+        assert list(csv.DictReader(f)) == rows  # the untagged table is left alone
+    assert race.main([*argv, "--tag", "a b"]) == 2
+    assert "--tag takes" in capsys.readouterr().out
+
 
 def test_race_refuses_an_unknown_method(tmp_path, capsys):
     assert _load().main(["--methods", "adam", "--out", str(tmp_path)]) == 2
@@ -72,3 +83,32 @@ def test_circuit_cells_are_medians_over_grokked_seeds_or_say_why_not():
     done = [row(True, 4, 0.5, 0.01), row(True, 2, 0.7, 0.03), row(True, 0, 0.0, float("nan"))]
     assert race.circuit_cells(done) == "2 | 0.50 | 0.02"  # the loss median skips the seed without keys
     assert race.circuit_cells([row(True, 0, 0.0, float("nan"))]) == "0 | 0.00 | n/a: no key frequencies"
+
+
+def test_an_interrupted_seed_is_not_kept(tmp_path, monkeypatch):
+    """The trainer turns SIGINT/SIGTERM into a clean stop; the race must not cache that seed as a
+    run that did not grok."""
+    race = _load()
+    real_run = race.Trainer.run
+
+    def interrupted_run(self, *args, **kwargs):
+        res = real_run(self, *args, **{**kwargs, "max_epochs": 3})  # stops as an interruption does
+        assert res.status == "interrupted"
+        return res
+
+    monkeypatch.setattr(race.Trainer, "run", interrupted_run)
+    argv = [
+        "--tasks",
+        "11:0.6",
+        "--methods",
+        "classic",
+        "--eval-seeds",
+        "1",
+        "--max-epochs",
+        "50",
+        "--out",
+        str(tmp_path),
+    ]
+    with pytest.raises(KeyboardInterrupt, match="classic seed 0 interrupted at epoch 3"):
+        race.main(argv)
+    assert not (tmp_path / "p11-0.6" / "classic" / "seeds.jsonl").exists()

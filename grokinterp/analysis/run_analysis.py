@@ -36,6 +36,7 @@ from grokinterp.io import rundir
 from grokinterp.io.interop import import_warnings
 from grokinterp.io.lock import locks_run_when_writing
 from grokinterp.io.runs import Run
+from grokinterp.memory import keep_freed_memory
 from grokinterp.models import build_model, load_weights
 from grokinterp.progress import progress_enabled
 
@@ -272,6 +273,7 @@ def analyze_run(
         raise ValueError(f"threshold must be in (0, 1] (got {threshold})")
     run = Run(path)
     cfg, dataset = run.config, run.dataset
+    keep_freed_memory()  # the (p^2, d_mlp) grids of each checkpoint reuse the last one's blocks
     all_epochs = run.checkpoint_epochs
     if not all_epochs:
         raise RunDirError(f"{run.path}: no checkpoints to analyse")

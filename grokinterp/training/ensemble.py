@@ -45,9 +45,9 @@ from grokinterp.forward import split_metrics, stacked_last_position_logits
 from grokinterp.io import rundir
 from grokinterp.io.writer import RunDirWriter
 from grokinterp.losses import log_probs
+from grokinterp.memory import keep_freed_memory
 from grokinterp.progress import progress_enabled
 from grokinterp.training.compiled import compile_step, compiles_update
-from grokinterp.training.memory import keep_freed_memory
 from grokinterp.training.resume import open_run
 from grokinterp.training.trainer import Trainer, TrainResult
 

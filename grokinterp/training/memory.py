@@ -1,44 +1,5 @@
-"""Keeping freed memory for reuse during CPU training (glibc's ``mallopt``).
+"""Moved to ``grokinterp.memory`` (single runs and the analysis use it too); kept for old imports."""
 
-glibc's malloc serves each block of 32 MiB or more from a fresh ``mmap`` and returns it with
-``munmap`` when freed, and trims the heap top back to the system. An ensemble's stacked
-activations are such blocks, allocated and freed every step, so every step pays the page faults
-of first writes to new memory again: measured at p = 59 and 113 (8 members, one thread), this made
-an ensemble's model-epoch 2-10% slower than a single run's. ``keep_freed_memory`` turns both off
-for the process (``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD`` at its maximum), so freed blocks stay in
-the heap and the next step reuses them; the process keeps its peak memory instead of returning it.
-It is what the environment variables ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...`` do, applied
-from inside the process. Elsewhere (macOS, Windows, musl) it does nothing.
-"""
-
-from __future__ import annotations
-
-import ctypes
-import ctypes.util
-import functools
-import logging
-import sys
-
-logger = logging.getLogger(__name__)
+from grokinterp.memory import keep_freed_memory
 
 __all__ = ["keep_freed_memory"]
-
-_M_TRIM_THRESHOLD = -1  # glibc's malloc.h
-_M_MMAP_MAX = -4
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed blocks for reuse (see the module docstring), once per process;
-    True where glibc accepted both settings, False where there is no glibc."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
-    logger.debug("glibc keeps freed memory for reuse: %s", ok)
-    return ok

@@ -43,6 +43,7 @@ from grokinterp.io.lock import RunLock
 from grokinterp.io.rundir import RunSummary, Status
 from grokinterp.io.writer import MemoryWriter, RunDirWriter, RunWriter
 from grokinterp.losses import cross_entropy
+from grokinterp.memory import keep_freed_memory
 from grokinterp.models import build_model, load_weights
 from grokinterp.progress import progress_enabled
 from grokinterp.tasks import Dataset, make_dataset
@@ -417,6 +418,8 @@ class Trainer:
             dynamic_ncols=True,
             mininterval=0.5,
         )
+        if self.device.type == "cpu":
+            keep_freed_memory()  # each step's activations reuse freed blocks instead of faulting in new pages
         restore = self.install_signal_handlers()
         start = time.perf_counter() - self.elapsed
         try:

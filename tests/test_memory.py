@@ -11,7 +11,7 @@ import pytest
 
 _PROBE = """
 import ctypes, sys
-from grokinterp.training.memory import keep_freed_memory
+from grokinterp.memory import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory() is True and keep_freed_memory() is True
 libc = ctypes.CDLL("libc.so.6")
