@@ -85,6 +85,21 @@ def test_circuit_cells_are_medians_over_grokked_seeds_or_say_why_not():
     assert race.circuit_cells([row(True, 0, 0.0, float("nan"))]) == "0 | 0.00 | n/a: no key frequencies"
 
 
+def test_seeds_that_lost_0_99_again_are_counted_and_left_out_of_the_circuit():
+    race = _load()
+
+    def row(seed, final_acc, keys, frac):
+        return race.SeedResult("t", "m", seed, True, 100, 1.0, keys, frac, 0.01, final_acc, '{"lr": 0.001}')
+
+    # two seeds keep test accuracy >= 0.99 to the end; one reached it and collapsed to 0.02
+    rows = [row(0, 1.0, 4, 0.8), row(1, 0.995, 2, 0.6), row(2, 0.02, 0, 0.0)]
+    line = race.summary_table(rows, "t").splitlines()[-1]
+    assert line.startswith("| m | 3/3 | 2/3 | 100 (100-100) |")
+    assert "| 3 | 0.70 | 0.01 |" in line  # medians of the two that held, not of all three
+    collapsed = race.summary_table([row(0, 0.5, 1, 0.1)], "t").splitlines()[-1]
+    assert "| 1/1 | 0/1 |" in collapsed and "n/a: none still at 0.99 | n/a | n/a" in collapsed
+
+
 def test_an_interrupted_seed_is_not_kept(tmp_path, monkeypatch):
     """The trainer turns SIGINT/SIGTERM into a clean stop; the race must not cache that seed as a
     run that did not grok."""
