@@ -96,6 +96,11 @@ def test_seeds_that_lost_0_99_again_are_counted_and_left_out_of_the_circuit():
     line = race.summary_table(rows, "t").splitlines()[-1]
     assert line.startswith("| m | 3/3 | 2/3 | 100 (100-100) |")
     assert "| 3 | 0.70 | 0.01 |" in line  # medians of the two that held, not of all three
+    # the verdict ranks by seeds that kept 0.99 first: a faster method that lost it does not win
+    fast = [race.SeedResult("t", "quick", i, True, 50, 1.0, 0, 0.0, 4.0, 0.02, "{}") for i in range(3)]
+    text = race.verdict(rows + fast, "t")
+    assert text.startswith("t: the winner is **m** (median 100 epochs to 0.99, 67% of seeds grokked and still")
+    assert "sooner but keeping it on fewer seeds: quick (50 epochs, 0% kept)" in text
     collapsed = race.summary_table([row(0, 0.5, 1, 0.1)], "t").splitlines()[-1]
     assert "| 1/1 | 0/1 |" in collapsed and "n/a: none still at 0.99 | n/a | n/a" in collapsed
 
