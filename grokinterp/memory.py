@@ -4,8 +4,9 @@ glibc's malloc serves each large block from a fresh ``mmap`` (from 128 KiB up to
 raises, at most 32 MiB) and returns it with ``munmap`` when freed, and it trims the heap top back to
 the system. Training and analysis allocate and free blocks of that size every step or checkpoint
 (activations and their gradients, (p^2, d_mlp) grids), so each step pays the page faults of first
-writes to new memory again: about 8% of a single nanda-p113 epoch on one thread, 2-10% of an
-ensemble's model-epoch, about half the analysis's page faults. ``keep_freed_memory`` turns both
+writes to new memory again: about 7% of a single nanda-p113 epoch on one thread (875 page faults
+per epoch, 38 after), 2-10% of an ensemble's model-epoch, and in three analyses of the shipped run
+279k of the process's page faults (151k after). ``keep_freed_memory`` turns both
 off for the process (``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD`` at its maximum), so freed blocks stay
 in the heap and the next step reuses them; the process keeps its peak memory instead of returning
 it. ``Trainer.run`` and ``EnsembleTrainer.run`` on the CPU and ``analyze_run`` call it. It is what
