@@ -156,6 +156,12 @@ def quartiles(xs: list[float]) -> tuple[float, float, float]:
     return q[0], q[1], q[2]
 
 
+def kept(r: SeedResult) -> bool:
+    """Whether the seed reached test accuracy 0.99 and still had it when its run ended (a seed can
+    lose it again within the cleanup epochs; its final model then no longer generalises)."""
+    return r.grokked and r.final_test_acc >= THRESHOLD
+
+
 def circuit_cells(done: list[SeedResult], why: str = "none grokked") -> str:
     """The key frequencies, fraction explained and restricted loss cells: medians over ``done``
     (the seeds whose final model still generalises: the circuit is a generalising model's), with
@@ -190,9 +196,7 @@ def summary_table(rows: list[SeedResult], task: str) -> str:
             ep, sec = f"{e[1]:.0f} ({e[0]:.0f}-{e[2]:.0f})", f"{s[1]:.1f} ({s[0]:.1f}-{s[2]:.1f})"
         else:
             ep = sec = "none grokked"
-        # A seed can reach 0.99 and lose it again before the run ends (cleanup epochs later): its
-        # final model no longer generalises, so it is left out of the circuit's medians.
-        held = [r for r in done if r.final_test_acc >= THRESHOLD]
+        held = [r for r in done if kept(r)]  # the circuit is measured on models that still generalise
         circuit = circuit_cells(held, "none grokked" if not done else "none still at 0.99")
         recipe = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                            for k, v in json.loads(rs[0].recipe).items()
@@ -211,7 +215,7 @@ def verdict(rows: list[SeedResult], task: str) -> str:
     for method in dict.fromkeys(r.method for r in rows if r.task == task):
         rs = [r for r in rows if r.task == task and r.method == method]
         done = [float(r.epoch) for r in rs if r.grokked]
-        held = [r for r in rs if r.grokked and r.final_test_acc >= THRESHOLD]
+        held = [r for r in rs if kept(r)]
         if done:
             med[method] = (len(held) / len(rs), statistics.median(done))
     if not med:
