@@ -26,6 +26,12 @@ grok per method, seeds as points), all regenerated from the command line alone:
     python benchmarks/race.py --tasks 97:0.5 --trials 8 --eval-seeds 6 --out /tmp/race   # a smaller race
     python benchmarks/race.py --methods adamw,fast-preset --eval-seeds 32 --tag top --out /tmp/race  # more seeds
 
+``--ensemble`` trains the evaluation seeds of each method that allows it (plain AdamW with either
+loss: classic, fast-preset, adamw, stablemax) as one ``EnsembleTrainer``; epochs and accuracies are
+the single runs' up to float32 rounding, and a seed's seconds are its share of the ensemble's
+clock (the table says so). On this project's 2-core CPU an ensemble of 16 saves little (about 7%
+per model-epoch at p = 113, docs/benchmarks.md); on a GPU it is the way to run many seeds.
+
 ``--tag TAG`` writes ``results-TAG.csv``, ``summary-TAG.md`` and ``race-TAG.png`` instead, so a
 second table (more seeds of fewer methods) sits beside the first, from the same studies.
 
@@ -50,7 +56,8 @@ import torch
 from grokinterp.analysis import measures
 from grokinterp.config import RunConfig
 from grokinterp.presets import get_preset
-from grokinterp.training.trainer import Trainer
+from grokinterp.training.ensemble import EnsembleTrainer, check_ensemble_configs
+from grokinterp.training.trainer import Trainer, TrainResult
 from grokinterp.training.tune import run_tune
 
 WARMUP = dict(warmup_steps=10)
@@ -83,6 +90,8 @@ class SeedResult:
     restricted_loss: float
     final_test_acc: float
     recipe: str
+    #: 1: trained alone; M: one of an ensemble of M seeds (--ensemble), seconds its share
+    members: int = 1
 
 
 def task_config(p: int, train_frac: float) -> RunConfig:
@@ -103,19 +112,20 @@ def best_recipe(method: str, base: RunConfig, out: Path, trials: int, max_epochs
     return cfg.replace(**{k: getattr(best, k) for k in search.split(",")})
 
 
-def evaluate_seed(task: str, method: str, cfg: RunConfig, seed: int, max_epochs: int, cleanup: int) -> SeedResult:
-    """Train ``cfg`` on seed ``seed`` until ``cleanup`` epochs past test accuracy 0.99 (or
-    ``max_epochs``), then check the final model for the circuit."""
-    run_cfg = cfg.replace(
+def eval_config(cfg: RunConfig, seed: int, max_epochs: int, cleanup: int) -> RunConfig:
+    """``cfg`` on seed ``seed`` (model, data and train seed), stopping ``cleanup`` epochs past the
+    first test accuracy 0.99, or at ``max_epochs``."""
+    return cfg.replace(
         model_seed=seed, data_seed=seed, train_seed=seed, epochs=max_epochs, stop_acc=THRESHOLD,
         stop_patience=max(1, cleanup // cfg.eval_every + 1), checkpoint_every=max_epochs,
     )  # fmt: skip
-    trainer = Trainer(run_cfg)
-    res = trainer.run(progress=False)
-    if res.status == "interrupted":  # SIGINT/SIGTERM, which the trainer turns into a clean stop: no result
-        raise KeyboardInterrupt(f"{method} seed {seed} interrupted at epoch {trainer.epoch}")
-    row = next((r for r in res.metrics if r["epoch"] == res.grokking_epoch), None)
-    model, dataset = res.model.eval(), trainer.dataset
+
+
+def seed_result(task: str, method: str, cfg: RunConfig, seed: int, res: TrainResult, dataset, seconds) -> SeedResult:
+    """One trained seed's row: when it first reached 0.99 (``seconds``: the wall-clock to that
+    epoch), its final test accuracy, and the circuit of its final model (key frequencies by the
+    clustered rule, fraction of neurons explained, restricted loss)."""
+    model = res.model.eval()
     with torch.no_grad():
         chosen, _, _ = measures.select_key_frequencies(model, dataset, rule="clustered")
         m = measures.compute_all_measures(model, dataset, list(chosen.freqs))
@@ -125,10 +135,61 @@ def evaluate_seed(task: str, method: str, cfg: RunConfig, seed: int, max_epochs:
     )
     recipe = {k: getattr(cfg, k) for k in names}
     return SeedResult(
-        task, method, seed, res.grokking_epoch is not None, res.grokking_epoch, None if row is None else row["elapsed"],
+        task, method, seed, res.grokking_epoch is not None, res.grokking_epoch, seconds,
         len(chosen.freqs), float(m["frac_neurons_explained"]), float(m["restricted_loss"]),
         float(res.metrics[-1]["test_acc"]), json.dumps(recipe),
     )  # fmt: skip
+
+
+def evaluate_seed(task: str, method: str, cfg: RunConfig, seed: int, max_epochs: int, cleanup: int) -> SeedResult:
+    """Train ``cfg`` on seed ``seed`` alone until ``cleanup`` epochs past test accuracy 0.99 (or
+    ``max_epochs``), then check the final model for the circuit."""
+    trainer = Trainer(eval_config(cfg, seed, max_epochs, cleanup))
+    res = trainer.run(progress=False)
+    if res.status == "interrupted":  # SIGINT/SIGTERM, which the trainer turns into a clean stop: no result
+        raise KeyboardInterrupt(f"{method} seed {seed} interrupted at epoch {trainer.epoch}")
+    row = next((r for r in res.metrics if r["epoch"] == res.grokking_epoch), None)
+    return seed_result(task, method, cfg, seed, res, trainer.dataset, None if row is None else row["elapsed"])
+
+
+def ensemble_shares(metrics: list[list[dict]]) -> list[dict[int, float]]:
+    """Each member's share of an ensemble's wall-clock up to each of its evaluation epochs.
+
+    ``metrics``: the members' metrics rows (epoch, elapsed: the ensemble's clock). Between two
+    evaluation epochs the ensemble trained the members that have a row at the later one, so each
+    of them is charged the interval divided by their number; members that stopped early make the
+    later intervals cheaper for the rest, as they did for the clock.
+    """
+    clock: dict[int, float] = {}
+    running: dict[int, int] = {}
+    for rows in metrics:
+        for r in rows:
+            clock[r["epoch"]] = max(clock.get(r["epoch"], 0.0), float(r["elapsed"]))
+            running[r["epoch"]] = running.get(r["epoch"], 0) + 1
+    share: dict[int, float] = {}
+    total, before = 0.0, 0.0
+    for epoch in sorted(clock):
+        total += (clock[epoch] - before) / running[epoch]
+        share[epoch], before = total, clock[epoch]
+    return [{r["epoch"]: share[r["epoch"]] for r in rows} for rows in metrics]
+
+
+def evaluate_ensemble(
+    task: str, method: str, cfg: RunConfig, seeds: list[int], max_epochs: int, cleanup: int
+) -> list[SeedResult]:
+    """Train ``cfg`` on ``seeds`` as one ensemble (each member stops ``cleanup`` epochs past its
+    own first 0.99); a member's seconds are its share of the ensemble's wall-clock
+    (``ensemble_shares``), what one seed cost when trained with the others."""
+    ens = EnsembleTrainer.create([eval_config(cfg, s, max_epochs, cleanup) for s in seeds], [None] * len(seeds))
+    results = ens.run(progress=False)
+    stopped = [s for s, r in zip(seeds, results, strict=True) if r.status == "interrupted"]
+    if stopped:
+        raise KeyboardInterrupt(f"{method} ensemble of seeds {seeds[0]}-{seeds[-1]} interrupted")
+    shares = ensemble_shares([r.metrics for r in results])
+    return [
+        seed_result(task, method, cfg, s, r, m.dataset, None if r.grokking_epoch is None else sh[r.grokking_epoch])
+        for s, r, m, sh in zip(seeds, results, ens.members, shares, strict=True)
+    ]
 
 
 def cached_seed(cache: Path, key: str) -> SeedResult | None:
@@ -142,10 +203,24 @@ def cached_seed(cache: Path, key: str) -> SeedResult | None:
     return None
 
 
-def seed_key(cfg: RunConfig, seed: int, max_epochs: int, cleanup: int) -> str:
-    """What makes one evaluation: the recipe's whole config, the seed, the cap and the cleanup."""
-    return json.dumps({"config": cfg.to_dict(), "seed": seed, "max_epochs": max_epochs, "cleanup": cleanup},
-                      sort_keys=True, default=str)  # fmt: skip
+def seed_key(cfg: RunConfig, seed: int, max_epochs: int, cleanup: int, ensemble: bool = False) -> str:
+    """What makes one evaluation: the recipe's whole config, the seed, the cap, the cleanup, and
+    (only when set, so single-run keys stay as they were) that it trains in an ensemble, whose
+    float32 rounding and seconds differ from a single run's."""
+    key = {"config": cfg.to_dict(), "seed": seed, "max_epochs": max_epochs, "cleanup": cleanup}
+    if ensemble and ensemble_allows(cfg):
+        key["ensemble"] = True
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def ensemble_allows(cfg: RunConfig) -> bool:
+    """Whether the recipe can train in an ensemble (plain AdamW with either loss; not Grokfast or
+    perp-Grad, which ``EnsembleTrainer`` does not implement)."""
+    try:
+        check_ensemble_configs([cfg])
+    except ValueError:
+        return False
+    return True
 
 
 def quartiles(xs: list[float]) -> tuple[float, float, float]:
@@ -177,7 +252,8 @@ def circuit_cells(done: list[SeedResult], why: str = "none grokked") -> str:
 
 def summary_table(rows: list[SeedResult], task: str) -> str:
     """The Markdown table of one task: per method the epochs and seconds to 0.99 (median and
-    quartiles over the seeds that grokked), the fraction grokked, how many of those still had test
+    quartiles over the seeds that grokked; for seeds trained in an ensemble, their share of its
+    clock, and the cell says so), the fraction grokked, how many of those still had test
     accuracy >= 0.99 at the end, and the circuit at the end (medians over those)."""
     lines = [
         f"### {task}",
@@ -196,6 +272,9 @@ def summary_table(rows: list[SeedResult], task: str) -> str:
             ep, sec = f"{e[1]:.0f} ({e[0]:.0f}-{e[2]:.0f})", f"{s[1]:.1f} ({s[0]:.1f}-{s[2]:.1f})"
         else:
             ep = sec = "none grokked"
+        shared = sorted({r.members for r in rs if r.members > 1})
+        if shared and done:  # seconds charged as a share of an ensemble's clock, not a run's own
+            sec += f", share of ensembles of {'/'.join(map(str, shared))}"
         held = [r for r in done if kept(r)]  # the circuit is measured on models that still generalise
         circuit = circuit_cells(held, "none grokked" if not done else "none still at 0.99")
         recipe = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
@@ -289,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cleanup", type=int, default=500, help="epochs trained past the first test acc 0.99")
     parser.add_argument("--out", required=True, help="folder for studies, results.csv, summary.md, race.png")
     parser.add_argument(
+        "--ensemble", action="store_true", help="train the evaluation seeds of each method that allows it (plain "
+        "AdamW, either loss) as one ensemble; a seed's seconds are then its share of the ensemble's wall-clock",
+    )  # fmt: skip
+    parser.add_argument(
         "--tag", default="", help="name the outputs results-TAG.csv, summary-TAG.md, race-TAG.png (another table "
         "from the same studies and seeds, e.g. more seeds of fewer methods)",
     )  # fmt: skip
@@ -313,13 +396,23 @@ def main(argv: list[str] | None = None) -> int:
             folder = out / f"p{p}-{frac:g}" / method
             cfg = best_recipe(method, base, folder, args.trials, args.max_epochs)
             folder.mkdir(parents=True, exist_ok=True)
-            for seed in range(args.eval_seeds):
-                key = seed_key(cfg, seed, args.max_epochs, args.cleanup)
-                r = cached_seed(folder / "seeds.jsonl", key)
-                if r is None:
-                    r = evaluate_seed(task, method, cfg, seed, args.max_epochs, args.cleanup)
-                    with open(folder / "seeds.jsonl", "a") as f:
-                        f.write(json.dumps({"key": key, "result": asdict(r)}) + "\n")
+            keys = {
+                seed: seed_key(cfg, seed, args.max_epochs, args.cleanup, args.ensemble)
+                for seed in range(args.eval_seeds)
+            }
+            found = {seed: cached_seed(folder / "seeds.jsonl", key) for seed, key in keys.items()}
+            todo = [seed for seed, r in found.items() if r is None]
+            if todo and args.ensemble and ensemble_allows(cfg):
+                trained = evaluate_ensemble(task, method, cfg, todo, args.max_epochs, args.cleanup)
+                for r in trained:
+                    r.members = len(todo)
+            else:
+                trained = (evaluate_seed(task, method, cfg, seed, args.max_epochs, args.cleanup) for seed in todo)
+            for r in trained:  # each seed is kept as soon as it is known: an interruption loses no other
+                with open(folder / "seeds.jsonl", "a") as f:
+                    f.write(json.dumps({"key": keys[r.seed], "result": asdict(r)}) + "\n")
+                found[r.seed] = r
+            for seed, r in found.items():
                 rows.append(r)
                 print(f"{task} {method} seed {seed}: " + (f"0.99 at epoch {r.epoch} ({r.seconds:.1f} s)" if r.grokked
                       else f"not grokked by {args.max_epochs}") + f"; {r.n_keys} keys, {r.frac_explained:.2f} "

@@ -132,3 +132,53 @@ def test_an_interrupted_seed_is_not_kept(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt, match="classic seed 0 interrupted at epoch 3"):
         race.main(argv)
     assert not (tmp_path / "p11-0.6" / "classic" / "seeds.jsonl").exists()
+
+
+def test_ensemble_shares_charge_each_interval_to_the_members_running_then():
+    race = _load()
+    # Two members: both run epochs 0-20 (clock 0, 4, 10), member 1 stops after epoch 20 and
+    # member 0 runs to epoch 30 alone (clock 13).
+    a = [{"epoch": 0, "elapsed": 0.0}, {"epoch": 10, "elapsed": 4.0}, {"epoch": 20, "elapsed": 10.0},
+         {"epoch": 30, "elapsed": 13.0}]  # fmt: skip
+    b = [{"epoch": 0, "elapsed": 0.0}, {"epoch": 10, "elapsed": 4.0}, {"epoch": 20, "elapsed": 10.0}]
+    sa, sb = race.ensemble_shares([a, b])
+    assert sa == {0: 0.0, 10: 2.0, 20: 5.0, 30: 8.0} and sb == {0: 0.0, 10: 2.0, 20: 5.0}
+    assert sa[30] + sb[20] == 13.0  # the shares add up to the ensemble's clock
+
+
+def test_an_ensemble_race_matches_single_runs_in_float64(tmp_path, monkeypatch):
+    """--ensemble trains the seeds of fixed AdamW recipes as one ensemble: in float64 its epochs to
+    0.99, final accuracies and circuits equal the single runs', the rows say which trained
+    together, and a method the ensemble cannot train (perp-Grad) still trains alone."""
+    race = _load()
+    real = race.task_config
+    monkeypatch.setattr(race, "task_config", lambda p, frac: real(p, frac).replace(dtype="float64"))
+    # p = 23 with 80% training pairs: the fast preset groks seeds 0 and 1 by epoch ~150 in float64
+    argv = ["--tasks", "23:0.8", "--methods", "fast-preset", "--eval-seeds", "2", "--max-epochs", "300",
+            "--cleanup", "20"]  # fmt: skip
+    assert race.main([*argv, "--out", str(tmp_path / "alone")]) == 0
+    assert race.main([*argv, "--out", str(tmp_path / "together"), "--ensemble"]) == 0
+
+    def rows(folder):
+        with open(tmp_path / folder / "results.csv") as f:
+            return list(csv.DictReader(f))
+
+    alone, together = rows("alone"), rows("together")
+    assert all(r["grokked"] == "True" for r in alone)  # the comparison covers grokked seeds
+    for x, y in zip(alone, together, strict=True):
+        assert (x["method"], x["seed"], x["grokked"], x["epoch"], x["n_keys"]) == (
+            y["method"], y["seed"], y["grokked"], y["epoch"], y["n_keys"])  # fmt: skip
+        assert float(y["final_test_acc"]) == pytest.approx(float(x["final_test_acc"]), abs=1e-12)
+        assert (x["members"], y["members"]) == ("1", "2")
+    summary = (tmp_path / "together" / "summary.md").read_text()
+    grokked = {r["method"] for r in together if r["grokked"] == "True"}
+    assert all("share of ensembles of 2" in line for line in summary.splitlines()
+               if any(line.startswith(f"| {m} |") for m in grokked))  # fmt: skip
+    assert race.ensemble_allows(race.task_config(11, 0.6)) and not race.ensemble_allows(
+        race.task_config(11, 0.6).replace(orthograd=True)
+    )
+    # single-run keys are what they were before --ensemble existed: old seeds.jsonl stay valid
+    cfg = race.task_config(11, 0.6)
+    assert "ensemble" not in race.seed_key(cfg, 0, 300, 20) and '"ensemble": true' in race.seed_key(
+        cfg, 0, 300, 20, True
+    )
