@@ -12,6 +12,10 @@ in the heap and the next step reuses them; the process keeps its peak memory ins
 it. ``Trainer.run`` and ``EnsembleTrainer.run`` on the CPU and ``analyze_run`` call it. It is what
 the environment variables ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...`` do, applied from inside
 the process. Elsewhere (macOS, Windows, musl) it does nothing.
+
+A process that must hand memory back between runs (a long Jupyter session next to other work, a
+server) sets ``GROKINTERP_KEEP_FREED_MEMORY=0`` before the first run: glibc's defaults then stay,
+at the cost of the page faults above.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
 import sys
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["KEEP_FREED_MEMORY_ENV", "keep_freed_memory"]
+
+#: Set to 0 (or "false", "no", "off") to leave glibc's malloc settings alone.
+KEEP_FREED_MEMORY_ENV = "GROKINTERP_KEEP_FREED_MEMORY"
 
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_MAX = -4
@@ -33,7 +41,11 @@ _M_MMAP_MAX = -4
 @functools.cache
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed blocks for reuse (see the module docstring), once per process;
-    True where glibc accepted both settings, False where there is no glibc."""
+    True where glibc accepted both settings, False where there is no glibc or the environment
+    variable ``KEEP_FREED_MEMORY_ENV`` turns it off."""
+    if os.environ.get(KEEP_FREED_MEMORY_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        logger.debug("%s is off: glibc's malloc settings are left alone", KEEP_FREED_MEMORY_ENV)
+        return False
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -4,6 +4,7 @@ kept. Read from glibc's chunk header (the IS_MMAPPED bit), each case in a fresh 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -34,8 +35,10 @@ print(mmapped)
 """
 
 
-def _mmapped(*args: str) -> bool:
-    out = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, check=True)
+def _mmapped(*args: str, env: dict | None = None) -> bool:
+    # the variable the user may have set is dropped, so each case sets exactly what it names
+    env = {**{k: v for k, v in os.environ.items() if k != "GROKINTERP_KEEP_FREED_MEMORY"}, **(env or {})}
+    out = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, check=True, env=env)
     return out.stdout.strip().splitlines()[-1] == "True"
 
 
@@ -56,3 +59,9 @@ def test_a_cpu_run_and_the_analysis_keep_freed_memory(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], check=True, capture_output=True)
     assert _mmapped("analyze", str(tmp_path / "run")) is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_the_environment_variable_leaves_glibc_alone():
+    assert _mmapped("train", env={"GROKINTERP_KEEP_FREED_MEMORY": "0"}) is True
+    assert _mmapped("train", env={"GROKINTERP_KEEP_FREED_MEMORY": "1"}) is False
