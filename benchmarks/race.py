@@ -182,14 +182,16 @@ def evaluate_ensemble(
     (``ensemble_shares``), what one seed cost when trained with the others."""
     ens = EnsembleTrainer.create([eval_config(cfg, s, max_epochs, cleanup) for s in seeds], [None] * len(seeds))
     results = ens.run(progress=False)
-    stopped = [s for s, r in zip(seeds, results, strict=True) if r.status == "interrupted"]
-    if stopped:
+    if any(r.status == "interrupted" for r in results):  # SIGINT/SIGTERM: no seed of it is kept
         raise KeyboardInterrupt(f"{method} ensemble of seeds {seeds[0]}-{seeds[-1]} interrupted")
     shares = ensemble_shares([r.metrics for r in results])
-    return [
+    rows = [
         seed_result(task, method, cfg, s, r, m.dataset, None if r.grokking_epoch is None else sh[r.grokking_epoch])
         for s, r, m, sh in zip(seeds, results, ens.members, shares, strict=True)
     ]
+    for row in rows:
+        row.members = len(seeds)
+    return rows
 
 
 def cached_seed(cache: Path, key: str) -> SeedResult | None:
@@ -404,8 +406,6 @@ def main(argv: list[str] | None = None) -> int:
             todo = [seed for seed, r in found.items() if r is None]
             if todo and args.ensemble and ensemble_allows(cfg):
                 trained = evaluate_ensemble(task, method, cfg, todo, args.max_epochs, args.cleanup)
-                for r in trained:
-                    r.members = len(todo)
             else:
                 trained = (evaluate_seed(task, method, cfg, seed, args.max_epochs, args.cleanup) for seed in todo)
             for r in trained:  # each seed is kept as soon as it is known: an interruption loses no other
