@@ -315,36 +315,46 @@ def verdict(rows: list[SeedResult], task: str) -> str:
 
 
 def figure(rows: list[SeedResult], path: Path, cap: int) -> None:
-    """Epochs to test accuracy 0.99 per method, one panel per task, seeds as points; seeds that did
-    not grok are crosses drawn at the cap (``cap``: the race's --max-epochs). Methods keep one
-    order and each kind of point one colour in every panel."""
+    """Epochs to test accuracy 0.99 per method, one panel per task, seeds as points: filled
+    circles for seeds that still had 0.99 at the end, open circles for seeds that reached it and
+    lost it again, crosses at the cap (``cap``: the race's --max-epochs) for seeds that never
+    reached it. Methods keep one order and each kind of point one colour in every panel."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     from grokinterp.viz.export import export_figures
 
+    kinds = {  # name -> (rows of that kind, marker)
+        "reached 0.99 and kept it": (kept, dict(symbol="circle", color="#1f77b4")),
+        "reached 0.99, lost it by the end": (
+            lambda r: r.grokked and not kept(r), dict(symbol="circle-open", color="#ff7f0e", line=dict(width=2))
+        ),
+        f"never reached 0.99 by {cap} (drawn at the cap)": (lambda r: not r.grokked, dict(symbol="x", color="#d62728")),
+    }  # fmt: skip
     tasks = list(dict.fromkeys(r.task for r in rows))
     methods = list(dict.fromkeys(r.method for r in rows))
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=True)
     for i, task in enumerate(tasks, start=1):
-        for grokked in (True, False):
-            rs = [r for r in rows if r.task == task and r.grokked == grokked]
+        for name, (which, marker) in kinds.items():
+            rs = [r for r in rows if r.task == task and which(r)]
             if not rs:
                 continue
             fig.add_trace(
                 go.Scatter(
-                    x=[r.method for r in rs], y=[r.epoch if grokked else cap for r in rs], mode="markers",
-                    marker=dict(symbol="circle" if grokked else "x", size=7, opacity=0.7,
-                                color="#1f77b4" if grokked else "#d62728"),
-                    name="grokked" if grokked else f"not grokked by {cap} (drawn at the cap)",
-                    showlegend=not any(t.name.startswith("grokked" if grokked else "not") for t in fig.data),
+                    x=[r.method for r in rs], y=[r.epoch if r.grokked else cap for r in rs], mode="markers",
+                    marker=dict(size=7, opacity=0.75, **marker), name=name,
+                    showlegend=not any(t.name == name for t in fig.data),
                 ),
                 row=1, col=i,
             )  # fmt: skip
+    ticks = [t for t in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000) if t <= cap] + [cap]
     fig.update_xaxes(categoryorder="array", categoryarray=methods)
-    fig.update_yaxes(type="log", showticklabels=True)
+    fig.update_yaxes(type="log", tickvals=sorted(set(ticks)), showticklabels=True)
     fig.update_yaxes(title_text="epochs to test accuracy 0.99", col=1)
-    fig.update_layout(title="Epochs to grok per method, seeds as points", width=520 * len(tasks), height=460)
+    fig.update_layout(
+        title="Epochs to grok per method, seeds as points", width=520 * len(tasks) + 160, height=480,
+        legend=dict(orientation="h", yanchor="top", y=-0.3, x=0),
+    )  # fmt: skip
     export_figures({path.stem: fig}, path.parent, "png")
 
 
