@@ -355,8 +355,8 @@ def _llc_config(args: argparse.Namespace):
 
 def cmd_import(args: argparse.Namespace) -> int:
     """``grokinterp import FILE --out RUN``: a TransformerLens Grokking demo .pth (``--from tl-demo``)
-    or a checkpoint Zhong et al. 2023 released (``--from pizza``: model_<id>.pt, config_<id>.json
-    beside it) as a run directory."""
+    or a checkpoint Zhong et al. 2023 released (``--from pizza``: model_<id>.pt or .safetensors,
+    config_<id>.json beside it) as a run directory."""
     from grokinterp.io.interop import import_pizza, import_tl_demo
 
     if args.source == "pizza":
@@ -500,8 +500,8 @@ def add_run_commands(sub, argv: Sequence[str] = ()) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--from", dest="source", choices=["tl-demo", "pizza"], default="tl-demo",
                    help="tl-demo: the TransformerLens Grokking demo's .pth (needs --trust); pizza: a "
-                   "model_<id>.pt of github.com/fjzzq2002/pizza code/save/ with config_<id>.json beside it "
-                   "(a plain state dict: no --trust needed) [tl-demo]")  # fmt: skip
+                   "model_<id>.pt of github.com/fjzzq2002/pizza code/save/ (or that state dict as "
+                   "model_<id>.safetensors) with config_<id>.json beside it (no --trust needed) [tl-demo]")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="run directory to create")
     p.add_argument("--trust", action="store_true", help="tl-demo: the file is a pickle: confirm you trust its source")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")

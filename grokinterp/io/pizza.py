@@ -1,9 +1,11 @@
 """Reading the checkpoints Zhong et al. 2023 released with "The Clock and the Pizza"
-(github.com/fjzzq2002/pizza, ``code/save/model_<id>.pt`` with ``config_<id>.json`` beside it) and
-mapping them to a ``RunConfig`` and a TransformerLens state dict.
+(github.com/fjzzq2002/pizza, ``code/save/model_<id>.pt`` with ``config_<id>.json`` beside it, or
+that state dict as ``model_<id>.safetensors``) and mapping them to a ``RunConfig`` and a
+TransformerLens state dict.
 
 A ``model_<id>.pt`` is a plain state dict of the authors' ``Transformer`` (code/train-main.py), so
-``torch.load(weights_only=True)`` reads it and no ``--trust`` is needed. Their model, per block::
+``torch.load(weights_only=True)`` reads it and no ``--trust`` is needed; the same state dict saved
+as ``model_<id>.safetensors`` (how checkpoints/zhong2023/ ships the two released ones) is read too. Their model, per block::
 
     x      = W_E[:, tokens].T + W_pos                       W_E (d_model, vocab)
     q, k, v = W_{Q,K,V} x        (heads, d_head, d_model), no biases
@@ -48,6 +50,8 @@ import torch
 from torch import Tensor
 
 from grokinterp.config import RunConfig
+from grokinterp.errors import RunDirError
+from grokinterp.io.files import load_tensors
 from grokinterp.io.tl_demo import check_file, one_line
 
 __all__ = [
@@ -68,7 +72,7 @@ SPLIT_NOTE = (
     "train/test are not the authors' split: theirs is an unseeded torch.utils.data.random_split (unknown); "
     f"this run's split is drawn with data_seed {IMPORT_DATA_SEED} at the authors' train fraction"
 )
-_NAME = re.compile(r"model_(?P<id>[A-Za-z0-9_-]+)\.pt")
+_NAME = re.compile(r"model_(?P<id>[A-Za-z0-9_-]+)\.(pt|safetensors)")
 _ACT_FNS = {"ReLU": "relu", "GeLU": "gelu"}
 
 
@@ -99,7 +103,8 @@ def _config_path(model_path: Path) -> Path:
     match = _NAME.fullmatch(model_path.name)
     if match is None:
         raise PizzaFileError(
-            f"{model_path}: expected a file named model_<id>.pt (as in the authors' code/save/), "
+            f"{model_path}: expected a file named model_<id>.pt (as in the authors' code/save/) or "
+            "model_<id>.safetensors, "
             "with config_<id>.json beside it"
         )
     return model_path.with_name(f"config_{match['id']}.json")
@@ -107,7 +112,9 @@ def _config_path(model_path: Path) -> Path:
 
 def _load_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise PizzaFileError(f"{path}: missing; the authors' config_<id>.json must lie beside model_<id>.pt")
+        raise PizzaFileError(
+            f"{path}: missing; the authors' config_<id>.json must lie beside model_<id>.pt (or .safetensors)"
+        )
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -122,6 +129,11 @@ def _load_state(path: Path) -> dict[str, Tensor]:
         check_file(path)
     except ValueError as e:
         raise PizzaFileError(str(e)) from None
+    if path.suffix == ".safetensors":
+        try:
+            return load_tensors(path)[0]
+        except RunDirError as e:
+            raise PizzaFileError(str(e)) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

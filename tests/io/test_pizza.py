@@ -1,5 +1,6 @@
 """Importing the checkpoints Zhong et al. 2023 released (checkpoints/zhong2023/, from
-github.com/fjzzq2002/pizza code/save/): the imported HookedTransformer computes the authors' model
+github.com/fjzzq2002/pizza code/save/, shipped as safetensors; the authors' .pt form is written
+from them where a test needs it): the imported HookedTransformer computes the authors' model
 (an independent plain-torch forward from their formulas), and ``analyze`` reproduces the values of
 their eval notebook."""
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from grokinterp.analysis import clock_pizza as CP
 from grokinterp.backend import TL_MAJOR
@@ -32,6 +34,10 @@ NOTEBOOK = {
     MODEL_B: {"distance_irrelevance": 0.8482598785652251, "gradient_symmetricity": 0.3336378385261339,
               "circularity": 0.9989070231917554, "verdict": "clock"},
 }  # fmt: skip
+
+
+def _shipped_state(mid: str) -> dict[str, torch.Tensor]:
+    return load_file(SHIPPED / f"model_{mid}.safetensors")
 
 
 def _authors_forward(state: dict, cfg: dict, tokens: torch.Tensor) -> torch.Tensor:
@@ -56,7 +62,7 @@ def _authors_forward(state: dict, cfg: dict, tokens: torch.Tensor) -> torch.Tens
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     root = tmp_path_factory.mktemp("pizza")
-    return {mid: import_pizza(SHIPPED / f"model_{mid}.pt", root / mid) for mid in (MODEL_A, MODEL_B)}
+    return {mid: import_pizza(SHIPPED / f"model_{mid}.safetensors", root / mid) for mid in (MODEL_A, MODEL_B)}
 
 
 @pytest.mark.parametrize("mid", [MODEL_A, MODEL_B])
@@ -71,7 +77,7 @@ def test_import_reproduces_the_authors_model(imported, mid):
         authors_cfg["attn_coeff"],
     )
     assert (cfg.d_mlp, cfg.d_head, cfg.train_frac, cfg.wd, cfg.epochs) == (512, 32, 0.8, 2.0, 20_000)
-    state = torch.load(SHIPPED / f"model_{mid}.pt", weights_only=True, map_location="cpu")
+    state = _shipped_state(mid)
     tokens = make_dataset(59, layout="a b").tokens
     model = run.model()
     with torch.no_grad():
@@ -106,7 +112,9 @@ def test_analyze_reproduces_the_notebook_values(imported, mid):
 
 
 def _copy(tmp_path: Path, mid: str, **changes) -> Path:
-    shutil.copy(SHIPPED / f"model_{mid}.pt", tmp_path / f"model_{mid}.pt")
+    """The checkpoint in the authors' own form (model_<id>.pt, torch.save of the state dict)
+    beside its config, with ``changes`` to the config."""
+    torch.save(_shipped_state(mid), tmp_path / f"model_{mid}.pt")
     cfg = json.loads((SHIPPED / f"config_{mid}.json").read_text())
     for k, v in changes.items():
         if v is None:
@@ -148,10 +156,25 @@ def test_cli_imports_without_trust_and_needs_the_config_beside(tmp_path, capsys)
     assert "model_<id>.pt" in capsys.readouterr().err
 
 
+def test_the_authors_pt_form_imports_to_the_same_weights(tmp_path, imported):
+    run = load_run(import_pizza(_copy(tmp_path, MODEL_B), tmp_path / "run"))
+    shipped = load_run(imported[MODEL_B])
+    ours, ref = run.model().state_dict(), shipped.model().state_dict()
+    assert ours.keys() == ref.keys() and all(torch.equal(ours[k], ref[k]) for k in ref)
+    assert run.metrics_rows[-1] == shipped.metrics_rows[-1]
+    bad = tmp_path / "bad" / f"model_{MODEL_A}.safetensors"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not safetensors")
+    shutil.copy(SHIPPED / f"config_{MODEL_A}.json", bad.parent)
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        import_pizza(bad, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
 def test_eqn_sign_checkpoint_maps_to_the_equals_layout(tmp_path):
     """An eqn_sign checkpoint (vocabulary C + 1, '=' is token C) becomes layout 'a b =', its '='
     logit dropped; a synthetic one built from Model A's weights with an extra '=' column."""
-    state = torch.load(SHIPPED / f"model_{MODEL_A}.pt", weights_only=True, map_location="cpu")
+    state = _shipped_state(MODEL_A)
     g = torch.Generator().manual_seed(0)
     state["embed.W_E"] = torch.cat([state["embed.W_E"], torch.randn(128, 1, generator=g)], 1)
     state["unembed.W_U"] = torch.cat([state["unembed.W_U"], torch.randn(128, 1, generator=g)], 1)
