@@ -210,7 +210,7 @@ def seed_key(cfg: RunConfig, seed: int, max_epochs: int, cleanup: int, ensemble:
     (only when set, so single-run keys stay as they were) that it trains in an ensemble, whose
     float32 rounding and seconds differ from a single run's."""
     key = {"config": cfg.to_dict(), "seed": seed, "max_epochs": max_epochs, "cleanup": cleanup}
-    if ensemble and ensemble_allows(cfg):
+    if ensemble:
         key["ensemble"] = True
     return json.dumps(key, sort_keys=True, default=str)
 
@@ -408,13 +408,13 @@ def main(argv: list[str] | None = None) -> int:
             folder = out / f"p{p}-{frac:g}" / method
             cfg = best_recipe(method, base, folder, args.trials, args.max_epochs)
             folder.mkdir(parents=True, exist_ok=True)
+            together = args.ensemble and ensemble_allows(cfg)  # else these seeds train alone
             keys = {
-                seed: seed_key(cfg, seed, args.max_epochs, args.cleanup, args.ensemble)
-                for seed in range(args.eval_seeds)
+                seed: seed_key(cfg, seed, args.max_epochs, args.cleanup, together) for seed in range(args.eval_seeds)
             }
             found = {seed: cached_seed(folder / "seeds.jsonl", key) for seed, key in keys.items()}
             todo = [seed for seed, r in found.items() if r is None]
-            if todo and args.ensemble and ensemble_allows(cfg):
+            if todo and together:
                 trained = evaluate_ensemble(task, method, cfg, todo, args.max_epochs, args.cleanup)
             else:
                 trained = (evaluate_seed(task, method, cfg, seed, args.max_epochs, args.cleanup) for seed in todo)

@@ -48,9 +48,9 @@ Loading and checking the file and mapping its config live in ``grokinterp.io.tl_
 module writes the run directory (through ``grokinterp.io.rundir``) and the exported file.
 
 ``import_pizza`` turns a checkpoint Zhong et al. 2023 released (``model_<id>.pt``, or
-``.safetensors``, with ``config_<id>.json`` beside it; read and mapped by ``grokinterp.io.pizza``) into a run directory
-with one checkpoint, at the epochs the authors trained, and a split drawn with a documented seed
-(theirs is unknown: config.json's ``imported_from`` notes say so, and ``analyze`` warns).
+``.safetensors``, with ``config_<id>.json`` beside it; read and mapped by ``grokinterp.io.pizza``)
+into a run directory with one checkpoint, at the epochs the authors trained, and a split drawn
+with a documented seed (theirs is unknown: config.json's ``imported_from`` notes say so, and ``analyze`` warns).
 """
 
 from __future__ import annotations
@@ -151,12 +151,12 @@ def import_tl_demo(path: str | Path, out: str | Path, *, trust: bool = False, fo
 
 
 def import_pizza(path: str | Path, out: str | Path, *, force: bool = False) -> Path:
-    """Turn a checkpoint of Zhong et al. 2023 (``model_<id>.pt`` or ``.safetensors``, ``config_<id>.json``
-    beside it) into a run directory at ``out``: config.json (with ``imported_from``: file, sha256, the
-    authors' config and the notes of ``grokinterp.io.pizza``), one checkpoint at the authors' final
-    epoch with its train/test metrics, the split (seeded, not the authors'), metrics and summary.
-    The file is a plain state dict read with ``torch.load(weights_only=True)`` (or safetensors), so no trust flag is
-    needed. Built in a temporary sibling folder and moved into place, as ``import_tl_demo``."""
+    """Turn a checkpoint of Zhong et al. 2023 (``model_<id>.pt`` or ``.safetensors``,
+    ``config_<id>.json`` beside it) into a run directory at ``out``: config.json (with
+    ``imported_from``: file, sha256, the authors' config and the notes of ``grokinterp.io.pizza``),
+    one checkpoint at the authors' final epoch with its train/test metrics, the split (seeded, not
+    the authors'), metrics and summary. The file is a plain state dict, read with
+    ``torch.load(weights_only=True)`` or safetensors, so no trust flag is needed. Built in a temporary sibling folder and moved into place, as ``import_tl_demo``."""
     from grokinterp.io.pizza import PizzaFileError, read_pizza
 
     path, out = Path(path), Path(out)

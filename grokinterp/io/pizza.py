@@ -5,7 +5,8 @@ TransformerLens state dict.
 
 A ``model_<id>.pt`` is a plain state dict of the authors' ``Transformer`` (code/train-main.py), so
 ``torch.load(weights_only=True)`` reads it and no ``--trust`` is needed; the same state dict saved
-as ``model_<id>.safetensors`` (how checkpoints/zhong2023/ ships the two released ones) is read too. Their model, per block::
+as ``model_<id>.safetensors`` (how checkpoints/zhong2023/ ships the two released ones) is read
+too. Their model, per block::
 
     x      = W_E[:, tokens].T + W_pos                       W_E (d_model, vocab)
     q, k, v = W_{Q,K,V} x        (heads, d_head, d_model), no biases
@@ -104,8 +105,7 @@ def _config_path(model_path: Path) -> Path:
     if match is None:
         raise PizzaFileError(
             f"{model_path}: expected a file named model_<id>.pt (as in the authors' code/save/) or "
-            "model_<id>.safetensors, "
-            "with config_<id>.json beside it"
+            "model_<id>.safetensors, with config_<id>.json beside it"
         )
     return model_path.with_name(f"config_{match['id']}.json")
 
