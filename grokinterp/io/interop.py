@@ -50,7 +50,8 @@ module writes the run directory (through ``grokinterp.io.rundir``) and the expor
 ``import_pizza`` turns a checkpoint Zhong et al. 2023 released (``model_<id>.pt``, or
 ``.safetensors``, with ``config_<id>.json`` beside it; read and mapped by ``grokinterp.io.pizza``)
 into a run directory with one checkpoint, at the epochs the authors trained, and a split drawn
-with a documented seed (theirs is unknown: config.json's ``imported_from`` notes say so, and ``analyze`` warns).
+with a documented seed (theirs is unknown: config.json's ``imported_from`` notes say so, and
+``analyze`` warns).
 """
 
 from __future__ import annotations
