@@ -15,10 +15,13 @@ machine drifts), and prints the median over the blocks of the block's limit over
     python benchmarks/bench_train.py --ensemble 8   # also: an ensemble of 8 against 8 sequential runs
     python benchmarks/bench_train.py --ensemble 8 --only-ensemble --ensemble-p 113   # only that
     python benchmarks/bench_train.py --compile      # also: the compiled step (--compile)
+    python benchmarks/bench_train.py --ensemble 8 --only-ensemble --compile   # ensembles, eager and compiled
+    python benchmarks/bench_train.py --ensemble 8 --profile --ensemble-p 31 113  # where the time goes
 
 The ensemble comparison times 10 epochs of M models as one ``EnsembleTrainer`` (batched forward,
 backward and AdamW; evaluation every 10 epochs) against 10 epochs of each of M single ``Trainer``
-runs one after the other, at p = 31, 59 and 113, in alternating blocks.
+runs one after the other, at p = 31, 59 and 113, in alternating blocks, each round of blocks followed
+by the matmul probe; with ``--compile`` both sides also run compiled.
 """
 
 from __future__ import annotations
@@ -68,31 +71,78 @@ def grokinterp_epoch_fn(cfg):
     return epoch
 
 
-def ensemble_vs_sequential(p: int, m: int, blocks: int, epochs: int, compile: bool = False) -> tuple[float, float]:
-    """Seconds per model-epoch: an ensemble of ``m`` seeds against ``m`` sequential runs, both
-    trained in memory through their public ``run(max_epochs=...)`` (evaluation every 10 epochs,
-    as ``grokinterp train``), in alternating blocks of ``epochs`` epochs."""
+def ensemble_vs_sequential(
+    p: int, m: int, blocks: int, epochs: int, compile: bool = False
+) -> dict[str, dict[str, float]]:
+    """An ensemble of ``m`` seeds against ``m`` sequential runs, both trained in memory through
+    their public ``run(max_epochs=...)`` (evaluation every 10 epochs, as ``grokinterp train``), in
+    alternating blocks of ``epochs`` epochs, with the matmul probe (``arithmetic_limit``) after
+    every round of blocks; with ``compile`` also both sides with ``RunConfig.compile``.
+
+    Returns, for each side ("sequential", "ensemble", and "compiled sequential", "compiled
+    ensemble"), the medians over the blocks of its seconds per model-epoch (``time``) and of its
+    share of the block's arithmetic limit (``share``); and under "limit" the limit's ``time``."""
     from grokinterp.training.ensemble import EnsembleTrainer
 
-    cfg = get_preset("nanda-p113").replace(p=p, compile=compile, epochs=10**6)
-    cfgs = [cfg.replace(model_seed=s, data_seed=s) for s in range(m)]
-    singles = [Trainer(c) for c in cfgs]
-    ens = EnsembleTrainer([Trainer(c) for c in cfgs])
-
-    def ensemble_block():
-        ens.run(progress=False, max_epochs=epochs)
-
-    def sequential_block():
-        for t in singles:
-            t.run(progress=False, max_epochs=epochs)
-
-    for fn in (ensemble_block, sequential_block):
+    sides = {}
+    for compiled in (False, True) if compile else (False,):
+        cfg = get_preset("nanda-p113").replace(p=p, compile=compiled, epochs=10**6)
+        cfgs = [cfg.replace(model_seed=s, data_seed=s) for s in range(m)]
+        singles = [Trainer(c) for c in cfgs]
+        ens = EnsembleTrainer([Trainer(c) for c in cfgs])
+        prefix = "compiled " if compiled else ""
+        sides[prefix + "sequential"] = lambda singles=singles: [
+            t.run(progress=False, max_epochs=epochs) for t in singles
+        ]
+        sides[prefix + "ensemble"] = lambda ens=ens: ens.run(progress=False, max_epochs=epochs)
+    dataset = singles[0].dataset
+    for fn in sides.values():
         fn()  # warm up (and compile)
-    e_t, s_t = [], []
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    limits = []
     for _ in range(blocks):
-        e_t.append(time_block(ensemble_block, 1) / (m * epochs))
-        s_t.append(time_block(sequential_block, 1) / (m * epochs))
-    return statistics.median(e_t), statistics.median(s_t)
+        for name, fn in sides.items():
+            times[name].append(time_block(fn, 1) / (m * epochs))
+        limits.append(arithmetic_limit(cfg, dataset)[0])
+    med = statistics.median
+    out = {
+        name: {"time": med(t), "share": med(x / y for x, y in zip(limits, t, strict=True))} for name, t in times.items()
+    }
+    out["limit"] = {"time": med(limits)}
+    return out
+
+
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def profile_ensemble(p: int, m: int, epochs: int = 20, top: int = 8) -> None:
+    """Where a model-epoch's time goes, single run against an ensemble of ``m`` (``torch.profiler``,
+    self CPU time of each ATen op, per model-epoch): the matmul kernels and everything else, and
+    the ``top`` ops of each side. The profiler's own overhead inflates the small ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from grokinterp.training.ensemble import EnsembleTrainer
+
+    cfg = get_preset("nanda-p113").replace(p=p, epochs=10**6)
+    cfgs = [cfg.replace(model_seed=s, data_seed=s) for s in range(m)]
+    single = Trainer(cfgs[0])
+    ens = EnsembleTrainer([Trainer(c) for c in cfgs])
+    print(f"p={p}: profile of {epochs} epochs, ms per model-epoch (self CPU time; the profiler inflates small ops)")
+    for name, fn, models in (
+        ("single run", lambda: single.run(progress=False, max_epochs=epochs), 1),
+        (f"ensemble of {m}", lambda: ens.run(progress=False, max_epochs=epochs), m),
+    ):
+        fn()  # warm up
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            fn()
+        events = [e for e in prof.key_averages(group_by_input_shape=True) if e.key.startswith("aten::")]
+        per = epochs * models * 1e3  # profiler microseconds -> ms per model-epoch
+        total = sum(e.self_cpu_time_total for e in events) / per
+        mm = sum(e.self_cpu_time_total for e in events if e.key in MATMULS) / per
+        print(f"  {name}: {total:.2f} ms in ATen ops, {mm:.2f} ms ({mm / total:.0%}) in matmul kernels")
+        for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+            shapes = ", ".join(str(tuple(x)) for x in e.input_shapes if x)
+            print(f"    {e.self_cpu_time_total / per:6.2f} ms  {e.key[6:]:22s} {shapes}")
 
 
 def time_block(fn, n):
@@ -145,23 +195,34 @@ def main() -> None:
     parser.add_argument(
         "--ensemble-p", type=int, nargs="+", default=[31, 59, 113], metavar="P", help="the ensemble comparison's p"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="with --ensemble M: only profile a single run and the ensemble at each p"
+    )
     args = parser.parse_args()
-    if args.only_ensemble and not args.ensemble:
-        parser.error("--only-ensemble needs --ensemble M")
+    if (args.only_ensemble or args.profile) and not args.ensemble:
+        parser.error("--only-ensemble and --profile need --ensemble M")
+    if args.profile:
+        for p in args.ensemble_p:
+            profile_ensemble(p, args.ensemble)
+        return
     # As Trainer.run does on the CPU (it is process-wide: the demo loop and the matmul probe of the
     # arithmetic limit reuse freed memory too, so every figure is measured under the same allocator).
     keep_freed_memory()
+    if args.compile:
+        # Dynamo compiles AdamW's update once per optimizer object and keeps at most recompile_limit
+        # (8) versions, then runs the update eagerly: here 8 compiled runs per p stay alive at once.
+        torch._dynamo.config.recompile_limit = 64
     if args.ensemble:
         for p in args.ensemble_p:
-            e, s = ensemble_vs_sequential(p, args.ensemble, args.blocks, 10)
-            p_cfg = get_preset("nanda-p113").replace(p=p)
-            limit = arithmetic_limit(p_cfg, Trainer(p_cfg).dataset)[0]
-            print(
-                f"p={p}: ensemble of {args.ensemble}: {e * 1e3:6.2f} ms per model-epoch; {args.ensemble} sequential "
-                f"runs: {s * 1e3:6.2f} ms per model-epoch; throughput ratio {s / e:.2f}x; arithmetic limit "
-                f"{limit * 1e3:.2f} ms per model-epoch (ensemble at {limit / e:.0%}, sequential at {limit / s:.0%})",
-                flush=True,
-            )
+            r = ensemble_vs_sequential(p, args.ensemble, args.blocks, 10, compile=args.compile)
+            print(f"p={p}: {args.ensemble} models, ms per model-epoch (share of each block's arithmetic limit, "
+                  f"{r['limit']['time'] * 1e3:.2f} ms); ratio = sequential / this", flush=True)  # fmt: skip
+            seq = r["sequential"]["time"]
+            for name, v in r.items():
+                if name != "limit":
+                    print(
+                        f"  {name:20s} {v['time'] * 1e3:7.2f} ms ({v['share']:.0%}); {seq / v['time']:.2f}x", flush=True
+                    )
         if args.only_ensemble:
             return
 

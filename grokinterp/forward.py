@@ -15,7 +15,7 @@ formula itself, and bidirectional attention (no causal mask) on every layer.
 
 ``stacked_last_position_logits(model, params, tokens)`` runs the same fused forward on weights
 stacked along a leading model axis (an ensemble's M members): the helpers dispatch on the weights'
-rank (``addmm`` for one model, ``baddbmm`` for M; one ``F.embedding`` over the members' tables
+rank (``addmm`` for one model, ``baddbmm`` for M; one gather from the members' tables
 with offset indices), so a single model's ops stay exactly what they were.
 
 Every fused path (``last_position_logits``, ``final_position_cache``, ``all_logits``,
@@ -159,13 +159,18 @@ def _dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
 
 def _gather(idx: Tensor, table: Tensor) -> Tensor:
     """Rows ``idx`` of ``table`` (rows, d), or with stacked members of each member's own table
-    (M, rows, d) by its (M, ...) indices: one F.embedding over the flattened (M * rows, d) table
-    with each member's indices offset by member * rows."""
-    if table.dim() == 2:
-        return F.embedding(idx, table)
-    m, rows = table.shape[:2]
-    offset = torch.arange(m, device=idx.device) * rows
-    return F.embedding(idx + _member_view(offset, idx.dim()), table.flatten(0, 1))
+    (M, rows, d) by its (M, ...) indices: one gather from the flattened (M * rows, d) table with
+    each member's indices offset by member * rows.
+
+    The gather is ``index_select`` on the flattened indices: its backward adds the gradient rows
+    into a zero table in index order (``index_add_``), which on a CPU is 3-5x faster than
+    ``F.embedding``'s sort-based backward for a step's ~11,500 indices and gives the same bits;
+    both are far faster than advanced indexing's ``index_put_``."""
+    if table.dim() == 3:
+        m, rows = table.shape[:2]
+        offset = torch.arange(m, device=idx.device) * rows
+        idx, table = idx + _member_view(offset, idx.dim()), table.flatten(0, 1)
+    return table.index_select(0, idx.reshape(-1)).view(*idx.shape, table.shape[-1])
 
 
 def _qkv(x: Tensor, attn: nn.Module, which: str) -> Tensor:
@@ -250,7 +255,7 @@ def stacked_last_position_logits(
 
     Where the fused forward applies (``supports_fused``, no hooks attached) it runs once on the
     stacked weights in batched kernels (``baddbmm`` per member, gathers from the members' tables
-    as one ``F.embedding``); the GrokMLP, a model with hooks, and TransformerLens 4.x's bridge
+    as one gather); the GrokMLP, a model with hooks, and TransformerLens 4.x's bridge
     (whose weight properties reshape 2-D ``nn.Linear`` weights) run ``torch.func.vmap`` of the
     single-model forward instead. Both equal the members' separate forwards to rounding.
     """
@@ -291,7 +296,7 @@ def _fused_forward(
     rates = [attention_rate(b.attn) for b in model.blocks]
 
     # Layer 0: its input is a function of (position, token) alone, so tabulate Q, K, V and
-    # gather rows. F.embedding's backward is much faster than advanced indexing's index_put.
+    # gather rows (``_gather``).
     W_pos = model.pos_embed.W_pos[..., :n_ctx, :]
     embed_table = model.embed.W_E.unsqueeze(-3) + W_pos.unsqueeze(-2)  # ([M,] ctx, vocab, d)
     d_vocab = embed_table.shape[-2]

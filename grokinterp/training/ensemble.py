@@ -156,6 +156,11 @@ class EnsembleTrainer:
         self._on_event: Callable[[str], None] | None = None
         self._next_progress = 0
         self._told_end: set[int] = set()
+        # The evaluation's batched forward, compiled with cfg.compile as a single run's is (the
+        # train step's parts compile in ``_train_group``); the model axis shrinks as members stop.
+        self._eval_forward: Callable[..., Tensor] = self._logits
+        if self.members[0].cfg.compile:
+            self._eval_forward = compile_step(self._logits, self.members[0].device, dynamic=True)
 
     def _event(self, line: str) -> None:
         """One member event: logged (debug) and handed to ``run``'s ``on_event``."""
@@ -451,7 +456,9 @@ class EnsembleTrainer:
         parts = []
         for sl in self._chunks(len(group), min(tokens.shape[1], 32_768)):
             p, f = (params, fixed) if sl == slice(None) else _slices(params, fixed, sl)
-            parts.append(torch.cat([self._logits(p, f, model, t) for t in tokens[sl].split(32_768, dim=1)], dim=1))
+            parts.append(
+                torch.cat([self._eval_forward(p, f, model, t) for t in tokens[sl].split(32_768, dim=1)], dim=1)
+            )
         logits = torch.cat(parts)
         rows = []
         for j, m in enumerate(group):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from grokinterp.config import RunConfig
+from grokinterp.training import ensemble as ensemble_module
 from grokinterp.training.compiled import compile_mode, compile_options, compiles_update
 from grokinterp.training.ensemble import train_ensemble
 from grokinterp.training.trainer import Trainer
@@ -42,13 +43,26 @@ def test_compiled_single_run_equals_eager_in_float64():
         assert (r["train_acc"], r["test_acc"]) == (s["train_acc"], s["test_acc"])
 
 
-def test_compiled_ensemble_equals_eager_ensemble_in_float64():
+def test_compiled_ensemble_equals_eager_ensemble_in_float64(monkeypatch):
     cfgs = [RunConfig(**TINY, dtype="float64", lr=3e-3, device="cpu", model_seed=s, data_seed=s) for s in (0, 1)]
     eager = train_ensemble(cfgs, [None, None], progress=False)
+    compiled_fns = []
+    real = ensemble_module.compile_step
+
+    def spy(fn, device, **kw):
+        compiled_fns.append(fn.__name__)
+        return real(fn, device, **kw)
+
+    monkeypatch.setattr(ensemble_module, "compile_step", spy)
     compiled = train_ensemble([c.replace(compile=True) for c in cfgs], [None, None], progress=False)
+    # The evaluation's forward and the step's loss compile; float64 weights keep the update eager.
+    assert set(compiled_fns) == {"_logits", "_member_losses"}
     for e, c in zip(eager, compiled, strict=True):
         assert _max_rel(e.model, c.model) < 1e-11
-        assert c.metrics[-1]["test_loss"] == pytest.approx(e.metrics[-1]["test_loss"], rel=1e-11)
+        for r, s in zip(e.metrics, c.metrics, strict=True):
+            assert (r["epoch"], r["train_acc"], r["test_acc"]) == (s["epoch"], s["train_acc"], s["test_acc"])
+            for k in ("train_loss", "test_loss"):
+                assert s[k] == pytest.approx(r[k], rel=1e-11)
 
 
 def test_which_updates_compile_and_how():
