@@ -357,15 +357,25 @@ def functional_state(model: nn.Module) -> dict[str, Tensor]:
 
 def attn_scale(model: nn.Module, layer: int) -> float:
     """What the attention scores of block ``layer`` are divided by: 3.x's ``attn.attn_scale``
-    (sqrt(d_head), as a numpy float64; on 4.x computed by the same rule)."""
+    (sqrt(d_head); on 4.x computed by the same rule), as a Python float.
+
+    3.x stores it as a numpy float64, which ``torch.compile`` lifts into a 0-dim float64 tensor
+    on the CPU, a graph input even when the model is on CUDA (a host-to-device copy that splits
+    the CUDA graph). A Python float is a constant of the graph; the arithmetic is the same (numpy's
+    float64 is a Python float)."""
+    return _attn_scale(model, layer)
+
+
+@torch.compiler.assume_constant_result
+def _attn_scale(model: nn.Module, layer: int) -> float:
     attn = model.blocks[layer].attn
     if hasattr(attn, "attn_scale") and getattr(attn, "attn_scale", None) is not None:
-        return attn.attn_scale
+        return float(attn.attn_scale)
     cfg = model.cfg
     scale = (cfg.attn_scale if cfg.attn_scale != -1.0 else np.sqrt(cfg.d_head)) if cfg.use_attn_scale else 1.0
     if cfg.scale_attn_by_inverse_layer_idx:
         scale *= layer + 1
-    return scale
+    return float(scale)
 
 
 def activation(act_fn: str) -> Callable[[Tensor], Tensor]:

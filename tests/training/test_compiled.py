@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from grokinterp.config import RunConfig
+from grokinterp.forward import last_position_logits
 from grokinterp.training import ensemble as ensemble_module
 from grokinterp.training.compiled import compile_mode, compile_options, compiles_update
 from grokinterp.training.ensemble import train_ensemble
@@ -85,3 +86,27 @@ def test_plain_cpu_builds_compile_without_vector_code(monkeypatch):
     assert compile_options(torch.device("cpu")) == {"mode": "default"}
     with pytest.raises(ValueError, match="compile does not support dropout"):
         RunConfig(**TINY, compile=True, dropout=0.1)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_compiled_graphs_take_only_the_models_tensors_and_the_batch(n_layers):
+    """A graph input that is not a weight or the batch lives on the CPU even when the model is on
+    CUDA: a host-to-device copy every step, which splits the CUDA graph. TransformerLens 3.x keeps
+    the attention scale as a numpy float64, which Dynamo lifted into such an input."""
+    cfg = RunConfig(**TINY, n_layers=n_layers, device="cpu")
+    trainer = Trainer(cfg)
+    inputs: list[torch.Tensor] = []
+
+    def recording_backend(gm, example_inputs):
+        inputs.extend(x for x in example_inputs if isinstance(x, torch.Tensor))
+        return gm.forward
+
+    torch._dynamo.reset()
+    tokens, labels = trainer.train_tokens, trainer.train_labels
+    loss = torch.compile(trainer.minibatch_loss, backend=recording_backend)(tokens, labels)
+    torch.compile(lambda t: last_position_logits(trainer.model, t), backend=recording_backend)(trainer.tokens)
+    torch._dynamo.reset()
+    allowed = {t.data_ptr() for t in trainer.model.state_dict().values()}
+    allowed |= {t.data_ptr() for t in (tokens, labels, trainer.tokens)}
+    assert inputs and all(x.data_ptr() in allowed for x in inputs), [tuple(x.shape) for x in inputs]
+    assert loss.item() == pytest.approx(trainer.minibatch_loss(tokens, labels).item(), rel=1e-6)
