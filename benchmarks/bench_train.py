@@ -236,7 +236,9 @@ def main() -> None:
         start = time.perf_counter()
         time_block(fn, 3 if name != "compiled" else 2 * cfg.eval_every)
         if name == "compiled":
-            print(f"compiling the step and the evaluation: {time.perf_counter() - start:.0f} s (once per process)")
+            print(
+                f"compiling the step and the evaluation: {time.perf_counter() - start:.0f} s (once per process; less where it compiled the same graphs before)"
+            )
     times: dict[str, list[float]] = {name: [] for name in fns}
     limits: list[tuple[float, float, float]] = []  # the matmul probe, in the same alternation
     for _ in range(args.blocks):
