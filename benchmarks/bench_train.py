@@ -33,6 +33,7 @@ import time
 
 import torch
 
+from grokinterp.config import RunConfig
 from grokinterp.losses import cross_entropy
 from grokinterp.memory import keep_freed_memory
 from grokinterp.models import build_model
@@ -71,6 +72,12 @@ def grokinterp_epoch_fn(cfg):
     return epoch
 
 
+def seed_configs(p: int, m: int, compile: bool = False) -> tuple[RunConfig, list[RunConfig]]:
+    """nanda-p113 at ``p`` (no epoch limit: blocks run ``max_epochs``) and its ``m`` seeds 0..m-1."""
+    cfg = get_preset("nanda-p113").replace(p=p, compile=compile, epochs=10**6)
+    return cfg, [cfg.replace(model_seed=s, data_seed=s) for s in range(m)]
+
+
 def ensemble_vs_sequential(
     p: int, m: int, blocks: int, epochs: int, compile: bool = False
 ) -> dict[str, dict[str, float]]:
@@ -86,8 +93,7 @@ def ensemble_vs_sequential(
 
     sides = {}
     for compiled in (False, True) if compile else (False,):
-        cfg = get_preset("nanda-p113").replace(p=p, compile=compiled, epochs=10**6)
-        cfgs = [cfg.replace(model_seed=s, data_seed=s) for s in range(m)]
+        cfg, cfgs = seed_configs(p, m, compiled)
         singles = [Trainer(c) for c in cfgs]
         ens = EnsembleTrainer([Trainer(c) for c in cfgs])
         prefix = "compiled " if compiled else ""
@@ -123,8 +129,7 @@ def profile_ensemble(p: int, m: int, epochs: int = 20, top: int = 8) -> None:
 
     from grokinterp.training.ensemble import EnsembleTrainer
 
-    cfg = get_preset("nanda-p113").replace(p=p, epochs=10**6)
-    cfgs = [cfg.replace(model_seed=s, data_seed=s) for s in range(m)]
+    _, cfgs = seed_configs(p, m)
     single = Trainer(cfgs[0])
     ens = EnsembleTrainer([Trainer(c) for c in cfgs])
     print(f"p={p}: profile of {epochs} epochs, ms per model-epoch (self CPU time; the profiler inflates small ops)")

@@ -355,19 +355,15 @@ def functional_state(model: nn.Module) -> dict[str, Tensor]:
     return dict(source.named_parameters()) | dict(source.named_buffers())
 
 
+@torch.compiler.assume_constant_result
 def attn_scale(model: nn.Module, layer: int) -> float:
     """What the attention scores of block ``layer`` are divided by: 3.x's ``attn.attn_scale``
     (sqrt(d_head); on 4.x computed by the same rule), as a Python float.
 
     3.x stores it as a numpy float64, which ``torch.compile`` lifts into a 0-dim float64 tensor
     on the CPU, a graph input even when the model is on CUDA (a host-to-device copy that splits
-    the CUDA graph). A Python float is a constant of the graph; the arithmetic is the same (numpy's
-    float64 is a Python float)."""
-    return _attn_scale(model, layer)
-
-
-@torch.compiler.assume_constant_result
-def _attn_scale(model: nn.Module, layer: int) -> float:
+    the CUDA graph). Marked ``assume_constant_result``, the scale is a constant of the graph; the
+    arithmetic is the same (numpy's float64 is a Python float)."""
     attn = model.blocks[layer].attn
     if hasattr(attn, "attn_scale") and getattr(attn, "attn_scale", None) is not None:
         return float(attn.attn_scale)
