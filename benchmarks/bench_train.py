@@ -111,9 +111,7 @@ def ensemble_vs_sequential(
             times[name].append(time_block(fn, 1) / (m * epochs))
         limits.append(arithmetic_limit(cfg, dataset)[0])
     med = statistics.median
-    out = {
-        name: {"time": med(t), "share": med(x / y for x, y in zip(limits, t, strict=True))} for name, t in times.items()
-    }
+    out = {name: {"time": med(t), "share": median_share(limits, t)} for name, t in times.items()}
     out["limit"] = {"time": med(limits)}
     return out
 
@@ -148,6 +146,12 @@ def profile_ensemble(p: int, m: int, epochs: int = 20, top: int = 8) -> None:
         for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
             shapes = ", ".join(str(tuple(x)) for x in e.input_shapes if x)
             print(f"    {e.self_cpu_time_total / per:6.2f} ms  {e.key[6:]:22s} {shapes}")
+
+
+def median_share(limits: list[float], times: list[float]) -> float:
+    """The median over the blocks of each block's arithmetic limit over its time: the machine's
+    speed drifts, so each block's time meets the probe taken right after it."""
+    return statistics.median(x / t for x, t in zip(limits, times, strict=True))
 
 
 def time_block(fn, n):
@@ -242,7 +246,8 @@ def main() -> None:
         time_block(fn, 3 if name != "compiled" else 2 * cfg.eval_every)
         if name == "compiled":
             print(
-                f"compiling the step and the evaluation: {time.perf_counter() - start:.0f} s (once per process; less where it compiled the same graphs before)"
+                f"compiling the step and the evaluation: {time.perf_counter() - start:.0f} s "
+                "(once per process; less where it compiled the same graphs before)"
             )
     times: dict[str, list[float]] = {name: [] for name in fns}
     limits: list[tuple[float, float, float]] = []  # the matmul probe, in the same alternation
@@ -262,8 +267,7 @@ def main() -> None:
 
     limit = statistics.median(x[0] for x in limits)
     flops, gflops = limits[0][1], statistics.median(x[2] for x in limits)
-    # Block by block: the machine's speed drifts, so each block's epochs meet that block's probe.
-    share = statistics.median(x[0] / t for x, t in zip(limits, times["eager"], strict=True))
+    share = median_share([x[0] for x in limits], times["eager"])
     print(f"matmul FLOPs per epoch    : {flops / 1e9:7.2f} GFLOP; measured matmul throughput {gflops:.1f} GFLOP/s")
     print(f"arithmetic limit          : {limit * 1e3:7.1f} ms/epoch; grokinterp is at {share:.0%} of it "
           f"(median over the blocks of each block's limit / epoch)")  # fmt: skip

@@ -157,7 +157,8 @@ def import_pizza(path: str | Path, out: str | Path, *, force: bool = False) -> P
     ``imported_from``: file, sha256, the authors' config and the notes of ``grokinterp.io.pizza``),
     one checkpoint at the authors' final epoch with its train/test metrics, the split (seeded, not
     the authors'), metrics and summary. The file is a plain state dict, read with
-    ``torch.load(weights_only=True)`` or safetensors, so no trust flag is needed. Built in a temporary sibling folder and moved into place, as ``import_tl_demo``."""
+    ``torch.load(weights_only=True)`` or safetensors, so no trust flag is needed. Built in a
+    temporary sibling folder and moved into place, as ``import_tl_demo``."""
     from grokinterp.io.pizza import PizzaFileError, read_pizza
 
     path, out = Path(path), Path(out)
