@@ -17,6 +17,7 @@ machine drifts), and prints the median over the blocks of the block's limit over
     python benchmarks/bench_train.py --compile      # also: the compiled step (--compile)
     python benchmarks/bench_train.py --ensemble 8 --only-ensemble --compile   # ensembles, eager and compiled
     python benchmarks/bench_train.py --ensemble 8 --profile --ensemble-p 31 113  # where the time goes
+    python benchmarks/bench_train.py --profile-compiled   # the compiled step's kernels, Inductor's included
 
 The ensemble comparison times 10 epochs of M models as one ``EnsembleTrainer`` (batched forward,
 backward and AdamW; evaluation every 10 epochs) against 10 epochs of each of M single ``Trainer``
@@ -87,8 +88,10 @@ def ensemble_vs_sequential(
     every round of blocks; with ``compile`` also both sides with ``RunConfig.compile``.
 
     Returns, for each side ("sequential", "ensemble", and "compiled sequential", "compiled
-    ensemble"), the medians over the blocks of its seconds per model-epoch (``time``) and of its
-    share of the block's arithmetic limit (``share``); and under "limit" the limit's ``time``."""
+    ensemble"), the medians over the blocks of its seconds per model-epoch (``time``), of its
+    share of the block's arithmetic limit (``share``) and of the sequential runs' time over its own
+    in the same round (``ratio``: paired, so a drift of the host between rounds cancels); and
+    under "limit" the limit's ``time``."""
     from grokinterp.training.ensemble import EnsembleTrainer
 
     sides = {}
@@ -111,7 +114,11 @@ def ensemble_vs_sequential(
             times[name].append(time_block(fn, 1) / (m * epochs))
         limits.append(arithmetic_limit(cfg, dataset)[0])
     med = statistics.median
-    out = {name: {"time": med(t), "share": median_share(limits, t)} for name, t in times.items()}
+    seq = times["sequential"]
+    out = {
+        name: {"time": med(t), "share": median_ratio(limits, t), "ratio": median_ratio(seq, t)}
+        for name, t in times.items()
+    }
     out["limit"] = {"time": med(limits)}
     return out
 
@@ -148,10 +155,41 @@ def profile_ensemble(p: int, m: int, epochs: int = 20, top: int = 8) -> None:
             print(f"    {e.self_cpu_time_total / per:6.2f} ms  {e.key[6:]:22s} {shapes}")
 
 
-def median_share(limits: list[float], times: list[float]) -> float:
-    """The median over the blocks of each block's arithmetic limit over its time: the machine's
-    speed drifts, so each block's time meets the probe taken right after it."""
-    return statistics.median(x / t for x, t in zip(limits, times, strict=True))
+def profile_compiled(p: int, epochs: int = 20, top: int = 14) -> None:
+    """Where a compiled single run's epoch goes (``RunConfig.compile``, ``torch.profiler``): the
+    ATen ops Inductor calls and, with Inductor's kernel profile on, each C++ kernel it generated
+    (``graph_N_cpp_fused_...``), in ms per epoch."""
+    import torch._inductor.config as inductor_config
+    from torch.profiler import ProfilerActivity, profile
+
+    inductor_config.cpp.enable_kernel_profile = True
+    cfg = get_preset("nanda-p113").replace(p=p, compile=True, epochs=10**6)
+    trainer = Trainer(cfg)
+    trainer.run(progress=False, max_epochs=epochs)  # compiles
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        trainer.run(progress=False, max_epochs=epochs)
+    events = [
+        e for e in prof.key_averages(group_by_input_shape=True) if e.key.startswith("aten::") or "cpp_fused" in e.key
+    ]
+    per = epochs * 1e3
+    mm = sum(e.self_cpu_time_total for e in events if e.key in MATMULS) / per
+    total = sum(e.self_cpu_time_total for e in events) / per
+    print(f"p={p}, compiled: {epochs} epochs, ms per epoch (self CPU time; the profiler inflates small ops)")
+    print(
+        f"  {total:.2f} ms in ATen ops and Inductor's kernels, {mm:.2f} ms ({mm / total:.0%}) in matmul kernels; the rest:"
+    )
+    rest = [e for e in events if e.key not in MATMULS]
+    for e in sorted(rest, key=lambda e: -e.self_cpu_time_total)[:top]:
+        shapes = ", ".join(str(tuple(x)) for x in e.input_shapes if x)
+        print(f"  {e.self_cpu_time_total / per:6.2f} ms  {e.count / epochs:4.1f}x  {e.key[:70]} {shapes}")
+
+
+def median_ratio(tops: list[float], times: list[float]) -> float:
+    """The median over the blocks of ``tops[i] / times[i]``: a block's arithmetic limit over its
+    time (its share of the limit), or another side's time in the same round over the block's (a
+    paired speed ratio). The machine's speed drifts, so each block's time meets the probe, or the
+    other side, measured right beside it."""
+    return statistics.median(x / t for x, t in zip(tops, times, strict=True))
 
 
 def time_block(fn, n):
@@ -207,9 +245,18 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="with --ensemble M: only profile a single run and the ensemble at each p"
     )
+    parser.add_argument(
+        "--profile-compiled",
+        action="store_true",
+        help="only profile a compiled single run's kernels at each --ensemble-p",
+    )
     args = parser.parse_args()
     if (args.only_ensemble or args.profile) and not args.ensemble:
         parser.error("--only-ensemble and --profile need --ensemble M")
+    if args.profile_compiled:
+        for p in args.ensemble_p:
+            profile_compiled(p)
+        return
     if args.profile:
         for p in args.ensemble_p:
             profile_ensemble(p, args.ensemble)
@@ -225,13 +272,11 @@ def main() -> None:
         for p in args.ensemble_p:
             r = ensemble_vs_sequential(p, args.ensemble, args.blocks, 10, compile=args.compile)
             print(f"p={p}: {args.ensemble} models, ms per model-epoch (share of each block's arithmetic limit, "
-                  f"{r['limit']['time'] * 1e3:.2f} ms); ratio = sequential / this", flush=True)  # fmt: skip
-            seq = r["sequential"]["time"]
+                  f"{r['limit']['time'] * 1e3:.2f} ms); ratio = sequential / this, median over the rounds",
+                  flush=True)  # fmt: skip
             for name, v in r.items():
                 if name != "limit":
-                    print(
-                        f"  {name:20s} {v['time'] * 1e3:7.2f} ms ({v['share']:.0%}); {seq / v['time']:.2f}x", flush=True
-                    )
+                    print(f"  {name:20s} {v['time'] * 1e3:7.2f} ms ({v['share']:.0%}); {v['ratio']:.2f}x", flush=True)
         if args.only_ensemble:
             return
 
@@ -260,14 +305,16 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, nanda-p113 full batch")
     print(f"TransformerLens demo loop : {d * 1e3:7.1f} ms/epoch (median of {args.blocks} blocks)")
     print(f"grokinterp trainer        : {o * 1e3:7.1f} ms/epoch")
-    print(f"speed-up                  : {d / o:7.2f}x")
+    # Ratios are medians over the blocks of each block's pair, so a drift of the host cancels.
+    print(f"speed-up                  : {median_ratio(times['demo'], times['eager']):7.2f}x")
     if "compiled" in med:
         c = med["compiled"]
-        print(f"compiled trainer          : {c * 1e3:7.1f} ms/epoch; {o / c:.2f}x the eager trainer")
+        ratio = median_ratio(times["eager"], times["compiled"])
+        print(f"compiled trainer          : {c * 1e3:7.1f} ms/epoch; {ratio:.2f}x the eager trainer")
 
     limit = statistics.median(x[0] for x in limits)
     flops, gflops = limits[0][1], statistics.median(x[2] for x in limits)
-    share = median_share([x[0] for x in limits], times["eager"])
+    share = median_ratio([x[0] for x in limits], times["eager"])
     print(f"matmul FLOPs per epoch    : {flops / 1e9:7.2f} GFLOP; measured matmul throughput {gflops:.1f} GFLOP/s")
     print(f"arithmetic limit          : {limit * 1e3:7.1f} ms/epoch; grokinterp is at {share:.0%} of it "
           f"(median over the blocks of each block's limit / epoch)")  # fmt: skip

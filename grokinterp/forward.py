@@ -157,6 +157,44 @@ def _dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
     return x * keep / (1 - p)
 
 
+@torch.library.custom_op("grokinterp::gather_rows", mutates_args=())
+def _gather_rows(table: Tensor, idx: Tensor) -> Tensor:
+    """``table.index_select(0, idx)`` as an op Inductor calls rather than generates: the compiled
+    CPU step's gathers (see ``_gather``)."""
+    return table.index_select(0, idx)
+
+
+@_gather_rows.register_fake
+def _(table: Tensor, idx: Tensor) -> Tensor:
+    return table.new_empty((idx.shape[0], table.shape[1]))
+
+
+@torch.library.custom_op("grokinterp::scatter_rows", mutates_args=())
+def _scatter_rows(grad: Tensor, idx: Tensor, rows: int) -> Tensor:
+    """The gradient of ``_gather_rows``: ``grad``'s rows added into a zero (rows, d) table in index
+    order (``index_add_``, eager's backward of ``index_select``)."""
+    return grad.new_zeros(rows, grad.shape[1]).index_add_(0, idx, grad)
+
+
+@_scatter_rows.register_fake
+def _(grad: Tensor, idx: Tensor, rows: int) -> Tensor:
+    return grad.new_empty((rows, grad.shape[1]))
+
+
+def _gather_rows_setup(ctx, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+    table, idx = inputs
+    ctx.save_for_backward(idx)
+    ctx.rows = table.shape[0]
+
+
+def _gather_rows_backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+    (idx,) = ctx.saved_tensors
+    return _scatter_rows(grad.contiguous(), idx, ctx.rows), None
+
+
+_gather_rows.register_autograd(_gather_rows_backward, setup_context=_gather_rows_setup)
+
+
 def _gather(idx: Tensor, table: Tensor) -> Tensor:
     """Rows ``idx`` of ``table`` (rows, d), or with stacked members of each member's own table
     (M, rows, d) by its (M, ...) indices: one gather from the flattened (M * rows, d) table with
@@ -165,12 +203,22 @@ def _gather(idx: Tensor, table: Tensor) -> Tensor:
     The gather is ``index_select`` on the flattened indices: its backward adds the gradient rows
     into a zero table in index order (``index_add_``), several times faster on a CPU than
     ``F.embedding``'s sort-based backward for a step's ~11,500 indices, and summing each row's
-    gradients in the same order; both are far faster than advanced indexing's ``index_put_``."""
+    gradients in the same order; both are far faster than advanced indexing's ``index_put_``.
+
+    Compiled on a CPU, the gather and its backward are the opaque ops ``grokinterp::gather_rows``
+    and ``grokinterp::scatter_rows`` (the same kernels): Inductor would generate the backward's
+    scatter as a loop of atomic adds, several times slower than ``index_add_`` on this kind of
+    CPU (``benchmarks/bench_train.py --profile-compiled`` lists the step's kernels)."""
     if table.dim() == 3:
         m, rows = table.shape[:2]
         offset = torch.arange(m, device=idx.device) * rows
         idx, table = idx + _member_view(offset, idx.dim()), table.flatten(0, 1)
-    return table.index_select(0, idx.reshape(-1)).view(*idx.shape, table.shape[-1])
+    flat = idx.reshape(-1)
+    if torch.compiler.is_compiling() and table.device.type == "cpu":
+        out = _gather_rows(table, flat)
+    else:
+        out = table.index_select(0, flat)
+    return out.view(*idx.shape, table.shape[-1])
 
 
 def _qkv(x: Tensor, attn: nn.Module, which: str) -> Tensor:

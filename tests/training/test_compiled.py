@@ -110,3 +110,59 @@ def test_compiled_graphs_take_only_the_models_tensors_and_the_batch(n_layers):
     allowed |= {t.data_ptr() for t in (tokens, labels, trainer.tokens)}
     assert inputs and all(x.data_ptr() in allowed for x in inputs), [tuple(x.shape) for x in inputs]
     assert loss.item() == pytest.approx(trainer.minibatch_loss(tokens, labels).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_compiled_cpu_gathers_call_index_select_and_index_add(members):
+    """Compiled on a CPU, the fused forward's gathers and their backward stay the eager kernels
+    (``grokinterp::gather_rows`` / ``scatter_rows``): no scatter for Inductor to generate. The
+    compiled gradients equal eager's in float64, for a single model and stacked members."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    from grokinterp.forward import stacked_last_position_logits
+
+    cfg = RunConfig(**TINY, dtype="float64", freeze_biases=False)
+    trainers = [Trainer(cfg.replace(model_seed=s)) for s in range(members)]
+    model = trainers[0].model
+    tokens = trainers[0].train_tokens
+    graphs: dict[str, set[str]] = {"forward": set(), "backward": set()}
+
+    def recorder(kind):
+        def record(gm, example_inputs):
+            graphs[kind] |= {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
+            return make_boxed_func(gm.forward)
+
+        return record
+
+    if members == 1:
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def loss_fn(t):
+            return last_position_logits(model, t).logsumexp(-1).sum()
+
+        args = (tokens,)
+    else:
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        states = [dict(t.model.named_parameters()) | dict(t.model.named_buffers()) for t in trainers]
+        stacked = {n: torch.stack([s[n].detach() for s in states]) for n in states[0]}
+        params = [stacked[n].requires_grad_() for n in names]
+
+        def loss_fn(t):
+            return stacked_last_position_logits(model, stacked, t).logsumexp(-1).sum()
+
+        args = (tokens.expand(members, *tokens.shape).contiguous(),)
+    torch._dynamo.reset()
+    try:
+        backend = aot_autograd(fw_compiler=recorder("forward"), bw_compiler=recorder("backward"))
+        compiled = torch.compile(loss_fn, backend=backend)
+        got = torch.autograd.grad(compiled(*args), params)
+    finally:
+        torch._dynamo.reset()
+    want = torch.autograd.grad(loss_fn(*args), params)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    forward, backward = graphs["forward"], graphs["backward"]
+    assert "grokinterp.gather_rows.default" in forward and "aten.index_select.default" not in forward
+    assert "grokinterp.scatter_rows.default" in backward
+    assert not any("index_add" in op or "scatter" in op.replace("scatter_rows", "") for op in backward), backward
