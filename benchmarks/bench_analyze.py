@@ -9,8 +9,8 @@ fresh process (imports excluded, the analysis itself timed inside it), on a copy
     python benchmarks/bench_analyze.py --baseline b409a05   # and that commit, alternating, same runs
 
 With ``--baseline REV`` the commit is checked out into a temporary git worktree and both versions
-analyse the same runs in alternating rounds (the median of ``--rounds`` is printed), so the ratio
-is measured side by side on a shared machine.
+analyse the same runs in alternating rounds: the median time of ``--rounds`` is printed, and the
+ratio is the median of the rounds' ratios, each from two timings back to back on a shared machine.
 """
 
 from __future__ import annotations
@@ -119,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                     rss = max(r["rss_mib"] for r in rs)
                     print(f"{what:7s} {run_name}, {name}: {secs:.1f} s{per}, peak memory {rss:.0f} MiB")
                 if len(line) == 2:
-                    print(f"{what:7s} {run_name}: {line[0][1] / line[1][1]:.2f}x faster than the baseline")
+                    # Paired: each round times both versions back to back, so the host's drift
+                    # between rounds cancels in the ratio within a round.
+                    base, now = (results[(run_name, what, name)] for name in versions)
+                    ratio = statistics.median(b["secs"] / n["secs"] for b, n in zip(base, now))
+                    print(f"{what:7s} {run_name}: {ratio:.2f}x faster than the baseline (median of paired rounds)")
         finally:
             if args.baseline:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "baseline")],

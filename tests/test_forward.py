@@ -155,3 +155,35 @@ def test_has_hooks_sees_any_other_hook():
 def test_attention_rate_rejects_rates_outside_unit_interval():
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         AttentionRate(1.5)
+
+
+@pytest.mark.parametrize("layout", ["a b =", "a b"])
+@pytest.mark.parametrize("rate", [0.3, 1.0])
+def test_tabulated_evaluation_equals_the_per_row_forward(monkeypatch, layout, rate):
+    """Without gradients, a batch larger than the tables takes the tabulated MLP input (one
+    ``embedding_bag`` per table); it equals the authors' formula, the train step's per-row matmuls
+    and TransformerLens's cached activations in float64; with gradients, or on few rows, the
+    per-row matmuls run."""
+    cfg, model = _model(rate, 1, layout=layout, p=23)
+    tokens = make_dataset(cfg.p, layout=layout).tokens  # 529 rows > ctx * vocab * heads + vocab
+    bags = []
+    real_bag = torch.nn.functional.embedding_bag
+    monkeypatch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: bags.append(1) or real_bag(*a, **k))
+    ref = _authors_formula(model, tokens, rate).detach()
+    per_row = last_position_logits(model, tokens).detach()  # gradients on: the train step's ops
+    assert not bags
+    with torch.no_grad():
+        few = last_position_logits(model, tokens[:50])
+        assert not bags
+        fused = last_position_logits(model, tokens)
+        assert len(bags) == 2  # the pre-activation's table and the residual stream's
+        cache = final_position_cache(model, tokens)
+        names = ["blocks.0.mlp.hook_post", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"]
+        _, tl = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    _close(per_row, ref)
+    _close(few, ref[:50])
+    _close(fused, ref)
+    assert torch.equal(cache.logits, fused)  # every no-grad caller takes the same path
+    _close(cache.posts[0], tl[names[0]][:, -1])
+    _close(cache.resid_mid, tl[names[1]][:, -1])
+    _close(cache.resid_post, tl[names[2]][:, -1])
