@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                     # Paired: each round times both versions back to back, so the host's drift
                     # between rounds cancels in the ratio within a round.
                     base, now = (results[(run_name, what, name)] for name in versions)
-                    ratio = statistics.median(b["secs"] / n["secs"] for b, n in zip(base, now))
+                    ratio = statistics.median(b["secs"] / n["secs"] for b, n in zip(base, now, strict=True))
                     print(f"{what:7s} {run_name}: {ratio:.2f}x faster than the baseline (median of paired rounds)")
         finally:
             if args.baseline:

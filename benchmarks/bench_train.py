@@ -211,11 +211,17 @@ def matmul_gflops(m, k, n, reps=50):
 
 def flops_per_epoch(cfg, n_train, n_all):
     """Matmul FLOPs of one grokinterp epoch: forward+backward (3x forward) on the train split,
-    plus one forward over all pairs every eval_every epochs."""
+    plus one forward over all pairs every eval_every epochs. The evaluation of a 1-layer model
+    without LayerNorm is tabulated (``grokinterp.tables.tabulated_mlp_in``): per example only
+    W_out and W_U, plus the tables' W_O and W_in work once."""
     d, d_mlp, p = cfg.d_model, cfg.d_mlp, cfg.p
     per_example = 2 * (d * d + 2 * d * d_mlp + d * p)  # W_O, W_in, W_out, W_U at the last position
     tables = 2 * 4 * cfg.n_ctx * cfg.d_vocab * d * d  # Q/K/V tables and W_O-sized work per step
-    return 3 * (per_example * n_train + tables) + per_example * n_all / cfg.eval_every
+    eval_flops = per_example * n_all + tables
+    table_rows = cfg.n_ctx * cfg.d_vocab * cfg.n_heads + cfg.d_vocab
+    if cfg.n_layers == 1 and cfg.normalization_type == "none" and n_all > table_rows:
+        eval_flops = 2 * (d * d_mlp + d * p) * n_all + 2 * table_rows * d * (cfg.d_head + d_mlp) + tables
+    return 3 * (per_example * n_train + tables) + eval_flops / cfg.eval_every
 
 
 def arithmetic_limit(cfg, dataset) -> tuple[float, float, float]:

@@ -10,7 +10,7 @@ analysis forward that also returns the intermediates the measures need.
   gathered, instead of being multiplied out for every example;
 - evaluated without gradients, a 1-layer model without LayerNorm goes further: the MLP's input at
   the final position is linear in the attention pattern, so it is a pattern-weighted sum of rows
-  of a (position, token, head) table already multiplied by W_O and W_in (``_tabulated_mlp_in``).
+  of a (position, token, head) table already multiplied by W_O and W_in (``tables.tabulated_mlp_in``).
 
 Zhong et al.'s attention rate (``AttentionRate``: attention = rate * softmax + (1 - rate)) is a
 permanent forward hook on each block's ``attn.hook_pattern``; the fused path applies the same
@@ -41,6 +41,7 @@ forward to float32 tolerance for every preset.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ from torch import Tensor, nn
 
 from grokinterp import backend
 from grokinterp.losses import log_probs
+from grokinterp.tables import gather, member_view, tabulated_mlp_in
 
 if TYPE_CHECKING:
     from grokinterp.tasks import Dataset
@@ -72,6 +74,8 @@ __all__ = [
     "supports_fused",
 ]
 
+#: Off inside ``torch.func.vmap`` (``stacked_last_position_logits``): see ``_fused_forward``.
+_TABULATE: contextvars.ContextVar[bool] = contextvars.ContextVar("grokinterp_tabulate", default=True)
 _SCORE_TABLE_MAX = 8_000_000  # entries of the layer-0 score table (ctx * vocab^2 * heads)
 
 
@@ -128,12 +132,6 @@ def supports_fused(model: nn.Module) -> bool:
     )
 
 
-def _member_view(t: Tensor, ndim: int) -> Tensor:
-    """A stacked (M, *shape) weight viewed as (M, 1, ..., 1, *shape) with ``ndim`` dims, so it
-    broadcasts against (M, ..., *shape) activations, member against member."""
-    return t.view(t.shape[0], *(1,) * (ndim - t.dim()), *t.shape[1:])
-
-
 def _norm(x: Tensor, ln: nn.Module, kind: str | None, eps: float) -> Tensor:
     if kind is None:
         return x
@@ -143,7 +141,7 @@ def _norm(x: Tensor, ln: nn.Module, kind: str | None, eps: float) -> Tensor:
         return F.layer_norm(x, x.shape[-1:], ln.w, ln.b, eps=eps)
     # Stacked members: F.layer_norm takes one (d,) affine, so each member's is applied after.
     normed = F.layer_norm(x, x.shape[-1:], eps=eps)
-    return torch.addcmul(_member_view(ln.b, x.dim()), normed, _member_view(ln.w, x.dim()))
+    return torch.addcmul(member_view(ln.b, x.dim()), normed, member_view(ln.w, x.dim()))
 
 
 def apply_norm(
@@ -158,70 +156,6 @@ def _dropout(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
         return x
     keep = torch.empty_like(x).bernoulli_(1 - p, generator=generator)
     return x * keep / (1 - p)
-
-
-@torch.library.custom_op("grokinterp::gather_rows", mutates_args=())
-def _gather_rows(table: Tensor, idx: Tensor) -> Tensor:
-    """``table.index_select(0, idx)`` as an op Inductor calls rather than generates: the compiled
-    CPU step's gathers (see ``_gather``)."""
-    return table.index_select(0, idx)
-
-
-@_gather_rows.register_fake
-def _(table: Tensor, idx: Tensor) -> Tensor:
-    return table.new_empty((idx.shape[0], table.shape[1]))
-
-
-@torch.library.custom_op("grokinterp::scatter_rows", mutates_args=())
-def _scatter_rows(grad: Tensor, idx: Tensor, rows: int) -> Tensor:
-    """The gradient of ``_gather_rows``: ``grad``'s rows added into a zero (rows, d) table in index
-    order (``index_add_``, eager's backward of ``index_select``)."""
-    return grad.new_zeros(rows, grad.shape[1]).index_add_(0, idx, grad)
-
-
-@_scatter_rows.register_fake
-def _(grad: Tensor, idx: Tensor, rows: int) -> Tensor:
-    return grad.new_empty((rows, grad.shape[1]))
-
-
-def _gather_rows_setup(ctx, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
-    table, idx = inputs
-    ctx.save_for_backward(idx)
-    ctx.rows = table.shape[0]
-
-
-def _gather_rows_backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-    (idx,) = ctx.saved_tensors
-    return _scatter_rows(grad.contiguous(), idx, ctx.rows), None
-
-
-_gather_rows.register_autograd(_gather_rows_backward, setup_context=_gather_rows_setup)
-
-
-def _gather(idx: Tensor, table: Tensor) -> Tensor:
-    """Rows ``idx`` of ``table`` (rows, d), or with stacked members of each member's own table
-    (M, rows, d) by its (M, ...) indices: one gather from the flattened (M * rows, d) table with
-    each member's indices offset by member * rows.
-
-    The gather is ``index_select`` on the flattened indices: its backward adds the gradient rows
-    into a zero table in index order (``index_add_``), several times faster on a CPU than
-    ``F.embedding``'s sort-based backward for a step's ~11,500 indices, and summing each row's
-    gradients in the same order; both are far faster than advanced indexing's ``index_put_``.
-
-    Compiled on a CPU, the gather and its backward are the opaque ops ``grokinterp::gather_rows``
-    and ``grokinterp::scatter_rows`` (the same kernels): Inductor would generate the backward's
-    scatter as a loop of atomic adds, several times slower than ``index_add_`` on this kind of
-    CPU (``benchmarks/bench_train.py --profile-compiled`` lists the step's kernels)."""
-    if table.dim() == 3:
-        m, rows = table.shape[:2]
-        offset = torch.arange(m, device=idx.device) * rows
-        idx, table = idx + _member_view(offset, idx.dim()), table.flatten(0, 1)
-    flat = idx.reshape(-1)
-    if torch.compiler.is_compiling() and table.device.type == "cpu":
-        out = _gather_rows(table, flat)
-    else:
-        out = table.index_select(0, flat)
-    return out.view(*idx.shape, table.shape[-1])
 
 
 def _qkv(x: Tensor, attn: nn.Module, which: str) -> Tensor:
@@ -264,41 +198,6 @@ def _mlp(x: Tensor, mlp: nn.Module, act) -> Tensor:
     # addmm's backward needs only its inputs, so ReLU may overwrite its output in place.
     post = F.relu_(pre) if act is F.relu else act(pre)
     return _linear(post, mlp.W_out, mlp.b_out)
-
-
-def _tabulated_mlp_in(
-    tokens: Int[Tensor, "batch ctx"],
-    pattern: Float[Tensor, "batch ctx heads"],
-    v_tab: Float[Tensor, "ctx vocab heads d_head"],
-    embed_last: Float[Tensor, "vocab d_model"],
-    attn: nn.Module,
-    mlp: nn.Module,
-) -> tuple[Float[Tensor, "batch d_mlp"], Float[Tensor, "batch d_model"]]:
-    """The MLP's pre-activation and ``resid_mid`` at the final position of a 1-layer model without
-    LayerNorm, from tables instead of per-row matmuls.
-
-    ``resid_mid = E[last token] + b_O + sum_{pos, h} pattern[pos, h] * (v[pos, token, h] @ W_O[h])``
-    is a weighted sum of rows of a (ctx * vocab * heads + vocab, d_model) table, and the
-    pre-activation is the same sum over that table times W_in (plus b_in): one ``embedding_bag``
-    over the two tables side by side computes both, reading ctx * heads + 1 rows per example,
-    about a tenth of the arithmetic of the W_O and W_in matmuls (the analysis's forward over every
-    pair of p = 113 takes about 20% less time). Equal to the matmul path up to float32 rounding
-    (the sums are associated differently)."""
-    n_ctx, d_vocab, n_heads, _ = v_tab.shape
-    ov = torch.einsum("tvhe,hed->tvhd", v_tab, attn.W_O)  # (ctx, vocab, heads, d_model)
-    resid_tab = torch.cat([ov.flatten(0, 2), embed_last + attn.b_O])  # the last vocab rows: the base
-    pre_tab = resid_tab @ mlp.W_in
-    pre_tab[-d_vocab:] += mlp.b_in
-    heads = torch.arange(n_heads, device=tokens.device)
-    pos = torch.arange(n_ctx, device=tokens.device)
-    idx = ((pos * d_vocab + tokens)[..., None] * n_heads + heads).flatten(1)  # (batch, ctx * heads)
-    base = n_ctx * d_vocab * n_heads + tokens[:, -1:]
-    weights = torch.cat([pattern.flatten(1), pattern.new_ones(len(tokens), 1)], dim=1)
-    idx = torch.cat([idx, base], dim=1)
-    # Two bags, not one over the tables side by side: the pre-activation must come out contiguous
-    # (strided, the ReLU and the W_out matmul after it run several times slower).
-    pre = F.embedding_bag(idx, pre_tab, mode="sum", per_sample_weights=weights)
-    return pre, F.embedding_bag(idx, resid_tab, mode="sum", per_sample_weights=weights)
 
 
 def last_position_logits(
@@ -353,7 +252,12 @@ def stacked_last_position_logits(
     def one(p: dict[str, Tensor], t: Tensor) -> Tensor:
         return torch.func.functional_call(wrapper, p, (t,))
 
-    return torch.func.vmap(one)(named, tokens)
+    # Not the tabulated evaluation under vmap: embedding_bag has no batching rule there.
+    reset = _TABULATE.set(False)
+    try:
+        return torch.func.vmap(one)(named, tokens)
+    finally:
+        _TABULATE.reset(reset)
 
 
 def _fused_forward(
@@ -384,7 +288,7 @@ def _fused_forward(
     rates = [attention_rate(b.attn) for b in model.blocks]
 
     # Layer 0: its input is a function of (position, token) alone, so tabulate Q, K, V and
-    # gather rows (``_gather``).
+    # gather rows (``tables.gather``).
     W_pos = model.pos_embed.W_pos[..., :n_ctx, :]
     embed_table = model.embed.W_E.unsqueeze(-3) + W_pos.unsqueeze(-2)  # ([M,] ctx, vocab, d)
     d_vocab = embed_table.shape[-2]
@@ -396,39 +300,39 @@ def _fused_forward(
     v_tab = _qkv(x_tab, block.attn, "V")  # ([M,] ctx, vocab, heads, d_head)
     last_only = cfg.n_layers == 1
     # Evaluation (no gradient) of one 1-layer model without LayerNorm on more rows than its tables
-    # have: the MLP's input is linear in the pattern (``_tabulated_mlp_in``), so no per-row V, W_O or
+    # have: the MLP's input is linear in the pattern (``tables.tabulated_mlp_in``), so no per-row V, W_O or
     # W_in matmul is needed. Every no-grad caller (the trainer's evaluation, ``evaluate``,
     # ``all_logits``, ``final_position_cache``) takes the same path, so their numbers agree bit for bit.
     tabulated = (
         not torch.is_grad_enabled()
+        and _TABULATE.get()
         and last_only
         and norm is None
         and dropout == 0.0
-        and tokens.dim() == 2
-        and tokens.shape[0] > n_ctx * d_vocab * n_heads + d_vocab
+        and tokens.shape[-2] > n_ctx * d_vocab * n_heads + d_vocab
     )
     if not tabulated:
-        v = _gather(flat_idx, v_tab.flatten(-4, -3).flatten(-2))
+        v = gather(flat_idx, v_tab.flatten(-4, -3).flatten(-2))
         v = v.unflatten(-1, (n_heads, d_head))  # ([M,] batch, ctx, heads, d_head)
     scores = None
     if last_only:
         q_tab = _qkv(x_tab[..., -1, :, :], block.attn, "Q")  # ([M,] vocab, heads, d_head)
         if not tabulated:
-            resid = _gather(tokens[..., -1], embed_table[..., -1, :, :])  # ([M,] batch, d)
+            resid = gather(tokens[..., -1], embed_table[..., -1, :, :])  # ([M,] batch, d)
         if n_ctx * d_vocab * d_vocab * n_heads <= _SCORE_TABLE_MAX:
             # Scores of the final query against each key depend on (pos, last token, key token):
             # tabulate them too, and gather n_heads numbers per key instead of whole key vectors.
             s_tab = torch.einsum("...uhe,...tvhe->...tuvh", q_tab, k_tab) / scale  # ([M,] ctx, vocab, vocab, heads)
             s_idx = (pos * d_vocab + tokens[..., -1:]) * d_vocab + tokens
-            scores = _gather(s_idx, s_tab.flatten(-4, -2))  # ([M,] batch, ctx, heads)
+            scores = gather(s_idx, s_tab.flatten(-4, -2))  # ([M,] batch, ctx, heads)
         else:
-            q = _gather(tokens[..., -1], q_tab.flatten(-2)).unflatten(-1, (n_heads, d_head))
-            k = _gather(flat_idx, k_tab.flatten(-4, -3).flatten(-2)).unflatten(-1, (n_heads, d_head))
+            q = gather(tokens[..., -1], q_tab.flatten(-2)).unflatten(-1, (n_heads, d_head))
+            k = gather(flat_idx, k_tab.flatten(-4, -3).flatten(-2)).unflatten(-1, (n_heads, d_head))
     else:
-        k = _gather(flat_idx, k_tab.flatten(-4, -3).flatten(-2)).unflatten(-1, (n_heads, d_head))
+        k = gather(flat_idx, k_tab.flatten(-4, -3).flatten(-2)).unflatten(-1, (n_heads, d_head))
         q_tab = _qkv(x_tab, block.attn, "Q").flatten(-4, -3).flatten(-2)
-        q = _gather(flat_idx, q_tab).unflatten(-1, (n_heads, d_head))
-        resid = _gather(flat_idx, embed_table.flatten(-3, -2))  # ([M,] batch, ctx, d)
+        q = gather(flat_idx, q_tab).unflatten(-1, (n_heads, d_head))
+        resid = gather(flat_idx, embed_table.flatten(-3, -2))  # ([M,] batch, ctx, d)
 
     for layer in range(cfg.n_layers):
         block = model.blocks[layer]
@@ -454,7 +358,8 @@ def _fused_forward(
             if record is not None:
                 record["patterns"].append(pattern.transpose(-2, -1))  # (batch, heads, ctx)
             if tabulated:
-                pre, resid = _tabulated_mlp_in(tokens, pattern, v_tab, embed_table[-1], block.attn, block.mlp)
+                embed_last = embed_table[..., -1, :, :]
+                pre, resid = tabulated_mlp_in(tokens, pattern, v_tab, embed_last, block.attn, block.mlp)
                 post = F.relu_(pre) if act is F.relu else act(pre)
                 if record is not None:
                     record["posts"].append(post)

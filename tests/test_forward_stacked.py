@@ -93,3 +93,29 @@ def test_a_hook_sends_the_stacked_forward_through_the_hooked_one():
             _close(out[j], model(tokens[j])[:, -1], 1e-12)
             model.reset_hooks()
             assert not torch.allclose(out[j], model(tokens[j])[:, -1])  # the hook changed them
+
+
+@pytest.mark.parametrize("name", ["nanda", "pizza-rate-0"])
+def test_stacked_tabulated_evaluation_equals_every_members_forward(name, monkeypatch):
+    """Without gradients and on more rows than the tables have, the stacked forward of 1-layer
+    members without LayerNorm takes the tabulated MLP input (one bag per table over all members'
+    tables): each member's logits equal its hooked forward in float64; under vmap (the path of
+    TransformerLens 4.x and hooked models) it is not taken."""
+    cfg = CONFIGS[name]
+    models, params, _ = _members(cfg)
+    rows = make_dataset(cfg.p, op=cfg.op, layout=cfg.layout).tokens
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.stack([rows[torch.randperm(len(rows), generator=g)] for _ in models])  # all rows, each order
+    assert tokens.shape[1] > cfg.n_ctx * cfg.d_vocab * cfg.n_heads + cfg.d_vocab
+    bags = []
+    real_bag = torch.nn.functional.embedding_bag
+    monkeypatch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: bags.append(1) or real_bag(*a, **k))
+    with torch.no_grad():
+        out = stacked_last_position_logits(models[0], params, tokens)
+        assert len(bags) == 2
+        for j, model in enumerate(models):
+            _close(out[j], model(tokens[j])[:, -1], 1e-10)
+        monkeypatch.setattr(forward.backend, "TL_MAJOR", 4)  # the vmap path
+        bags.clear()
+        _close(stacked_last_position_logits(models[0], params, tokens), out, 1e-12)
+        assert not bags
