@@ -65,6 +65,7 @@ __all__ = [
     "apply_norm",
     "attention_rate",
     "evaluate",
+    "even_chunks",
     "final_position_cache",
     "has_hooks",
     "last_position_logits",
@@ -466,6 +467,14 @@ def _hooked_cache(model: nn.Module, tokens: Tensor) -> tuple:
     return logits[:, -1], acts, last(cache[extra[0]]), last(cache[extra[1]]), patterns
 
 
+def even_chunks(tokens: Tensor, chunk: int, dim: int = 0) -> tuple[Tensor, ...]:
+    """``tokens`` in the fewest chunks of at most ``chunk`` rows (along ``dim``), of nearly equal
+    sizes: no small last chunk, so every chunk of a large evaluation takes the same path through
+    the forward (the tabulated evaluation needs more rows than its tables have) whatever ``chunk``
+    a caller uses, and the callers' numbers agree bit for bit."""
+    return tokens.tensor_split(max(1, -(-tokens.shape[dim] // chunk)), dim=dim)
+
+
 @torch.no_grad()
 def final_position_cache(
     model: nn.Module, tokens: Int[Tensor, "n ctx"] | Dataset, *, fast: bool = True, chunk: int = _CHUNK
@@ -480,7 +489,7 @@ def final_position_cache(
     tokens = tokens.to(next(model.parameters()).device)
     fused = fast and supports_fused(model) and not has_hooks(model)
     parts = []
-    for t in tokens.split(chunk):
+    for t in even_chunks(tokens, chunk):
         if fused:
             rec: dict[str, list[Tensor]] = {"posts": [], "resid_mid": [], "resid_post": [], "patterns": []}
             logits = _fused_forward(model, t, 0.0, None, rec)
@@ -508,7 +517,7 @@ def all_logits(model: nn.Module, dataset: Dataset, chunk: int = _CHUNK) -> Float
     """Final-position logits for every row of ``dataset`` on the p answer classes (the demo's
     ``model(dataset)[:, -1]``), from ``last_position_logits`` in chunks of ``chunk`` rows."""
     tokens = dataset.tokens.to(next(model.parameters()).device)
-    out = torch.cat([last_position_logits(model, t) for t in tokens.split(chunk)])
+    out = torch.cat([last_position_logits(model, t) for t in even_chunks(tokens, chunk)])
     return out[:, : dataset.p]
 
 
@@ -554,5 +563,5 @@ def evaluate(
     tokens = dataset.tokens if tokens is None else tokens
     labels = dataset.labels if labels is None else labels
     forward = forward or (lambda t: last_position_logits(model, t))
-    logits = torch.cat([forward(t) for t in tokens.split(chunk)])
+    logits = torch.cat([forward(t) for t in even_chunks(tokens, chunk)])
     return split_metrics(logits, labels, {"train": dataset.train_indices, "test": dataset.test_indices}, loss_fn)

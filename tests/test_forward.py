@@ -13,6 +13,7 @@ from grokinterp.forward import (
     AttentionRate,
     all_logits,
     evaluate,
+    even_chunks,
     final_position_cache,
     has_hooks,
     last_position_logits,
@@ -187,3 +188,20 @@ def test_tabulated_evaluation_equals_the_per_row_forward(monkeypatch, layout, ra
     _close(cache.posts[0], tl[names[0]][:, -1])
     _close(cache.resid_mid, tl[names[1]][:, -1])
     _close(cache.resid_post, tl[names[2]][:, -1])
+
+
+def test_even_chunks_leave_no_small_last_chunk(monkeypatch):
+    """Chunked evaluations split rows evenly, so a caller's chunk size cannot leave a last chunk too
+    small for the tabulated path: every chunk takes it, as one call over all rows does."""
+    sizes = [len(c) for c in even_chunks(torch.zeros(16_641, 3), 16_384)]  # p = 129 in chunks of 16,384
+    assert sizes == [8_321, 8_320]
+    assert [c.shape[1] for c in even_chunks(torch.zeros(2, 10, 3), 4, dim=1)] == [4, 3, 3]
+    assert [len(c) for c in even_chunks(torch.zeros(5, 3), 16_384)] == [5]
+    cfg, model = _model(1.0, 1, layout="a b", p=23)  # 529 rows; tables of 2 * 23 * 4 + 23 = 207 rows
+    tokens = make_dataset(cfg.p, layout="a b").tokens
+    bags = []
+    real_bag = torch.nn.functional.embedding_bag
+    monkeypatch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: bags.append(1) or real_bag(*a, **k))
+    with torch.no_grad():
+        final_position_cache(model, tokens, chunk=500)  # split 500 + 29, the 29 rows would go per row
+    assert len(bags) == 4  # two chunks of 265 and 264 rows, two bags each

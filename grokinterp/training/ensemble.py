@@ -41,7 +41,7 @@ from grokinterp import constants as C
 from grokinterp.backend import functional_state
 from grokinterp.config import SEED_LIMIT, RunConfig
 from grokinterp.errors import RunDirError
-from grokinterp.forward import split_metrics, stacked_last_position_logits
+from grokinterp.forward import even_chunks, split_metrics, stacked_last_position_logits
 from grokinterp.io import rundir
 from grokinterp.io.writer import RunDirWriter
 from grokinterp.losses import log_probs
@@ -457,7 +457,7 @@ class EnsembleTrainer:
         for sl in self._chunks(len(group), min(tokens.shape[1], 32_768)):
             p, f = (params, fixed) if sl == slice(None) else _slices(params, fixed, sl)
             parts.append(
-                torch.cat([self._eval_forward(p, f, model, t) for t in tokens[sl].split(32_768, dim=1)], dim=1)
+                torch.cat([self._eval_forward(p, f, model, t) for t in even_chunks(tokens[sl], 32_768, dim=1)], dim=1)
             )
         logits = torch.cat(parts)
         rows = []
