@@ -300,10 +300,11 @@ def _fused_forward(
     k_tab = _qkv(x_tab, block.attn, "K")  # (ctx, vocab, heads, d_head)
     v_tab = _qkv(x_tab, block.attn, "V")  # ([M,] ctx, vocab, heads, d_head)
     last_only = cfg.n_layers == 1
-    # Evaluation (no gradient) of one 1-layer model without LayerNorm on more rows than its tables
-    # have: the MLP's input is linear in the pattern (``tables.tabulated_mlp_in``), so no per-row V, W_O or
-    # W_in matmul is needed. Every no-grad caller (the trainer's evaluation, ``evaluate``,
-    # ``all_logits``, ``final_position_cache``) takes the same path, so their numbers agree bit for bit.
+    # Evaluation (no gradient) of a 1-layer model without LayerNorm on more rows than its tables
+    # have: the MLP's input is linear in the pattern (``tables.tabulated_mlp_in``), so no per-row
+    # V, W_O or W_in matmul is needed. Every no-grad caller (the trainer's and the ensemble's
+    # evaluation, ``evaluate``, ``all_logits``, ``final_position_cache``) takes the same path, so
+    # their numbers agree bit for bit.
     tabulated = (
         not torch.is_grad_enabled()
         and _TABULATE.get()

@@ -134,3 +134,13 @@ def png_pixels(data: bytes) -> np.ndarray:
                     cur[i] = (line[i] + pred) % 256
         out[y] = prev = cur
     return out.reshape(h, w, bpp).astype(np.uint8)
+
+
+@pytest.fixture
+def bag_calls(monkeypatch):
+    """A list that grows by one at every ``F.embedding_bag`` call (the tabulated evaluation's bags),
+    to tell which path a forward took."""
+    calls: list[int] = []
+    real = torch.nn.functional.embedding_bag
+    monkeypatch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls

@@ -160,24 +160,21 @@ def test_attention_rate_rejects_rates_outside_unit_interval():
 
 @pytest.mark.parametrize("layout", ["a b =", "a b"])
 @pytest.mark.parametrize("rate", [0.3, 1.0])
-def test_tabulated_evaluation_equals_the_per_row_forward(monkeypatch, layout, rate):
+def test_tabulated_evaluation_equals_the_per_row_forward(bag_calls, layout, rate):
     """Without gradients, a batch larger than the tables takes the tabulated MLP input (one
     ``embedding_bag`` per table); it equals the authors' formula, the train step's per-row matmuls
     and TransformerLens's cached activations in float64; with gradients, or on few rows, the
     per-row matmuls run."""
     cfg, model = _model(rate, 1, layout=layout, p=23)
     tokens = make_dataset(cfg.p, layout=layout).tokens  # 529 rows > ctx * vocab * heads + vocab
-    bags = []
-    real_bag = torch.nn.functional.embedding_bag
-    monkeypatch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: bags.append(1) or real_bag(*a, **k))
     ref = _authors_formula(model, tokens, rate).detach()
     per_row = last_position_logits(model, tokens).detach()  # gradients on: the train step's ops
-    assert not bags
+    assert not bag_calls
     with torch.no_grad():
         few = last_position_logits(model, tokens[:50])
-        assert not bags
+        assert not bag_calls
         fused = last_position_logits(model, tokens)
-        assert len(bags) == 2  # the pre-activation's table and the residual stream's
+        assert len(bag_calls) == 2  # the pre-activation's table and the residual stream's
         cache = final_position_cache(model, tokens)
         names = ["blocks.0.mlp.hook_post", "blocks.0.hook_resid_mid", "blocks.0.hook_resid_post"]
         _, tl = model.run_with_cache(tokens, names_filter=lambda n: n in names)
@@ -190,7 +187,7 @@ def test_tabulated_evaluation_equals_the_per_row_forward(monkeypatch, layout, ra
     _close(cache.resid_post, tl[names[2]][:, -1])
 
 
-def test_even_chunks_leave_no_small_last_chunk(monkeypatch):
+def test_even_chunks_leave_no_small_last_chunk(bag_calls):
     """Chunked evaluations split rows evenly, so a caller's chunk size cannot leave a last chunk too
     small for the tabulated path: every chunk takes it, as one call over all rows does."""
     sizes = [len(c) for c in even_chunks(torch.zeros(16_641, 3), 16_384)]  # p = 129 in chunks of 16,384
@@ -199,9 +196,6 @@ def test_even_chunks_leave_no_small_last_chunk(monkeypatch):
     assert [len(c) for c in even_chunks(torch.zeros(5, 3), 16_384)] == [5]
     cfg, model = _model(1.0, 1, layout="a b", p=23)  # 529 rows; tables of 2 * 23 * 4 + 23 = 207 rows
     tokens = make_dataset(cfg.p, layout="a b").tokens
-    bags = []
-    real_bag = torch.nn.functional.embedding_bag
-    monkeypatch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: bags.append(1) or real_bag(*a, **k))
     with torch.no_grad():
         final_position_cache(model, tokens, chunk=500)  # split 500 + 29, the 29 rows would go per row
-    assert len(bags) == 4  # two chunks of 265 and 264 rows, two bags each
+    assert len(bag_calls) == 4  # two chunks of 265 and 264 rows, two bags each

@@ -96,7 +96,7 @@ def test_a_hook_sends_the_stacked_forward_through_the_hooked_one():
 
 
 @pytest.mark.parametrize("name", ["nanda", "pizza-rate-0"])
-def test_stacked_tabulated_evaluation_equals_every_members_forward(name, monkeypatch):
+def test_stacked_tabulated_evaluation_equals_every_members_forward(name, bag_calls, monkeypatch):
     """Without gradients and on more rows than the tables have, the stacked forward of 1-layer
     members without LayerNorm takes the tabulated MLP input (one bag per table over all members'
     tables): each member's logits equal its hooked forward in float64; under vmap (the path of
@@ -107,15 +107,12 @@ def test_stacked_tabulated_evaluation_equals_every_members_forward(name, monkeyp
     g = torch.Generator().manual_seed(1)
     tokens = torch.stack([rows[torch.randperm(len(rows), generator=g)] for _ in models])  # all rows, each order
     assert tokens.shape[1] > cfg.n_ctx * cfg.d_vocab * cfg.n_heads + cfg.d_vocab
-    bags = []
-    real_bag = torch.nn.functional.embedding_bag
-    monkeypatch.setattr(torch.nn.functional, "embedding_bag", lambda *a, **k: bags.append(1) or real_bag(*a, **k))
     with torch.no_grad():
         out = stacked_last_position_logits(models[0], params, tokens)
-        assert len(bags) == 2
+        assert len(bag_calls) == 2
         for j, model in enumerate(models):
             _close(out[j], model(tokens[j])[:, -1], 1e-10)
         monkeypatch.setattr(forward.backend, "TL_MAJOR", 4)  # the vmap path
-        bags.clear()
+        bag_calls.clear()
         _close(stacked_last_position_logits(models[0], params, tokens), out, 1e-12)
-        assert not bags
+        assert not bag_calls
