@@ -302,9 +302,9 @@ def _fused_forward(
     last_only = cfg.n_layers == 1
     # Evaluation (no gradient) of a 1-layer model without LayerNorm on more rows than its tables
     # have: the MLP's input is linear in the pattern (``tables.tabulated_mlp_in``), so no per-row
-    # V, W_O or W_in matmul is needed. Every no-grad caller (the trainer's and the ensemble's
-    # evaluation, ``evaluate``, ``all_logits``, ``final_position_cache``) takes the same path, so
-    # their numbers agree bit for bit.
+    # V, W_O or W_in matmul is needed. A single model's no-grad callers (the trainer's evaluation,
+    # ``evaluate``, ``all_logits``, ``final_position_cache``) all take this path, so their numbers
+    # agree bit for bit; stacked members (an ensemble's evaluation) take it too.
     tabulated = (
         not torch.is_grad_enabled()
         and _TABULATE.get()
