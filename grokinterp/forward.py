@@ -194,13 +194,6 @@ def _attn_out(z: Tensor, attn: nn.Module) -> Tensor:
     return _linear(z.flatten(-2), W_O.reshape(*W_O.shape[:-3], -1, W_O.shape[-1]), attn.b_O)
 
 
-def _mlp(x: Tensor, mlp: nn.Module, act) -> Tensor:
-    pre = _linear(x, mlp.W_in, mlp.b_in)
-    # addmm's backward needs only its inputs, so ReLU may overwrite its output in place.
-    post = F.relu_(pre) if act is F.relu else act(pre)
-    return _linear(post, mlp.W_out, mlp.b_out)
-
-
 def last_position_logits(
     model: nn.Module,
     tokens: Int[Tensor, "batch ctx"],
@@ -359,18 +352,8 @@ def _fused_forward(
                 pattern = rates[layer].apply(pattern)
             if record is not None:
                 record["patterns"].append(pattern.transpose(-2, -1))  # (batch, heads, ctx)
-            if tabulated:
-                embed_last = embed_table[..., -1, :, :]
-                pre, resid = tabulated_mlp_in(tokens, pattern, v_tab, embed_last, block.attn, block.mlp)
-                post = F.relu_(pre) if act is F.relu else act(pre)
-                if record is not None:
-                    record["posts"].append(post)
-                    record["resid_mid"] = [resid]
-                resid = resid + _linear(post, block.mlp.W_out, block.mlp.b_out)
-                if record is not None:
-                    record["resid_post"] = [resid]
-                break
-            z = (pattern[..., None] * v).sum(-3)  # ([M,] batch, heads, d_head)
+            if not tabulated:
+                z = (pattern[..., None] * v).sum(-3)  # ([M,] batch, heads, d_head)
         else:
             scores = torch.einsum("...qhe,...khe->...hqk", q, k) / scale
             if causal_mask:
@@ -382,17 +365,20 @@ def _fused_forward(
             if record is not None:
                 record["patterns"].append(pattern[..., -1, :])
             z = torch.einsum("...hqk,...khe->...qhe", pattern, v)
-        resid = resid + _dropout(_attn_out(z, block.attn), dropout, generator)
-        mlp_in = _norm(resid, block.ln2, norm, eps)
-        if record is None:
-            resid = resid + _dropout(_mlp(mlp_in, block.mlp, act), dropout, generator)
-            continue
-        pre = _linear(mlp_in, block.mlp.W_in, block.mlp.b_in)
+        if tabulated:  # resid_mid and the MLP's input from the tables (dropout is 0 here)
+            embed_last = embed_table[..., -1, :, :]
+            pre, resid = tabulated_mlp_in(tokens, pattern, v_tab, embed_last, block.attn, block.mlp)
+        else:
+            resid = resid + _dropout(_attn_out(z, block.attn), dropout, generator)
+            pre = _linear(_norm(resid, block.ln2, norm, eps), block.mlp.W_in, block.mlp.b_in)
+        # addmm's backward needs only its inputs, so ReLU may overwrite its output in place.
         post = F.relu_(pre) if act is F.relu else act(pre)
-        record["posts"].append(post if post.dim() == 2 else post[:, -1])
-        record["resid_mid"] = [resid if resid.dim() == 2 else resid[:, -1]]
+        if record is not None:
+            record["posts"].append(post if post.dim() == 2 else post[:, -1])
+            record["resid_mid"] = [resid if resid.dim() == 2 else resid[:, -1]]
         resid = resid + _dropout(_linear(post, block.mlp.W_out, block.mlp.b_out), dropout, generator)
-        record["resid_post"] = [resid if resid.dim() == 2 else resid[:, -1]]
+        if record is not None:
+            record["resid_post"] = [resid if resid.dim() == 2 else resid[:, -1]]
 
     resid = _norm(resid, getattr(model, "ln_final", None), norm, eps)
     return _linear(resid, model.unembed.W_U, model.unembed.b_U)
