@@ -62,6 +62,16 @@ def _gather_rows_backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
 _gather_rows.register_autograd(_gather_rows_backward, setup_context=_gather_rows_setup)
 
 
+def _flatten_members(idx: Tensor, table: Tensor) -> tuple[Tensor, Tensor]:
+    """Stacked members (``table`` (M, rows, d), ``idx`` (M, ...)): the flattened (M * rows, d)
+    table and each member's indices offset by member * rows; a single model's unchanged."""
+    if table.dim() == 2:
+        return idx, table
+    m, rows = table.shape[:2]
+    offset = torch.arange(m, device=idx.device) * rows
+    return idx + member_view(offset, idx.dim()), table.flatten(0, 1)
+
+
 def gather(idx: Tensor, table: Tensor) -> Tensor:
     """Rows ``idx`` of ``table`` (rows, d), or with stacked members of each member's own table
     (M, rows, d) by its (M, ...) indices: one gather from the flattened (M * rows, d) table with
@@ -76,10 +86,7 @@ def gather(idx: Tensor, table: Tensor) -> Tensor:
     and ``grokinterp::scatter_rows`` (the same kernels): Inductor would generate the backward's
     scatter as a loop of atomic adds, several times slower than ``index_add_`` on this kind of
     CPU (``benchmarks/bench_train.py --profile-compiled`` lists the step's kernels)."""
-    if table.dim() == 3:
-        m, rows = table.shape[:2]
-        offset = torch.arange(m, device=idx.device) * rows
-        idx, table = idx + member_view(offset, idx.dim()), table.flatten(0, 1)
+    idx, table = _flatten_members(idx, table)
     flat = idx.reshape(-1)
     if torch.compiler.is_compiling() and table.device.type == "cpu":
         out = _gather_rows(table, flat)
@@ -118,10 +125,10 @@ def tabulated_mlp_in(
     base = n_ctx * d_vocab * n_heads + tokens[..., -1:]
     idx = torch.cat([idx, base], dim=-1)
     weights = torch.cat([pattern.flatten(-2), pattern.new_ones(*pattern.shape[:-2], 1)], dim=-1)
-    if tokens.dim() == 3:  # members: one bag over the stacked tables, each member's rows offset
-        offset = torch.arange(tokens.shape[0], device=tokens.device) * resid_tab.shape[-2]
-        idx, weights = (idx + offset[:, None, None]).flatten(0, 1), weights.flatten(0, 1)
-        resid_tab, pre_tab = resid_tab.flatten(0, 1), pre_tab.flatten(0, 1)
+    # Members: one bag over the stacked tables, each member's rows offset (as ``gather``).
+    idx, pre_tab = _flatten_members(idx, pre_tab)
+    resid_tab = resid_tab.flatten(0, -2)
+    idx, weights = idx.flatten(0, -2), weights.flatten(0, -2)  # (rows of all members, bag)
     # Two bags, not one over the tables side by side: the pre-activation must come out contiguous
     # (strided, the ReLU and the W_out matmul after it run several times slower).
     pre = F.embedding_bag(idx, pre_tab, mode="sum", per_sample_weights=weights)
