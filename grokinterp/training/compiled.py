@@ -12,7 +12,7 @@ one launch per graph, no host synchronisation inside the step). The trainer comp
   each new value would compile again; and the compiled AdamW forms its bias corrections from the
   float32 step counter, which is float32 rounding (1e-7), below a float32 weight's own but not a
   float64 one's. Those runs update eagerly;
-- the evaluation's forward.
+- the evaluation's forward (``compile_evaluation``).
 
 Gradient filters (Grokfast, perp-Grad) run eagerly between the backward and the update. The
 compiled step computes the same function; Inductor may order float operations differently, so
@@ -21,6 +21,7 @@ results agree with the eager step to rounding (tests compare them in float64).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -29,7 +30,7 @@ import torch
 
 from grokinterp.config import RunConfig
 
-__all__ = ["compile_mode", "compile_options", "compile_step", "compiles_update"]
+__all__ = ["compile_evaluation", "compile_mode", "compile_options", "compile_step", "compiles_update"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -54,6 +55,23 @@ def compile_step(fn: F, device: torch.device, *, dynamic: bool = False) -> F:
     compiled optimizer step has some). Shapes are static (a run has at most two minibatch sizes)
     unless ``dynamic`` (an ensemble, whose model axis shrinks as members stop)."""
     return torch.compile(fn, dynamic=dynamic, **compile_options(device))  # type: ignore[return-value]
+
+
+def compile_evaluation(fn: F, device: torch.device, *, dynamic: bool = False) -> F:
+    """``compile_step(fn)`` for an evaluation forward called chunk after chunk. Under CUDA graphs
+    (``compile_mode`` "reduce-overhead") a graph's outputs live in its static buffers, and the next
+    chunk's replay overwrites them while the caller still holds them to concatenate (PyTorch
+    raises where it notices): there each output is cloned out of the graph's memory, a copy of the
+    logits only. Elsewhere the compiled function is returned as it is."""
+    compiled = compile_step(fn, device, dynamic=dynamic)
+    if compile_options(device).get("mode") != "reduce-overhead":
+        return compiled
+
+    @functools.wraps(fn)
+    def cloned(*args, **kwargs):
+        return compiled(*args, **kwargs).clone()
+
+    return cloned  # type: ignore[return-value]
 
 
 def compiles_update(cfg: RunConfig) -> bool:

@@ -47,7 +47,7 @@ from grokinterp.io.writer import RunDirWriter
 from grokinterp.losses import log_probs
 from grokinterp.memory import keep_freed_memory
 from grokinterp.progress import progress_enabled
-from grokinterp.training.compiled import compile_step, compiles_update
+from grokinterp.training.compiled import compile_evaluation, compile_step, compiles_update
 from grokinterp.training.resume import open_run
 from grokinterp.training.trainer import Trainer, TrainResult
 
@@ -160,7 +160,7 @@ class EnsembleTrainer:
         # train step's parts compile in ``_train_group``); the model axis shrinks as members stop.
         self._eval_forward: Callable[..., Tensor] = self._logits
         if self.members[0].cfg.compile:
-            self._eval_forward = compile_step(self._logits, self.members[0].device, dynamic=True)
+            self._eval_forward = compile_evaluation(self._logits, self.members[0].device, dynamic=True)
 
     def _event(self, line: str) -> None:
         """One member event: logged (debug) and handed to ``run``'s ``on_event``."""

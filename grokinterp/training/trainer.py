@@ -47,7 +47,7 @@ from grokinterp.memory import keep_freed_memory
 from grokinterp.models import build_model, load_weights
 from grokinterp.progress import progress_enabled
 from grokinterp.tasks import Dataset, make_dataset
-from grokinterp.training.compiled import compile_step, compiles_update
+from grokinterp.training.compiled import compile_evaluation, compile_step, compiles_update
 from grokinterp.training.methods import make_grad_filter, orthogonalize_gradients
 from grokinterp.training.resume import RESUMABLE_FIELDS as RESUMABLE_FIELDS  # its home before resume.py
 from grokinterp.training.resume import open_run
@@ -153,7 +153,7 @@ class Trainer:
             self._loss_of = compile_step(self.minibatch_loss, self.device)
             if compiles_update(cfg):
                 self._update = compile_step(self.optimizer.step, self.device)
-            self._eval_forward = compile_step(self._eval_logits, self.device)
+            self._eval_forward = compile_evaluation(self._eval_logits, self.device)
         self.batch_gen = torch.Generator().manual_seed(cfg.train_seed)
         self.dropout_gen = torch.Generator(device=self.device).manual_seed(cfg.train_seed + 1)
         self.tokens = self.dataset.tokens.to(self.device)

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from grokinterp.config import RunConfig
-from grokinterp.forward import last_position_logits
+from grokinterp.forward import evaluate, last_position_logits
+from grokinterp.training import compiled as compiled_module
 from grokinterp.training import ensemble as ensemble_module
-from grokinterp.training.compiled import compile_mode, compile_options, compiles_update
+from grokinterp.training.compiled import compile_evaluation, compile_mode, compile_options, compiles_update
 from grokinterp.training.ensemble import train_ensemble
 from grokinterp.training.trainer import Trainer
 
@@ -55,9 +56,11 @@ def test_compiled_ensemble_equals_eager_ensemble_in_float64(monkeypatch):
         return real(fn, device, **kw)
 
     monkeypatch.setattr(ensemble_module, "compile_step", spy)
+    monkeypatch.setattr(compiled_module, "compile_step", spy)  # compile_evaluation's
     compiled = train_ensemble([c.replace(compile=True) for c in cfgs], [None, None], progress=False)
     # The evaluation's forward and the step's loss compile; float64 weights keep the update eager.
-    assert set(compiled_fns) == {"_logits", "_member_losses"}
+    # (The members' own Trainers make their compiled evaluations too; the ensemble does not call them.)
+    assert set(compiled_fns) - {"_eval_logits"} == {"_logits", "_member_losses"}
     for e, c in zip(eager, compiled, strict=True):
         assert _max_rel(e.model, c.model) < 1e-11
         for r, s in zip(e.metrics, c.metrics, strict=True):
@@ -166,3 +169,33 @@ def test_compiled_cpu_gathers_call_index_select_and_index_add(members):
     assert "grokinterp.gather_rows.default" in forward and "aten.index_select.default" not in forward
     assert "grokinterp.scatter_rows.default" in backward
     assert not any("index_add" in op or "scatter" in op.replace("scatter_rows", "") for op in backward), backward
+
+
+def test_compiled_evaluation_keeps_every_chunk_under_cuda_graphs(monkeypatch):
+    """Under CUDA graphs each replay writes its outputs into the same static buffers: a chunked
+    evaluation that held the first chunk's logits while the second ran would concatenate the last
+    chunk twice. Simulated on the CPU: a stand-in for the compiled graph returns one static buffer."""
+
+    made = []
+
+    def graph_like(fn, **kwargs):
+        static: dict[tuple, torch.Tensor] = {}  # one graph, and its output buffer, per shape
+
+        def replay(*args):
+            out = fn(*args)
+            buf = static.setdefault(tuple(out.shape), torch.empty_like(out))
+            return buf.copy_(out)
+
+        made.append((replay, kwargs.get("mode")))
+        return replay
+
+    monkeypatch.setattr(torch, "compile", graph_like)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    trainer = Trainer(RunConfig(**TINY, device="cpu"))
+    model, dataset = trainer.model, trainer.dataset
+    eager = evaluate(model, dataset, chunk=40)  # 121 rows: 4 chunks, three of one shape
+    forward = compile_evaluation(lambda t: last_position_logits(model, t), torch.device("cuda"))
+    assert made[-1][1] == "reduce-overhead"
+    assert evaluate(model, dataset, chunk=40, forward=forward) == eager
+    # Without graphs nothing is copied: the compiled function comes back as it is.
+    assert compile_evaluation(len, torch.device("cpu")) is made[-1][0] and made[-1][1] == "default"
