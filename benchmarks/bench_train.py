@@ -126,12 +126,33 @@ def ensemble_vs_sequential(
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
+def profiled_ms(fn, per: float, keep=lambda key: key.startswith("aten::")) -> tuple[float, float, list]:
+    """Run ``fn`` under ``torch.profiler`` (CPU, shapes recorded) and return the self CPU time of
+    the events whose name ``keep`` accepts, in ms per ``per`` (profiler microseconds / ``per``):
+    (all of them, the matmul kernels among them, the events grouped by input shape)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    events = [e for e in prof.key_averages(group_by_input_shape=True) if keep(e.key)]
+    total = sum(e.self_cpu_time_total for e in events) / per
+    mm = sum(e.self_cpu_time_total for e in events if e.key in MATMULS) / per
+    return total, mm, events
+
+
+def print_top(events, per: float, top: int, epochs: int | None = None) -> None:
+    """The ``top`` events by self CPU time, ms per ``per``, with their input shapes (and, given
+    ``epochs``, their calls per epoch)."""
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        shapes = ", ".join(str(tuple(x)) for x in e.input_shapes if x)
+        calls = f"{e.count / epochs:4.1f}x  " if epochs else ""
+        print(f"    {e.self_cpu_time_total / per:6.2f} ms  {calls}{e.key[:70]:22s} {shapes}")
+
+
 def profile_ensemble(p: int, m: int, epochs: int = 20, top: int = 8) -> None:
     """Where a model-epoch's time goes, single run against an ensemble of ``m`` (``torch.profiler``,
     self CPU time of each ATen op, per model-epoch): the matmul kernels and everything else, and
     the ``top`` ops of each side. The profiler's own overhead inflates the small ops."""
-    from torch.profiler import ProfilerActivity, profile
-
     from grokinterp.training.ensemble import EnsembleTrainer
 
     _, cfgs = seed_configs(p, m)
@@ -143,16 +164,10 @@ def profile_ensemble(p: int, m: int, epochs: int = 20, top: int = 8) -> None:
         (f"ensemble of {m}", lambda: ens.run(progress=False, max_epochs=epochs), m),
     ):
         fn()  # warm up
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-            fn()
-        events = [e for e in prof.key_averages(group_by_input_shape=True) if e.key.startswith("aten::")]
         per = epochs * models * 1e3  # profiler microseconds -> ms per model-epoch
-        total = sum(e.self_cpu_time_total for e in events) / per
-        mm = sum(e.self_cpu_time_total for e in events if e.key in MATMULS) / per
+        total, mm, events = profiled_ms(fn, per)
         print(f"  {name}: {total:.2f} ms in ATen ops, {mm:.2f} ms ({mm / total:.0%}) in matmul kernels")
-        for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
-            shapes = ", ".join(str(tuple(x)) for x in e.input_shapes if x)
-            print(f"    {e.self_cpu_time_total / per:6.2f} ms  {e.key[6:]:22s} {shapes}")
+        print_top(events, per, top)
 
 
 def profile_compiled(p: int, epochs: int = 20, top: int = 14) -> None:
@@ -160,28 +175,21 @@ def profile_compiled(p: int, epochs: int = 20, top: int = 14) -> None:
     ATen ops Inductor calls and, with Inductor's kernel profile on, each C++ kernel it generated
     (``graph_N_cpp_fused_...``), in ms per epoch."""
     import torch._inductor.config as inductor_config
-    from torch.profiler import ProfilerActivity, profile
 
     inductor_config.cpp.enable_kernel_profile = True
     cfg = get_preset("nanda-p113").replace(p=p, compile=True, epochs=10**6)
     trainer = Trainer(cfg)
     trainer.run(progress=False, max_epochs=epochs)  # compiles
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        trainer.run(progress=False, max_epochs=epochs)
-    events = [
-        e for e in prof.key_averages(group_by_input_shape=True) if e.key.startswith("aten::") or "cpp_fused" in e.key
-    ]
-    per = epochs * 1e3
-    mm = sum(e.self_cpu_time_total for e in events if e.key in MATMULS) / per
-    total = sum(e.self_cpu_time_total for e in events) / per
+    total, mm, events = profiled_ms(
+        lambda: trainer.run(progress=False, max_epochs=epochs),
+        epochs * 1e3,
+        keep=lambda key: key.startswith("aten::") or "cpp_fused" in key,
+    )
     print(f"p={p}, compiled: {epochs} epochs, ms per epoch (self CPU time; the profiler inflates small ops)")
     print(
         f"  {total:.2f} ms in ATen ops and Inductor's kernels, {mm:.2f} ms ({mm / total:.0%}) in matmul kernels; the rest:"
     )
-    rest = [e for e in events if e.key not in MATMULS]
-    for e in sorted(rest, key=lambda e: -e.self_cpu_time_total)[:top]:
-        shapes = ", ".join(str(tuple(x)) for x in e.input_shapes if x)
-        print(f"  {e.self_cpu_time_total / per:6.2f} ms  {e.count / epochs:4.1f}x  {e.key[:70]} {shapes}")
+    print_top([e for e in events if e.key not in MATMULS], epochs * 1e3, top, epochs)
 
 
 def median_ratio(tops: list[float], times: list[float]) -> float:
