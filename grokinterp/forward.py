@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from grokinterp.tasks import Dataset
 
 __all__ = [
+    "TABULATED_DEVICES",
     "AttentionRate",
     "FinalCache",
     "all_logits",
@@ -77,6 +78,9 @@ __all__ = [
 
 #: Off inside ``torch.func.vmap`` (``stacked_last_position_logits``): see ``_fused_forward``.
 _TABULATE: contextvars.ContextVar[bool] = contextvars.ContextVar("grokinterp_tabulate", default=True)
+#: Devices whose ``embedding_bag`` (sum with per-sample weights) the tabulated evaluation relies on;
+#: elsewhere (MPS before torch 2.10 has no ``embedding_bag``) evaluation keeps the per-row matmuls.
+TABULATED_DEVICES = ("cpu", "cuda")
 _SCORE_TABLE_MAX = 8_000_000  # entries of the layer-0 score table (ctx * vocab^2 * heads)
 
 
@@ -301,6 +305,7 @@ def _fused_forward(
     tabulated = (
         not torch.is_grad_enabled()
         and _TABULATE.get()
+        and tokens.device.type in TABULATED_DEVICES
         and last_only
         and norm is None
         and dropout == 0.0

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from grokinterp import forward as forward_module
 from grokinterp.analysis.clock_pizza import distance_irrelevance, distance_irrelevance_of_model, group_coordinates
 from grokinterp.config import RunConfig
 from grokinterp.forward import (
@@ -185,6 +186,19 @@ def test_tabulated_evaluation_equals_the_per_row_forward(bag_calls, layout, rate
     _close(cache.posts[0], tl[names[0]][:, -1])
     _close(cache.resid_mid, tl[names[1]][:, -1])
     _close(cache.resid_post, tl[names[2]][:, -1])
+
+
+def test_devices_without_the_bag_keep_the_per_row_forward(bag_calls, monkeypatch):
+    """Where ``embedding_bag`` may be missing (MPS before torch 2.10), evaluation keeps the per-row
+    matmuls: with the CPU taken off ``TABULATED_DEVICES``, no bag runs and the logits are the
+    train step's (those of the forward with gradients on)."""
+    cfg, model = _model(1.0, 1, layout="a b", p=23)
+    tokens = make_dataset(cfg.p, layout="a b").tokens
+    per_row = last_position_logits(model, tokens).detach()
+    monkeypatch.setattr(forward_module, "TABULATED_DEVICES", ("cuda",))
+    with torch.no_grad():
+        assert torch.equal(last_position_logits(model, tokens), per_row)
+    assert not bag_calls
 
 
 def test_even_chunks_leave_no_small_last_chunk(bag_calls):
