@@ -64,7 +64,7 @@ def compile_evaluation(fn: F, device: torch.device, *, dynamic: bool = False) ->
     raises where it notices): there each output is cloned out of the graph's memory, a copy of the
     logits only. Elsewhere the compiled function is returned as it is."""
     compiled = compile_step(fn, device, dynamic=dynamic)
-    if compile_options(device).get("mode") != "reduce-overhead":
+    if compile_mode(device) != "reduce-overhead":
         return compiled
 
     @functools.wraps(fn)
