@@ -20,7 +20,13 @@ LLC_DIR = "llc"  # `grokinterp analyze --llc`: epoch_000100.json (estimate + cha
 LLC_CONFIG_FILE = "config.json"  # the LLCConfig of the estimates in LLC_DIR
 LLC_PATTERN = r"^epoch_(\d+)\.json$"
 STUDY_FILE = "study.json"  # written by `grokinterp analyze ENS` into an ensemble folder (train --seeds)
-TMP_SUFFIX = ".tmp"  # atomic writes go through ".<name>.<random>.tmp" beside their target
+#: Atomic writes (``grokinterp.io.files.atomic_write``) go through ``.<name>.<random>.grokinterp-tmp``
+#: beside their target, ``<random>`` being ``tempfile.mkstemp``'s letters, digits and underscores. A
+#: kill can leave one behind; the run's owner removes exactly the names that match ``TMP_PATTERN``.
+#: The suffix names grokinterp so that a user's ``.notes.tmp`` can never match: a plain ``.tmp``
+#: (grokinterp's names before) is not removed, since nothing tells it from a user's file.
+TMP_SUFFIX = ".grokinterp-tmp"
+TMP_PATTERN = r"^\..+\.[A-Za-z0-9_]+" + TMP_SUFFIX.replace(".", r"\.") + "$"
 
 #: Files directly in a run directory that grokinterp writes (``--force`` removes only these,
 #: the checkpoint folder's ``epoch_*.safetensors`` and stale temporary files).

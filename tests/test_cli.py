@@ -117,7 +117,7 @@ def test_force_removes_only_run_files(tmp_path, capsys):
     assert rc == 2 and "did not write (paper/)" in err and (proj / "paper" / "main.tex").read_text() == "x"
     # --force replaces a previous run: every file of it, and nothing else is there afterwards
     run = _trained(tmp_path, capsys)
-    (run / ".config.json.abc.tmp").write_text("stale")
+    (run / ".config.json.abc.grokinterp-tmp").write_text("stale")  # a killed writer's leftover (C.TMP_PATTERN)
     rc, _, err = _run(["train", "--p", "11", "--epochs", "5", "--out", str(run), "--force", "--no-progress"], capsys)
     assert rc == 0, err
     assert json.loads((run / "config.json").read_text())["config"]["epochs"] == 5
@@ -125,7 +125,7 @@ def test_force_removes_only_run_files(tmp_path, capsys):
         "epoch_000000.safetensors",
         "epoch_000005.safetensors",
     ]
-    assert not list(run.glob("*.tmp"))
+    assert not list(run.glob("*.grokinterp-tmp"))
 
 
 def test_resume_refuses_conflicts_and_records_extensions(tmp_path, capsys):

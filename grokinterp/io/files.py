@@ -3,8 +3,9 @@
 Every file grokinterp writes goes through ``atomic_write``: a temporary file beside the target,
 flushed and fsynced, then renamed over it, so a crash, Ctrl-C or kill -9 leaves the old file or the
 new one, never a torn one. A kill can leave the temporary file itself behind; its name is
-``.<target>.<random>.tmp`` and the run directory's owner removes such leftovers when it next
-takes the run's lock (``grokinterp.io.rundir``).
+``.<target>.<random>.grokinterp-tmp`` (``constants.TMP_SUFFIX``, matched by ``constants.TMP_PATTERN``)
+and the run directory's owner removes such leftovers, and only those, when it next takes the run's
+lock (``grokinterp.io.rundir``).
 
 These primitives know nothing of run directories: a file of a run is written by
 ``grokinterp.io.rundir``, which names it and calls them.

@@ -26,10 +26,12 @@ Guarantees:
 - **Locked**: a process that writes a run holds an exclusive ``flock`` on ``RUN/.lock``
   (``grokinterp.io.lock``); a second writer gets one line naming the run and the holder's pid. The
   kernel drops the lock when its holder dies, so a lock left by a killed process is taken over
-  safely, and the new holder removes the temporary files the dead one left (``lock_run``).
+  safely, and the new holder removes the temporary files the dead one left (``lock_run``), by
+  their exact name pattern (``constants.TMP_PATTERN``), never a user's file that looks temporary.
 - **Guarded**: a new run never writes into a folder that holds anything; ``force`` deletes only the
   files grokinterp writes (``constants.RUN_FILES``, ``checkpoints/epoch_*.safetensors``, the LLC
-  estimates in ``llc/`` and temporary files) and refuses, naming it, when anything else is there.
+  estimates in ``llc/`` and its own temporary files, ``.<name>.<random>.grokinterp-tmp``:
+  ``constants.TMP_PATTERN``) and refuses, naming it, when anything else is there.
 - **Readable after damage**: a corrupt line of metrics.jsonl is reported and skipped, never the
   rows after it.
 """
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 
 _CKPT_RE = re.compile(C.CHECKPOINT_PATTERN)
 _LLC_RE = re.compile(C.LLC_PATTERN)
-_TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+" + re.escape(C.TMP_SUFFIX) + "$")
+_TMP_RE = re.compile(C.TMP_PATTERN)  # only the writer's own temporary names, never a user's ".x.tmp"
 
 
 __all__ = [
@@ -103,6 +105,7 @@ def checkpoint_epochs(run_dir: str | Path) -> list[int]:
 
 
 def _is_tmp(name: str) -> bool:
+    """Whether ``name`` is a temporary file of ``atomic_write`` (``C.TMP_PATTERN``)."""
     return bool(_TMP_RE.match(name))
 
 
@@ -158,7 +161,9 @@ def remove_run_files(run_dir: str | Path) -> None:
 
 
 def remove_stale_tmp(run_dir: str | Path) -> list[Path]:
-    """Remove temporary files left by a writer that was killed mid-write (call with the lock held)."""
+    """Remove temporary files left by a writer that was killed mid-write (call with the lock held):
+    only names of grokinterp's own writer (``C.TMP_PATTERN``), so a user's file that merely looks
+    temporary (``.notes.tmp``) stays."""
     removed = []
     for folder in (Path(run_dir), Path(run_dir) / C.CHECKPOINT_DIR):
         if folder.is_dir():

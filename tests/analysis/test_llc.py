@@ -243,7 +243,7 @@ def test_llc_over_run_writes_diagnostics_and_reuses_them(run_dir):
     assert saved["epoch"] == 100 and saved["config"] == cfg.to_dict()
     assert len(saved["loss_traces"][0]) == cfg.num_steps and "stationary" in saved["checks"]
     assert load_llc(run_dir)[100].llc_mean == results[100].llc_mean
-    assert not list(folder.glob(".*.tmp"))  # atomic writes leave nothing behind
+    assert not list(folder.glob(f".*{C.TMP_SUFFIX}"))  # atomic writes leave nothing behind
     from grokinterp.io.rundir import foreign_entries
 
     assert foreign_entries(run_dir) == []  # `train --force` may clear llc/ with the rest

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -207,6 +208,37 @@ def test_stale_temporary_files_are_removed_when_the_lock_is_taken(tmp_path):
         f.write_bytes(b"half")
     Trainer.resume(run).run(progress=False)
     assert not any(f.exists() for f in leftovers)
+
+
+def test_resume_deletes_only_the_temporary_files_grokinterp_made(tmp_path, capsys):
+    """A user's file whose name merely looks temporary survives ``--resume`` and stops ``--force``;
+    a leftover of grokinterp's own writer (``C.TMP_PATTERN``) is still removed."""
+    from grokinterp.io.files import atomic_write
+
+    run = tmp_path / "run"
+    Trainer(CFG.replace(epochs=4), run).run(progress=False, max_epochs=2)
+    # The name the writer really gives its temporary file matches the pattern the cleanup removes.
+    seen: list[str] = []
+    atomic_write(run / "probe", lambda f: seen.extend(p.name for p in run.iterdir() if p.name.startswith(".probe.")))
+    (run / "probe").unlink()
+    assert len(seen) == 1 and re.match(C.TMP_PATTERN, seen[0]), seen
+    users = [
+        run / ".my.notes.tmp",
+        run / f".{C.STATE_FILE}.backup.tmp",  # the shape of grokinterp's old temporary names
+        run / C.CHECKPOINT_DIR / ".epoch_000004.safetensors.mine.tmp",
+    ]
+    for f in users:
+        f.write_text("mine")
+    ours = run / f".{C.STATE_FILE}.k2j4h1x9{C.TMP_SUFFIX}"
+    ours.write_bytes(b"half")
+    assert re.match(C.TMP_PATTERN, ours.name)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert all(f.read_text() == "mine" for f in users)
+    assert not ours.exists()
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--force", *FLAGS]) == 2
+    assert ".my.notes.tmp" in capsys.readouterr().err
+    assert all(f.read_text() == "mine" for f in users)
 
 
 def test_plot_never_draws_stale_measures(tmp_path, caplog):
