@@ -35,6 +35,7 @@ AttentionDir = Literal["causal", "bidirectional"]
 GrokfastKind = Literal["none", "ema", "ma"]
 LossFn = Literal["cross_entropy", "stablemax"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+MLPEmbed = Literal["shared", "separate"]
 
 
 #: Texts that mean None for an optional field.
@@ -296,6 +297,9 @@ class JsonConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: RunConfig's default p (a group task left at it gets its group's order).
+_DEFAULT_P = 113
+
 #: Seeds are in ``[0, SEED_LIMIT)``: ``torch.Generator.manual_seed`` takes them (and the trainer's
 #: per-epoch seeds ``train_seed + 1_000_003 * epoch``) for any realistic number of epochs.
 SEED_LIMIT = 2**63
@@ -341,9 +345,17 @@ class RunConfig(JsonConfig):
     groups = types.MappingProxyType({"betas": FieldGroup(("beta1", "beta2"), "AdamW betas as 'b1,b2'")})
 
     # --- task ---
-    p: int = documented(113, "modulus: inputs and answers are residues mod p (prime for div)")
+    p: int = documented(
+        _DEFAULT_P,
+        "modulus: inputs and answers are residues mod p (prime for div); for a group op, the group's order "
+        "(set from the group when left at its default)",
+    )
     op: str = documented(
-        "add", "the operation mod p: " + ", ".join(f"{o.name} ({o.formula})" for o in tasks.OPERATIONS.values())
+        "add",
+        "the operation mod p: "
+        + ", ".join(f"{o.name} ({o.formula})" for o in tasks.OPERATIONS.values())
+        + "; or a finite group, the task its multiplication table: S<n> (n <= 6), A<n> (n <= 6), D<n> "
+        "(2n elements), C<n> (addition mod n)",
     )
     layout: tasks.Layout = documented(
         "a b =", "token layout: 'a b =' (Nanda et al.), 'a op b =' (Power et al.) or 'a b' (Zhong et al.: no '=' token)"
@@ -352,6 +364,12 @@ class RunConfig(JsonConfig):
     data_seed: int = documented(598, "seed of the train/test split (torch.randperm)")
     # --- model ---
     arch: Arch = documented("transformer", "HookedTransformer, or the MLP of a published grokking study")
+    mlp_embed: MLPEmbed = documented(
+        "shared",
+        "the MLP's embeddings: shared (one W_E for a and b, nn.Linear's init and biases) or separate (Chughtai "
+        "et al. 2023: W_E for a and W_E_b for b, every matrix randn / sqrt(fan-in), biases 0 and frozen with "
+        "freeze_biases)",
+    )
     n_layers: int = documented(1, "transformer blocks (or hidden layers of the MLP)")
     d_model: int = documented(128, "residual stream width (embedding width of the MLP)")
     n_heads: int = documented(4, "attention heads per layer")
@@ -414,7 +432,15 @@ class RunConfig(JsonConfig):
     def __post_init__(self) -> None:
         """Check every field's type and limits (``JsonConfig``, ``check_value``), then the task."""
         super().__post_init__()
+        order = tasks.group_order(self.op)  # one line for an unknown or too large group
+        if order is not None:
+            # A group task's p is the group's order: filled in when p was left at its default.
+            object.__setattr__(self, "op", tasks.canonical_op(self.op))
+            if self.p == _DEFAULT_P:
+                object.__setattr__(self, "p", order)
         tasks.validate_task(self.p, self.op, self.layout)
+        if self.mlp_embed != "shared" and self.arch != "mlp":
+            raise ValueError("mlp_embed 'separate' needs arch 'mlp' (a transformer has one W_E)")
         if self.arch == "mlp" and self.layout not in ("a b =", "a b"):
             raise ValueError("arch 'mlp' reads only a and b; use layout 'a b =' or 'a b'")
         if self.compile and self.dropout > 0:

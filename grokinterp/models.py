@@ -71,6 +71,12 @@ class GrokMLP(HookedRootModule):
     ``blocks.{i}.mlp.hook_post`` (batch, d_mlp). The forward takes the same ``[a, b, =]`` (or
     ``[a, b]``) tokens as the transformer and returns logits of shape (batch, 1, p), so
     ``logits[:, -1]`` works for both.
+
+    With ``cfg.mlp_embed == "separate"`` it is the MLP of Chughtai et al. 2023 ("A toy model of
+    universality"): ``W_E`` embeds a and ``W_E_b`` embeds b, every matrix is drawn as
+    ``randn / sqrt(fan-in)`` (theirs: ``randn(n, d) / sqrt(d)`` for the embeddings, ``randn(d_in,
+    d_out) / sqrt(d_in)`` for the others), and the biases start at 0 (kept there by
+    ``freeze_biases``, as in their bias-free model; trained, their ``OneLayerMLPwithBias``).
     """
 
     def __init__(self, cfg: RunConfig) -> None:
@@ -78,41 +84,79 @@ class GrokMLP(HookedRootModule):
         self.run_cfg = cfg
         self.cfg = MLPConfig(cfg.n_layers, cfg.d_model, cfg.d_mlp, cfg.p, cfg.p)
         g = torch.Generator().manual_seed(cfg.model_seed)
-        self.W_E = nn.Parameter(torch.randn(cfg.p, cfg.d_model, generator=g))
-        self.hook_embed = HookPoint()
+        separate = cfg.mlp_embed == "separate"
         widths = [2 * cfg.d_model] + [cfg.d_mlp] * cfg.n_layers
-        self.blocks = nn.ModuleList([_MLPBlock(d_in, d_out, g) for d_in, d_out in itertools.pairwise(widths)])
+        if separate:
+            scale = cfg.d_model**-0.5
+            self.W_E = nn.Parameter(torch.randn(cfg.p, cfg.d_model, generator=g) * scale)
+            self.W_E_b = nn.Parameter(torch.randn(cfg.p, cfg.d_model, generator=g) * scale)
+        else:
+            self.W_E = nn.Parameter(torch.randn(cfg.p, cfg.d_model, generator=g))
+        self.hook_embed = HookPoint()
+        self.blocks = nn.ModuleList(
+            [_MLPBlock(d_in, d_out, g, gaussian=separate) for d_in, d_out in itertools.pairwise(widths)]
+        )
         bound = 1 / widths[-1] ** 0.5
-        self.W_U = nn.Parameter(_uniform((widths[-1], cfg.p), bound, g))
-        self.b_U = nn.Parameter(_uniform((cfg.p,), bound, g))
+        if separate:
+            self.W_U = nn.Parameter(torch.randn(widths[-1], cfg.p, generator=g) * bound)
+            self.b_U = nn.Parameter(torch.zeros(cfg.p))
+        else:
+            self.W_U = nn.Parameter(_uniform((widths[-1], cfg.p), bound, g))
+            self.b_U = nn.Parameter(_uniform((cfg.p,), bound, g))
         self.setup()
 
+    @property
+    def separate_embeddings(self) -> bool:
+        """Whether b has its own embedding ``W_E_b`` (Chughtai et al.'s MLP)."""
+        return hasattr(self, "W_E_b")
+
     def forward(self, tokens: Int[Tensor, "batch ctx"]) -> Float[Tensor, "batch 1 p"]:
-        """Logits (batch, 1, p) of ``[a, b, =]`` or ``[a, b]`` token rows (an "=" token is not read)."""
-        x = self.hook_embed(self.W_E[tokens[:, :2]])  # (batch, 2, d_model)
-        x = x.flatten(1)
-        for block in self.blocks:
+        """Logits (batch, 1, p) of ``[a, b, =]`` or ``[a, b]`` token rows (an "=" token is not read).
+
+        With separate embeddings and no hook on ``hook_embed``, the first layer's pre-activation
+        is gathered from the tables ``W_E @ W_in[:d]`` and ``W_E_b @ W_in[d:]`` (p, d_mlp): the same
+        sum, computed once per token instead of once per row (30x less work for S5's 5,760 train
+        rows; only the float32 rounding differs). The other hooks see what they always see."""
+        blocks = self.blocks
+        if self.separate_embeddings and not self.hook_embed._forward_hooks:
+            first = self.blocks[0].mlp
+            d = self.cfg.d_model
+            pre = (self.W_E @ first.W_in[:d])[tokens[:, 0]] + (self.W_E_b @ first.W_in[d:])[tokens[:, 1]] + first.b_in
+            x = first.hook_post(F.relu(first.hook_pre(pre)))
+            blocks = self.blocks[1:]
+        else:
+            if self.separate_embeddings:
+                x = torch.stack([self.W_E[tokens[:, 0]], self.W_E_b[tokens[:, 1]]], dim=1)
+            else:
+                x = self.W_E[tokens[:, :2]]
+            x = self.hook_embed(x).flatten(1)  # (batch, 2, d_model) -> (batch, 2 d_model)
+        for block in blocks:
             x = block(x)
         return (x @ self.W_U + self.b_U)[:, None, :]
 
 
 class _MLPBlock(nn.Module):
-    def __init__(self, d_in: int, d_out: int, g: torch.Generator) -> None:
+    def __init__(self, d_in: int, d_out: int, g: torch.Generator, gaussian: bool = False) -> None:
         super().__init__()
-        self.mlp = _Linear(d_in, d_out, g)
+        self.mlp = _Linear(d_in, d_out, g, gaussian)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mlp(x)
 
 
 class _Linear(nn.Module):
-    """Linear + ReLU with nn.Linear's default init, drawn from an explicit generator."""
+    """Linear + ReLU with nn.Linear's default init (or, ``gaussian``, randn / sqrt(d_in) and a zero
+    bias), drawn from an explicit generator."""
 
-    def __init__(self, d_in: int, d_out: int, g: torch.Generator) -> None:
+    def __init__(self, d_in: int, d_out: int, g: torch.Generator, gaussian: bool = False) -> None:
         super().__init__()
         bound = 1 / d_in**0.5
-        self.W_in = nn.Parameter(_uniform((d_in, d_out), bound, g))
-        self.b_in = nn.Parameter(_uniform((d_out,), bound, g))
+        if gaussian:
+            self.W_in = nn.Parameter(torch.randn(d_in, d_out, generator=g) * bound)
+            self.b_in = nn.Parameter(torch.zeros(d_out))
+        else:
+            self.W_in = nn.Parameter(_uniform((d_in, d_out), bound, g))
+            self.b_in = nn.Parameter(_uniform((d_out,), bound, g))
         self.hook_pre = HookPoint()
         self.hook_post = HookPoint()
 

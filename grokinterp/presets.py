@@ -24,6 +24,14 @@
   has no b_Q/b_K/b_V/b_O/b_U (TransformerLens has them, initialised to 0 and trained here), and
   their initialisation is ``randn / sqrt(d)`` per matrix while TransformerLens draws its own
   (so the initial weight scale differs; seeds are grokinterp's).
+- ``chughtai-s5-mlp`` and ``chughtai-s5-transformer``: the recipes of Chughtai, Chan and Nanda 2023
+  ("A toy model of universality", their universality_results runs) for the symmetric group S5
+  (``op="S5"``, 120 elements): the MLP has two embeddings W_E (a) and W_E_b (b) of width 256,
+  concatenated, one hidden ReLU layer of 128 without biases and an unembedding without bias,
+  AdamW lr 1e-3, wd 1, betas (0.9, 0.98), full batch, 40% train, 250,000 epochs; the transformer
+  is Nanda et al.'s 1-layer model (tokens ``a b =``) with 60% train and 50,000 epochs. Their seeds
+  are 1-4 (``torch.manual_seed``); here seed 1 is grokinterp's own seeding, so weights and split
+  are not theirs. ``--op A5``, ``--op D59`` or ``--op C113`` runs their other groups.
 """
 
 from __future__ import annotations
@@ -68,6 +76,19 @@ PRESETS: dict[str, RunConfig] = {
         arch="mlp", n_layers=2, d_model=128, d_mlp=256, freeze_biases=False, model_seed=0,
         lr=1e-3, wd=1e-2, beta2=0.999, batch_size=256, sample_with_replacement=True,
         epochs=50_000, eval_every=10, checkpoint_every=1_000, stop_acc=0.99, stop_patience=1,
+    ),
+    # Chughtai et al. 2023 (see the module docstring).
+    "chughtai-s5-mlp": RunConfig(
+        preset="chughtai-s5-mlp",
+        op="S5", p=120, layout="a b", train_frac=0.4, data_seed=1,
+        arch="mlp", mlp_embed="separate", n_layers=1, d_model=256, d_mlp=128, freeze_biases=True, model_seed=1,
+        lr=1e-3, wd=1.0, beta1=0.9, beta2=0.98,
+        epochs=250_000, eval_every=100, checkpoint_every=2_500,
+    ),
+    "chughtai-s5-transformer": RunConfig(
+        preset="chughtai-s5-transformer",
+        op="S5", p=120, train_frac=0.6, data_seed=1, model_seed=1,
+        epochs=50_000, eval_every=50, checkpoint_every=500,
     ),
     # Zhong et al. 2023, code/train-main.py (see the module docstring for what still differs).
     "zhong-model-a": _ZHONG.replace(preset="zhong-model-a", attention_rate=0.0),

@@ -10,10 +10,17 @@ Three token layouts are supported:
   d_vocab = p. The answer is read at the final position, which holds b.
 
 Answers are always one of the p residues, so the output vocabulary (d_vocab_out) is p.
+
+Besides the operations mod p, ``op`` may name a finite group (``grokinterp.groups``: ``S5``, ``A5``,
+``D7``, ``C113``): the task is the group's multiplication read off its Cayley table, the p tokens
+are the group's elements (p is the group's order, so "p" reads "|G|" there) and the answer of (a, b)
+is a * b. ``C<n>``'s table is addition mod n, so ``op="C113"`` builds exactly the dataset of
+``op="add"`` at p = 113.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -44,7 +51,8 @@ class Operation:
     """A binary operation on residues mod p.
 
     ``fn`` maps int64 tensors ``a``, ``b`` (and ``p``) to the answer in [0, p).
-    ``b_nonzero`` restricts the domain to b != 0 (division); ``needs_prime`` asks for prime p.
+    ``b_nonzero`` restricts the domain to b != 0 (division); ``needs_prime`` asks for prime p;
+    ``group`` names the finite group of a group task (``grokinterp.groups``), else None.
     """
 
     name: str
@@ -52,6 +60,7 @@ class Operation:
     fn: Callable[[Tensor, Tensor, int], Tensor]
     b_nonzero: bool = False
     needs_prime: bool = False
+    group: str | None = None
 
 
 def _div(a: Tensor, b: Tensor, p: int) -> Tensor:
@@ -77,20 +86,62 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
+def is_group_op(op: str) -> bool:
+    """Whether ``op`` names a finite group (``S5``, ``A5``, ``D7``, ``C113``; ``grokinterp.groups``),
+    known or not: such a name is never one of the operations mod p."""
+    from grokinterp.groups import is_group_name
+
+    return op not in OPERATIONS and is_group_name(op)
+
+
+@functools.lru_cache(maxsize=32)
+def _group_operation(op: str) -> Operation:
+    from grokinterp.groups import parse_group
+
+    group = parse_group(op)  # one line for an unknown or too large group, before any table is built
+    table = group.table
+
+    def multiply(a: Tensor, b: Tensor, p: int) -> Tensor:
+        return table[a, b]
+
+    return Operation(group.name, f"a * b in {group.name}", multiply, group=group.name)
+
+
 def get_operation(name: str) -> Operation:
-    """The ``Operation`` named ``name`` (``ValueError`` listing the choices if there is none)."""
-    try:
+    """The ``Operation`` named ``name``: one of ``OPERATIONS`` or a finite group's multiplication
+    (``ValueError`` listing the choices if there is none)."""
+    if name in OPERATIONS:
         return OPERATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown op {name!r}; choose one of: {', '.join(OPERATIONS)}") from None
+    if is_group_op(name):
+        return _group_operation(name)
+    raise ValueError(f"unknown op {name!r}; choose one of: {', '.join(OPERATIONS)}, or a group: S<n>, A<n>, D<n>, C<n>")
+
+
+def group_order(op: str) -> int | None:
+    """The order |G| of the group ``op`` names (the p of its task), or None for an operation mod p."""
+    if not is_group_op(op):
+        return None
+    from grokinterp.groups import group_order as order
+
+    return order(op)
+
+
+def canonical_op(op: str) -> str:
+    """``op`` as it is stored: a group's canonical name (``s5`` -> ``S5``), else ``op`` itself."""
+    return get_operation(op).name if is_group_op(op) else op
 
 
 def validate_task(p: int, op: str, layout: str = "a b =") -> None:
     """Raise ``ValueError`` with a one-line, actionable message if the task is ill-defined."""
-    operation = get_operation(op)
+    order = group_order(op)  # an unknown or too large group fails here, before anything is built
+    operation = get_operation(op) if order is None else None
     if p < 2:
         raise ValueError(f"p must be at least 2 (got p={p})")
-    if operation.needs_prime and not is_prime(p):
+    if order is not None and p != order:
+        raise ValueError(
+            f"op {op} is a group of {order} elements: p must be {order} (got p={p}); leave p out and it is set"
+        )
+    if operation is not None and operation.needs_prime and not is_prime(p):
         raise ValueError(f"op {op!r} needs a prime p (got p={p}); try p=97 or p=113")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")

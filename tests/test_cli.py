@@ -17,7 +17,14 @@ def _run(argv, capsys):
         (["train", "--p", "12", "--op", "div", "--out", "X"], "needs a prime p"),
         (["train", "--p", "1", "--out", "X"], "at least 2"),
         (["train", "--train-frac", "1.5", "--out", "X"], "train_frac must be in (0, 1)"),
-        (["train", "--op", "pow", "--out", "X"], "invalid choice: 'pow'"),
+        (["train", "--op", "pow", "--out", "X"], "unknown op 'pow'; choose one of: add"),
+        # a group the toolkit does not know, or one too large, fails before anything is built
+        (["train", "--op", "Q8", "--out", "X"], "or a group: S<n>, A<n>, D<n>, C<n>"),
+        (["train", "--op", "S7", "--out", "X"], "S7 has 5040 elements"),
+        (["train", "--op", "D600", "--out", "X"], "D600 has 1200 elements"),
+        (["train", "--op", "S5", "--p", "97", "--out", "X"], "p must be 120 (got p=97)"),
+        (["train", "--op", "S5", "--arch", "transformer", "--mlp-embed", "separate", "--out", "X"], "needs arch 'mlp'"),
+        (["analyze", "does/not/exist", "--key-irreps", ","], "expected irrep names"),
         (["train", "--preset", "nope", "--out", "X"], "invalid choice"),
         (["train", "--lr", "abc", "--out", "X"], "invalid float value"),
         # argparse parses --betas with RunConfig.parse_field("betas", ...) and names the flag

@@ -104,3 +104,23 @@ def test_mlp_model_shapes_and_hooks():
     assert cache["hook_embed"].shape == (10, 2, 128)
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params == 23 * 128 + (256 * 256 + 256) * 2 + 256 * 23 + 23
+
+
+def test_separate_embeddings_mlp_is_chughtais_model():
+    """mlp_embed="separate": logits = relu([W_E[a], W_E_b[b]] @ W_in) @ W_U, biases 0 and frozen,
+    every matrix randn / sqrt(fan-in) (Chughtai et al. 2023's OneLayerMLP)."""
+    from grokinterp.config import RunConfig
+    from grokinterp.models import build_model
+
+    cfg = RunConfig(op="S5", layout="a b", arch="mlp", mlp_embed="separate", n_layers=1, d_model=256, d_mlp=128)
+    model = build_model(cfg)
+    a, b = torch.tensor([0, 5, 119]), torch.tensor([3, 5, 7])
+    W_in = model.blocks[0].mlp.W_in
+    expect = torch.relu(torch.cat([model.W_E[a], model.W_E_b[b]], 1) @ W_in) @ model.W_U
+    assert torch.allclose(model(torch.stack([a, b], 1))[:, -1], expect, atol=1e-5)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"b_U", "blocks.0.mlp.b_in"}
+    assert float(model.b_U.abs().max()) == 0.0 and float(model.blocks[0].mlp.b_in.abs().max()) == 0.0
+    # randn / sqrt(fan-in): the standard deviations within 5% (30k-65k draws each)
+    for w, fan_in in ((model.W_E, 256), (model.W_E_b, 256), (W_in, 512), (model.W_U, 128)):
+        assert float(w.detach().std()) == pytest.approx(fan_in**-0.5, rel=0.05)

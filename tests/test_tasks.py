@@ -84,3 +84,34 @@ def test_zhong_layout_has_no_equals_token():
     assert not tasks.has_equals_token("a b") and tasks.has_equals_token("a b =")
     with pytest.raises(ValueError, match="unknown layout"):
         tasks.n_ctx("a + b")
+
+
+def test_group_task_is_its_cayley_table_and_c_n_is_addition():
+    from grokinterp.groups import parse_group
+
+    ds = tasks.make_dataset(60, "A5", "a b", 0.4, 1)
+    table = parse_group("A5").table
+    assert ds.tokens.shape == (3600, 2) and tasks.d_vocab(60, "a b") == 60
+    assert torch.equal(ds.labels, table[ds.a, ds.b])
+    # C_n's dataset is exactly addition mod n's: tokens, answers and split
+    c, add = tasks.make_dataset(23, "C23", "a b =", 0.3, 598), tasks.make_dataset(23, "add", "a b =", 0.3, 598)
+    for name in ("tokens", "labels", "train_indices", "test_indices"):
+        assert torch.equal(getattr(c, name), getattr(add, name)), name
+    assert tasks.get_operation("s5").name == "S5" and tasks.canonical_op("d7") == "D7"
+    assert tasks.group_order("S5") == 120 and tasks.group_order("add") is None
+
+
+def test_group_op_in_the_config_sets_p_and_refuses_a_wrong_one():
+    from grokinterp.config import RunConfig
+
+    assert RunConfig(op="S5").p == 120 and RunConfig(op="s5").op == "S5"
+    assert RunConfig(op="C113").p == 113 and RunConfig(op="D7", p=14).p == 14
+    with pytest.raises(ValueError, match=r"op S5 is a group of 120 elements: p must be 120 \(got p=97\)"):
+        RunConfig(op="S5", p=97)
+    with pytest.raises(ValueError, match="S7 has 5040 elements"):
+        RunConfig(op="S7")
+    with pytest.raises(ValueError, match="unknown op 'Q8'"):
+        RunConfig(op="Q8")
+    cfg = RunConfig(op="S5", layout="a b", arch="mlp", mlp_embed="separate")
+    assert cfg.n_train == int(120 * 120 * 0.3)
+    assert RunConfig.from_json(cfg.to_json()) == cfg

@@ -11,6 +11,8 @@ cos/sin(w_k(u+v)) and cos(w_k(u+v-j))) applied to tensors re-indexed by the task
   phi = dlog_g (``div``: phi_b = -dlog(b) mod (p-1)); 0 has no discrete log (phi = -1).
 - **sum_decomposable** (experimental): ``x2_y`` (phi_a = a^2, phi_b = b) and ``x2_y2``
   (phi_a = a^2, phi_b = b^2), answer phi_a + phi_b mod p (phi_c = identity). phi_a is not injective.
+- **group tasks** (``op`` a group, ``grokinterp.groups``): C_n is cyclic with the maps of ``add``;
+  any other group has no Fourier basis (its basis is its irreps, ``grokinterp.analysis.irrep_measures``).
 - **none**: every other operation, and ``mul`` at a composite p (not a group): no Fourier measure
   is defined; ``TaskBasis.reason`` says why.
 
@@ -141,8 +143,25 @@ def task_basis(op: str, p: int) -> TaskBasis:
         phi_b = x if op == "x2_y" else sq
         name = f"Z_{p} with phi_a = a^2, phi_b = {'b' if op == 'x2_y' else 'b^2'} (experimental)"
         return TaskBasis(op, p, "sum_decomposable", p, sq, phi_b, x, name, experimental=True)
-    formula = get_operation(op).formula
+    operation = get_operation(op)
+    if operation.group is not None:
+        return _group_basis(op, p, operation.group)
+    formula = operation.formula
     return _none(op, p, f"{op} ({formula}) is not of the form psi(phi_a(a) + phi_b(b)) in a cyclic group")
+
+
+def _group_basis(op: str, p: int, group: str) -> TaskBasis:
+    """A group task's Fourier basis: C_n's is Z_n's (its table is addition mod n); any other group
+    has none (its basis is its irreps: ``grokinterp.analysis.irrep_measures``)."""
+    if group.startswith("C"):
+        x = torch.arange(p, dtype=torch.int64)
+        return TaskBasis(op, p, "cyclic", p, x, x, x, f"Z_{p} (additive: the cyclic group {group})")
+    return _none(
+        op,
+        p,
+        f"{group} is not a cyclic group: no Fourier basis; its measures are in the basis of its irreducible "
+        "representations (the irrep measures)",
+    )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from grokinterp import constants as C
-from grokinterp.analysis import clock_pizza, measures
+from grokinterp.analysis import clock_pizza, irrep_measures, measures
 from grokinterp.analysis.bases import task_basis
 from grokinterp.analysis.clusters import KeyFrequencies, KeyRule, auto_key_rule
 from grokinterp.analysis.phases import detect_phases
@@ -68,7 +68,7 @@ VARIANTS = {
 _SHAPE: dict[str, type] = {
     "basis": dict, "key_frequencies": dict, "key_freqs_by_rule": dict, "layers": list, "phases": dict,
     "final": dict, "not_defined": dict, "warnings": list, "notes": list, "variants": dict, "clock_pizza": dict,
-    "key_rule": dict,
+    "key_rule": dict, "irreps": dict,
 }  # fmt: skip
 
 
@@ -94,6 +94,12 @@ class Analysis:
     clock_pizza: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, str] = field(default_factory=lambda: dict(VARIANTS))
     key_rule: dict[str, Any] = field(default_factory=dict)
+    irreps: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key_irreps(self) -> list[str]:
+        """The key irreps of a group task (empty for any other task, or where none was found)."""
+        return list(self.irreps.get("key_irreps") or [])
 
     @property
     def key_freqs(self) -> list[int]:
@@ -147,6 +153,7 @@ class Analysis:
             "notes": self.notes,
             "variants": self.variants,
             "clock_pizza": self.clock_pizza,
+            "irreps": self.irreps,
         }
 
     @classmethod
@@ -175,6 +182,7 @@ class Analysis:
             variants=d.get("variants", dict(VARIANTS)),
             clock_pizza=d.get("clock_pizza", {}),
             key_rule=d.get("key_rule") or {},
+            irreps=d.get("irreps") or {},
         )
 
     def to_json(self) -> str:
@@ -246,6 +254,76 @@ def _key_rule_record(requested: str, given: Sequence[int] | None, arch: str, n_l
     return {"requested": requested, "used": requested, "why": "asked for (--key-rule)"}
 
 
+def _irrep_setup(
+    model: torch.nn.Module,
+    dataset: Any,
+    given: Sequence[str] | None,
+    not_defined: dict[str, str],
+    warnings: list[str],
+    notes: list[str],
+    metrics_rows: Sequence[dict[str, Any]],
+) -> tuple[irrep_measures.GroupTask | None, dict[str, Any]]:
+    """The group task and analysis.json's ``irreps`` entry (key irreps chosen on the final
+    checkpoint, whose weights ``model`` holds), or (None, why not)."""
+    reason = irrep_measures.not_defined_reason(dataset.op)
+    if reason is not None:
+        if given is not None:
+            warnings.append(f"--key-irreps ignored: {reason}")
+        not_defined.update(dict.fromkeys(irrep_measures.IRREP_MEASURES, reason))
+        return None, {"defined": False, "reason": reason}
+    gtask = irrep_measures.group_task(dataset)
+    if given is not None:
+        keys = [gtask.irrep(k).name for k in given]
+        rule = {"rule": "given", "why": "key irreps given (--key-irreps)"}
+    else:
+        with torch.no_grad():
+            keys = irrep_measures.select_key_irreps(gtask, final_position_cache(model, dataset.tokens).logits)
+        rule = {
+            "rule": "logit_trace",
+            "threshold": irrep_measures.KEY_IRREP_SIMILARITY,
+            "why": "non-trivial irreps whose logit trace similarity at the final checkpoint exceeds "
+            f"{irrep_measures.KEY_IRREP_SIMILARITY} (Chughtai et al. 2023)",
+        }
+        if not keys:
+            rule["why"] = f"no irrep's logit trace similarity exceeds {irrep_measures.KEY_IRREP_SIMILARITY}"
+    if not keys:
+        reason = f"no key irreps ({rule['why']})"
+        not_defined.update(dict.fromkeys(irrep_measures.KEY_IRREP_MEASURES, reason))
+    final_test = next((r.get("test_acc") for r in reversed(metrics_rows) if r.get("test_acc") is not None), None)
+    if final_test is not None and final_test < 0.99:
+        warnings.append(
+            f"final test accuracy {final_test:.3f} < 0.99: the model has not generalised, so its key irreps "
+            "describe a memorising network, not a group algorithm"
+        )
+    notes.append(
+        "irrep measures (Chughtai et al. 2023): FVE of W_a, W_b (embeddings as the first hidden layer sees them), "
+        "W_U (from the last MLP layer) and the last MLP layer's neurons; restricted/excluded loss at neuron level"
+    )
+    entry = {
+        "defined": True,
+        "group": gtask.group.name,
+        "order": gtask.order,
+        "irreps": [
+            {"name": r.name, "slug": irrep_measures.slug(r.name), "dim": r.dim, "kind": r.kind} for r in gtask.irreps
+        ],
+        "key_irreps": keys,
+        "key_rule": rule,
+        "coset_subgroups": [label for label, _ in irrep_measures.coset_subgroups(gtask.group.name)],
+    }
+    return gtask, entry
+
+
+def _irreps_final(entry: dict[str, Any], last: dict[str, Any], gtask: irrep_measures.GroupTask | None) -> dict:
+    """analysis.json's ``irreps`` entry with the final checkpoint's values."""
+    if gtask is None:
+        return entry
+    final = {k: last.get(k) for k in irrep_measures.IRREP_MEASURES}
+    per = {
+        m: {r.name: last.get(irrep_measures.irrep_column(m, r)) for r in gtask.irreps} for m in irrep_measures.PER_IRREP
+    }
+    return {**entry, "final": _nan_to_none(final), "final_per_irrep": {m: _nan_to_none(v) for m, v in per.items()}}
+
+
 @locks_run_when_writing  # holds the run's lock while it writes measures.csv, analysis.json, llc/
 def analyze_run(
     path: str | Path,
@@ -258,6 +336,7 @@ def analyze_run(
     layer: int | None = None,
     key_rule: KeyRule = "auto",
     llc: LLCConfig | None = None,
+    key_irreps: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Compute all measures for every checkpoint; return ``(DataFrame, analysis.json as a dict)``
     (``Analysis.from_dict`` types it). ``layer``: the MLP layer of the neuron key rules (default
@@ -265,7 +344,9 @@ def analyze_run(
     ``clusters.auto_key_rule``), "clustered", "paper_code", "embedding" or "logits"; ``key_freqs``:
     given keys (rule "given"); ``llc``: also estimate the local
     learning coefficient with these hyperparameters (columns ``llc_mean``, ``llc_std``; chain
-    diagnostics in ``RUN/llc/``; needs ``grokinterp[llc]``)."""
+    diagnostics in ``RUN/llc/``; needs ``grokinterp[llc]``); ``key_irreps``: for a group task, the
+    key irreps by name (default: rule "logit_trace" at the final checkpoint,
+    ``irrep_measures.select_key_irreps``)."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -338,6 +419,7 @@ def analyze_run(
     cp_reason = clock_pizza.not_defined_reason(dataset.op, dataset.p)
     if cp_reason is not None:
         not_defined.update(dict.fromkeys(clock_pizza.COLUMNS, cp_reason))
+    gtask, irreps_entry = _irrep_setup(model, dataset, key_irreps, not_defined, warnings, notes, run.metrics_rows)
     keys = None if chosen is None else list(chosen.freqs)
     sel_layer = None if chosen is None or chosen.layer is None else chosen.layer
     if sel_layer is None and layers_info:
@@ -354,6 +436,8 @@ def analyze_run(
         m.update(
             clock_pizza.measure_columns(model, dataset, logits=cache.logits)
         )  # Zhong et al. 2023; NaN if not cyclic
+        if gtask is not None:
+            m.update(irrep_measures.irrep_measures(model, gtask, cache, irreps_entry["key_irreps"], threshold))
         rows.append(_scalar_row(epoch, m, label))
         del cache  # freed before the next forward allocates its own: the heap reuses the pages
     table = pd.DataFrame(rows)
@@ -366,7 +450,23 @@ def analyze_run(
         notes.append(f"llc_mean/llc_std: devinterp SGLD on the train split, config in {C.LLC_DIR}/{C.LLC_CONFIG_FILE}")
     elapsed = time.perf_counter() - start
 
-    phases = detect_phases(run.metrics_rows, table, p=cfg.p, excluded_reason=not_defined.get("excluded_loss"))
+    phase_table, excluded_reason = table, not_defined.get("excluded_loss")
+    if gtask is not None and not basis.defined:
+        # A non-cyclic group: the phase rule reads the same measures in the irrep basis.
+        phase_table = table.drop(columns=["excluded_loss", "restricted_loss", "gini_W_E", "gini_W_L"]).rename(
+            columns={
+                "excluded_loss_irrep": "excluded_loss",
+                "restricted_loss_irrep": "restricted_loss",
+                "gini_irrep_W_E": "gini_W_E",
+                "gini_irrep_W_L": "gini_W_L",
+            }
+        )
+        excluded_reason = None if irreps_entry["key_irreps"] else irreps_entry["key_rule"]["why"]
+        notes.append(
+            "phases: the excluded/restricted loss and Gini coefficients of the rule are the irrep-basis ones "
+            "(excluded_loss_irrep, restricted_loss_irrep, gini_irrep_W_E, gini_irrep_W_L)"
+        )
+    phases = detect_phases(run.metrics_rows, phase_table, p=cfg.p, excluded_reason=excluded_reason)
     last = rows[-1]
     analysis = Analysis(
         run=str(run.path),
@@ -384,6 +484,7 @@ def analyze_run(
         notes=notes,
         clock_pizza=clock_pizza.analysis_entry(dataset, last, epoch=int(last["epoch"])),
         key_rule=rule_record if basis.defined else {**rule_record, "used": None, "why": basis.reason},
+        irreps=_irreps_final(irreps_entry, last, gtask),
     )
     summary = analysis.to_dict()
     if write:

@@ -231,6 +231,35 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_list(text: str) -> list[str]:
+    """``--key-irreps sign,standard`` -> ["sign", "standard"] (irrep names hold commas inside
+    parentheses, as in "(3,2)": those stay together)."""
+    names = [n.strip() for n in re.split(r",(?![^()]*\))", text) if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected irrep names like sign,standard (got {text!r})")
+    return names
+
+
+def _print_irreps(entry: dict) -> None:
+    """``analyze``'s lines for a group task: its irreps, key irreps and the final irrep measures."""
+    names = ", ".join(f"{r['name']} ({r['dim']})" for r in entry["irreps"])
+    print(f"  group {entry['group']} ({entry['order']} elements), irreps (dim): {names}")
+    rule = entry["key_rule"]
+    print(f"  key irreps {entry['key_irreps'] or 'none'} ({rule['rule']}: {rule['why']})")
+    f = entry.get("final") or {}
+
+    def pct(key: str) -> str:
+        return "n/a" if f.get(key) is None else f"{f[key]:.2%}"
+
+    def num(key: str) -> str:
+        return "n/a" if f.get(key) is None else f"{f[key]:.3e}"
+
+    print(f"  final FVE by the key irreps: W_a {pct('fve_W_a')}, W_b {pct('fve_W_b')}, W_U {pct('fve_W_U')}, "
+          f"MLP {pct('fve_mlp')} (rho(ab) {pct('fve_mlp_ab')}); restricted loss {num('restricted_loss_irrep')} "
+          f"(neurons, all), excluded loss {num('excluded_loss_irrep')} (neurons, train); coset neurons "
+          f"{pct('frac_coset_neurons')}")  # fmt: skip
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     """``grokinterp analyze RUN``: every progress measure of every checkpoint (``analyze_run``;
     ``--llc`` adds the LLC); writes measures.csv and analysis.json and prints a summary."""
@@ -252,8 +281,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             layer=args.layer,
             key_rule=args.key_rule,
             llc=llc,
+            key_irreps=args.key_irreps,
         )
-    except ValueError as e:  # a layer or key frequency that does not exist
+    except ValueError as e:  # a layer, key frequency or irrep that does not exist
         flag = "--key-freqs: " if keys and str(e).startswith("key frequency") else ""
         raise CLIError(f"{flag}{one_line(e)}") from None
     f = s["final"]
@@ -271,6 +301,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                   f"({d['frac_explained']:.1%}), clustered keys {d['key_freqs_clustered']}")  # fmt: skip
         print("  key frequencies by rule: "
               + "; ".join(f"{r} {k['freqs']}" for r, k in s["key_freqs_by_rule"].items()))  # fmt: skip
+    irreps = s.get("irreps") or {}
+    if irreps.get("defined"):
+        _print_irreps(irreps)
     print(f"  phase boundaries {s['phases']['boundaries']} (resolution {s['phases']['resolution']})")
     for name, why in zip(("memorisation", "circuit formation", "cleanup"), s["phases"]["reasons"], strict=True):
         if why:
@@ -479,6 +512,9 @@ def add_run_commands(sub, argv: Sequence[str] = ()) -> None:
                         "transformer and the MLP, logits for a transformer with more layers; docs/measures.md)")  # fmt: skip
     p.add_argument("--layer", type=int, default=None,
                    help="MLP layer of the neuron rules (default: the layer with the most neurons explained)")  # fmt: skip
+    p.add_argument("--key-irreps", type=_name_list, default=None, metavar="sign,standard",
+                   help="a group task's key irreps by name (default: logit trace similarity above 0.005 at the "
+                        "final checkpoint, Chughtai et al. 2023)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=0.85, help="fraction explained for a neuron's cluster, in (0, 1]")
     p.add_argument("--no-progress", action="store_true")
     from grokinterp.analysis.llc import LLCConfig  # light: devinterp is imported only when sampling

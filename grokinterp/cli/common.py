@@ -135,15 +135,12 @@ def add_config_flags(parser: argparse.ArgumentParser, preset: str = "nanda-p113"
     value (argparse.SUPPRESS), so ``--stop-acc none`` can clear a preset's value."""
     from grokinterp.config import RunConfig
     from grokinterp.presets import PRESETS
-    from grokinterp.tasks import OPERATIONS
 
     base = PRESETS.get(preset, RunConfig())
     group = parser.add_argument_group(f"config (each flag overrides the preset; shown: {preset}'s values)")
     for name in _config_flag_names():
         flags = [f"--{name.replace('_', '-')}", *_ALIASES.get(name, [])]
         kw = field_flag(RunConfig, name)
-        if name == "op":
-            kw["choices"] = list(OPERATIONS)
         value = shown(getattr(base, name))
         group.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=f"{RunConfig.doc(name)} [{value}]", **kw)
     for name, g in RunConfig.groups.items():
@@ -177,7 +174,12 @@ def config_from_args(args: argparse.Namespace, base=None):
     """The RunConfig of ``args``: ``base`` (default: ``--preset``'s, else nanda-p113) with the
     config flags given on the command line."""
     from grokinterp.presets import get_preset
+    from grokinterp.tasks import group_order
 
     cfg = base if base is not None else get_preset(getattr(args, "preset", None) or "nanda-p113")
     changes = config_overrides(args)
+    if "op" in changes and "p" not in changes:  # --op S5 alone: p is the group's order
+        order = group_order(changes["op"])
+        if order is not None:
+            changes["p"] = order
     return cfg.replace(**changes) if changes else cfg

@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 #: Fields every member must share: the model's shape, the task's shape, the schedule of steps,
 #: evaluations and checkpoints, and the device.
 SHARED_FIELDS = (
-    "p", "op", "layout", "arch", "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act_fn",
+    "p", "op", "layout", "arch", "mlp_embed", "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act_fn",
     "normalization_type", "attention_dir", "attention_rate", "freeze_biases", "epochs", "batch_size", "sample_with_replacement", "loss_dtype",
     "loss_fn", "dtype", "eval_every", "checkpoint_every", "checkpoint_early_every", "checkpoint_early_until",
     "device", "compile",

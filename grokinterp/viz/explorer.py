@@ -66,6 +66,12 @@ PANELS: tuple[tuple[str, str, str], ...] = (
     ),
     ("excluded_loss_over_training", "Excluded loss of each single frequency over training (log10)", "curve"),
     ("attention", "Attention from the last token to a, per head of every layer", "model"),
+    (
+        "irrep_spectrum_over_training",
+        "A group task's W_a: fraction of variance per irrep over training; the cursor marks the checkpoint",
+        "curve",
+    ),
+    ("irrep_restricted_excluded", "Restricted and excluded loss in the irrep basis (neuron level)", "curve"),
 )
 
 #: The panels drawn from a checkpoint's weights (``model_figures``).
@@ -82,6 +88,10 @@ SUMMARY_COLUMNS = (
     "frac_neurons_explained",
     "cos_sim_cos_apb_c",
     "gini_W_E",
+    "fve_W_a",
+    "fve_mlp",
+    "restricted_loss_irrep",
+    "excluded_loss_irrep",
     "sum_sq_weights",
 )
 
@@ -192,6 +202,11 @@ class Explorer:
             )
         if not self._has_attention:
             out.append("No attention panel: this architecture (an MLP) has no attention.")
+        irreps = self._irreps
+        if self.table is not None and not irreps.get("defined"):
+            out.append(f"No irrep panels: {irreps.get('reason', 'not a group task').rstrip('.')}.")
+        elif self.table is not None and not irreps.get("key_irreps"):
+            out.append(f"No key irreps: {irreps['key_rule']['why']}; the restricted/excluded loss is not defined.")
         if self.table is not None and basis.defined and not self._has_cos_fit:
             from grokinterp.viz.curves import not_drawn_reason
 
@@ -211,6 +226,8 @@ class Explorer:
                 names.append("cos_apb_c")
         if self._has_attention:
             names.append("attention")
+        if self.table is not None and self._irreps.get("defined"):
+            names += ["irrep_spectrum_over_training", "irrep_restricted_excluded"]
         order = [n for n, _, _ in PANELS]
         return sorted(names, key=order.index)
 
@@ -252,6 +269,11 @@ class Explorer:
     # ------------------------------------------------------------------------------------------
 
     @property
+    def _irreps(self) -> dict[str, Any]:
+        """analysis.json's ``irreps`` entry ({} before an analysis)."""
+        return (self.run.analysis or {}).get("irreps") or {}
+
+    @property
     def _has_cos_fit(self) -> bool:
         t = self.table
         return t is not None and any(c.startswith("cos_apb_c_k") for c in t.columns)
@@ -276,6 +298,16 @@ class Explorer:
             figs["excluded_loss_over_training"] = plot_excluded_loss_over_training(self.table, keys)
             if self._has_cos_fit:
                 figs["cos_apb_c"] = plot_cos_apb_c(self.run)
+        if self.table is not None and self._irreps.get("defined"):
+            from grokinterp.viz.irrep_figures import (
+                irrep_curves,
+                plot_irrep_restricted_excluded,
+                plot_irrep_spectrum_over_training,
+            )
+
+            curves = irrep_curves(self.table, self._irreps)
+            figs["irrep_spectrum_over_training"] = plot_irrep_spectrum_over_training(curves)
+            figs["irrep_restricted_excluded"] = plot_irrep_restricted_excluded(curves)
         return figs
 
     def curves(self, epoch: int | None = None) -> dict[str, go.Figure]:
@@ -380,6 +412,10 @@ SUMMARY_LABELS = {
     "frac_neurons_explained": "neurons explained",
     "cos_sim_cos_apb_c": "cos sim of logits with cos(w(a+b-c))",
     "gini_W_E": "Gini W_E",
+    "fve_W_a": "W_a FVE (key irreps)",
+    "fve_mlp": "MLP FVE (key irreps)",
+    "restricted_loss_irrep": "restricted loss (irreps)",
+    "excluded_loss_irrep": "excluded loss (irreps)",
     "sum_sq_weights": "sum sq. weights",
 }
 

@@ -31,6 +31,7 @@ from grokinterp.viz.curves import (
     plot_restricted_excluded_neuron,
     plot_weight_norm,
 )
+from grokinterp.viz.irrep_figures import irrep_curves, plot_irrep_restricted_excluded, plot_irrep_spectrum_over_training
 from grokinterp.viz.model_figures import MODEL_FIGURES, checkpoint_figures, plot_per_frequency_excluded_loss
 from grokinterp.viz.style import StyleArg, get_style, style_figure
 from grokinterp.viz.training_heatmaps import plot_embedding_spectrum_over_training, plot_excluded_loss_over_training
@@ -62,6 +63,8 @@ FIGURE_NAMES = (
     "per_frequency_excluded_loss",
     "embedding_spectrum_over_training",
     "excluded_loss_over_training",
+    "irrep_spectrum_over_training",
+    "irrep_restricted_excluded",
 )
 
 
@@ -156,6 +159,15 @@ def make_all_figures(
             spectrum, settings.key_freqs, style=style
         )
         figs["excluded_loss_over_training"] = plot_excluded_loss_over_training(table, settings.key_freqs, style=style)
+    irreps = (run.analysis or {}).get("irreps") or {}
+    if irreps.get("defined"):
+        curves = irrep_curves(table, irreps)
+        figs["irrep_spectrum_over_training"] = plot_irrep_spectrum_over_training(curves, style=style)
+        figs["irrep_restricted_excluded"] = plot_irrep_restricted_excluded(curves, style=style)
+    else:
+        why = irreps.get("reason", "not a group task")
+        for name in ("irrep_spectrum_over_training", "irrep_restricted_excluded"):
+            skipped[name] = f"no irrep measures: {why}"
     if "llc_mean" in table.columns and table["llc_mean"].notna().any():  # grokinterp analyze --llc
         figs["llc"] = plot_llc(table, run=run, style=style)
     return FigureSet(

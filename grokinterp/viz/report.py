@@ -286,8 +286,10 @@ def _run_facts(ex: Explorer) -> list[str]:
     cfg = ex.run.config
     a = ex.run.analysis or {}
     arch = "MLP" if getattr(cfg, "arch", "transformer") == "mlp" else "transformer"
+    irreps = a.get("irreps") or {}
+    task = f"{cfg.op} ({cfg.p} elements)" if irreps.get("defined") else f"{cfg.op} mod {cfg.p}"
     facts = [
-        f"{cfg.op} mod {cfg.p}",
+        task,
         f"{arch}, {cfg.n_layers} layer{'s' if cfg.n_layers != 1 else ''}",
         f"train fraction {cfg.train_frac:g}",
     ]
@@ -304,6 +306,8 @@ def _run_facts(ex: Explorer) -> list[str]:
         facts.append(
             "key frequencies " + ", ".join(str(k) for k in a["key_freqs"]) + (f" ({rule} rule)" if rule else "")
         )
+    if irreps.get("defined"):
+        facts.append("key irreps " + (", ".join(irreps.get("key_irreps") or []) or "none"))
     bounds = (a.get("phases") or {}).get("boundaries")
     if bounds and any(b is not None for b in bounds):
         facts.append("phase boundaries " + ", ".join("–" if b is None else str(b) for b in bounds))

@@ -231,3 +231,12 @@ def test_summary_and_train_name_every_loss_spike(tmp_path, planted_spike, capsys
 def test_a_run_without_spikes_says_so():
     res = train(SMALL.replace(epochs=20), progress=False)
     assert res.summary["instabilities"] == []
+
+
+def test_cyclic_group_run_is_the_addition_run():
+    """op C<n> trains exactly the run of op add at p = n: same dataset, model and steps (one code
+    path on one machine, so the float32 metrics agree bit for bit)."""
+    base = RunConfig(p=13, d_model=32, n_heads=2, d_head=16, d_mlp=64, epochs=40, eval_every=10, checkpoint_every=40)
+    add = Trainer(base).run(progress=False)
+    cyc = Trainer(base.replace(op="C13")).run(progress=False)
+    assert _strip(cyc.metrics) == _strip(add.metrics) and len(add.metrics) == 5
