@@ -1,4 +1,5 @@
-"""grokinterp: train, analyse and plot grokking models on modular arithmetic (TransformerLens).
+"""grokinterp: train, analyse and plot grokking models on modular arithmetic and finite groups
+(TransformerLens).
 
 Quick start::
 
@@ -11,7 +12,8 @@ Quick start::
 
 The package is a house of four wings over a few foundations:
 
-- foundations: ``config`` (RunConfig), ``presets``, ``tasks`` (datasets), ``models``, ``forward``
+- foundations: ``config`` (RunConfig), ``presets``, ``tasks`` (datasets), ``groups`` (finite groups
+  by their Cayley tables: the group tasks), ``models``, ``forward``
   (the one forward pass and the one evaluator), ``losses``, ``constants``, ``errors``, ``cli``;
 - ``grokinterp.io``: run directories and their files, checkpoints, ``load_run``, interop;
 - ``grokinterp.analysis``: Fourier bases, spectra, clusters, ablations, measures, phases,

@@ -32,6 +32,9 @@
   is Nanda et al.'s 1-layer model (tokens ``a b =``) with 60% train and 50,000 epochs. Their seeds
   are 1-4 (``torch.manual_seed``); here seed 1 is grokinterp's own seeding, so weights and split
   are not theirs. ``--op A5``, ``--op D59`` or ``--op C113`` runs their other groups.
+- ``chughtai-a5-mlp-fast``: the same MLP on the alternating group A5 (60 elements) with a recipe
+  chosen by measurement to grok in seconds on a CPU (lr 1e-2, 60% train; seed 0 first reached test
+  accuracy 0.99 at epoch 1,920, 13 s on one core), stopping 500 epochs after that.
 """
 
 from __future__ import annotations
@@ -84,6 +87,13 @@ PRESETS: dict[str, RunConfig] = {
         arch="mlp", mlp_embed="separate", n_layers=1, d_model=256, d_mlp=128, freeze_biases=True, model_seed=1,
         lr=1e-3, wd=1.0, beta1=0.9, beta2=0.98,
         epochs=250_000, eval_every=100, checkpoint_every=2_500,
+    ),
+    "chughtai-a5-mlp-fast": RunConfig(
+        preset="chughtai-a5-mlp-fast",
+        op="A5", p=60, layout="a b", train_frac=0.6, data_seed=0,
+        arch="mlp", mlp_embed="separate", n_layers=1, d_model=256, d_mlp=128, freeze_biases=True, model_seed=0,
+        lr=1e-2, wd=1.0, beta1=0.9, beta2=0.98,
+        epochs=6_000, eval_every=20, checkpoint_every=100, stop_acc=0.99, stop_patience=26,
     ),
     "chughtai-s5-transformer": RunConfig(
         preset="chughtai-s5-transformer",

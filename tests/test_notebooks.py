@@ -15,7 +15,7 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
-NOTEBOOKS = ("explore_circuits", "progress_measures", "train_your_own", "explore_division")
+NOTEBOOKS = ("explore_circuits", "progress_measures", "train_your_own", "explore_division", "explore_groups")
 
 
 def _same_python(argv0: str) -> bool:
@@ -156,7 +156,7 @@ def test_stored_outputs_render_without_javascript(name):
                 bars += 1
                 assert re.search(r"(^|\s)100%\|", data["text/plain"]), data["text/plain"]
     assert figures > 0, f"{name}: no stored figures; run scripts/execute_notebooks.py"
-    if name in ("train_your_own", "explore_division", "progress_measures"):
+    if name in ("train_your_own", "explore_division", "progress_measures", "explore_groups"):
         assert bars > 0, f"{name}: no stored progress bar"
     assert (NB_DIR / f"{name}.ipynb").stat().st_size < 5e6
 
@@ -177,3 +177,17 @@ def test_explore_division(kernel_name):
         "Explorer(" in out.get("data", {}).get("text/plain", "") for c in nb.cells for out in c.get("outputs", [])
     )
     assert elapsed < 180, f"explore_division took {elapsed:.0f} s (goal < 60 s on a quiet machine)"
+
+
+@pytest.mark.slow
+def test_explore_groups(kernel_name):
+    text = _execute("explore_groups", kernel_name)
+    assert "sum of dim^2 / kappa: 60 = |G|" in text
+    keys = re.search(r"key irreps: \[(.*)\] \(logit_trace rule\)", text)
+    assert keys and keys.group(1), text
+    assert float(re.search(r"final test accuracy: ([\d.]+)", text).group(1)) > 0.99
+    fve = re.search(r"FVE by the key irreps: W_a ([\d.]+)%", text)
+    assert fve and float(fve.group(1)) > 90  # the embedding lives in the key irreps once grokked
+    res, exc = re.search(r"restricted loss ([\d.e+-]+) \| excluded loss ([\d.]+)", text).groups()
+    assert float(res) < 1e-2 < 1 < float(exc)
+    assert "A5 is not a cyclic group: no Fourier basis" in text

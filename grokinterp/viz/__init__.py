@@ -1,6 +1,7 @@
 """Figures: the style (``style``), progress-measure curves (``curves``), figures of one checkpoint
 (``model_figures``, laid out by ``heatmap_grid``), neurons in phase order and in the 2D Fourier
-basis (``neuron_figures``), frequency x epoch heatmaps (``training_heatmaps``), export
+basis (``neuron_figures``), frequency x epoch heatmaps (``training_heatmaps``), a group task's irrep figures
+(``irrep_figures``), export
 (``export``), every figure of a run at once (``figures``), the explorer widget (``explorer``) and
 the self-contained HTML report (``report``).
 
@@ -18,6 +19,7 @@ SUBMODULES = [
     "grokinterp.viz.model_figures",
     "grokinterp.viz.neuron_figures",
     "grokinterp.viz.training_heatmaps",
+    "grokinterp.viz.irrep_figures",
     "grokinterp.viz.heatmap_grid",
     "grokinterp.viz.export",
     "grokinterp.viz.figures",
