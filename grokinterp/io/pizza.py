@@ -5,7 +5,7 @@ TransformerLens state dict.
 
 A ``model_<id>.pt`` is a plain state dict of the authors' ``Transformer`` (code/train-main.py), so
 ``torch.load(weights_only=True)`` reads it and no ``--trust`` is needed; the same state dict saved
-as ``model_<id>.safetensors`` (how checkpoints/zhong2023/ ships the two released ones) is read
+as ``model_<id>.safetensors`` (how checkpoints/zhong2023/ ships three released ones) is read
 too. Their model, per block::
 
     x      = W_E[:, tokens].T + W_pos                       W_E (d_model, vocab)
@@ -27,9 +27,14 @@ Config mapping (``config_from_pizza``): ``C`` -> p (the task must be their addit
 ``funcs == "lambda x: (x[0]+x[1])%C"``; the string is compared, never evaluated); ``eqn_sign`` 1 ->
 layout ``"a b ="`` (their "=" token is index C, as ours), else ``"a b"``; ``act_fn`` ReLU -> relu,
 GeLU -> gelu; ``frac`` -> train_frac; ``lr``, ``weight_decay``, ``epoch``, ``batch_size`` (the full
-table -> full batch) and their fixed betas (0.9, 0.98) and 10-step warm-up. Refused with one line:
-Tanh (no such activation here), ``diff_vocab`` 1 (b has its own tokens), the linear models
-(configs with ``model_type``), other tasks.
+table -> full batch) and their fixed betas (0.9, 0.98) and 10-step warm-up. n_layers, d_model,
+n_heads, d_head and d_mlp come from the state's shapes (``n_layers`` from the config, every block
+checked), so their odd widths (d_model 86: d_head 21, heads * d_head = 84) and deeper models (up to
+4 layers released) map as they are; their GeLU is ``F.gelu`` (exact), TransformerLens' ``"gelu"``.
+Refused with one line: Tanh (no such activation here), ``diff_vocab`` 1 (b has its own tokens:
+one released checkpoint, 18c9ev5v5p), ``use_linear`` (train-main.py's ``Linearformer``, no
+attention), the linear models of code/train-linear.py (configs with ``model_type``: four released
+checkpoints), other tasks. docs/guide/clock-pizza.md tabulates every released checkpoint.
 
 Their train/test split is an unseeded ``torch.utils.data.random_split``, so it cannot be recovered:
 the import writes a split drawn with ``IMPORT_DATA_SEED`` and says so (``SPLIT_NOTE``) in
@@ -162,6 +167,11 @@ def config_from_pizza(cfg: dict[str, Any], state: dict[str, Tensor], where: Path
         raise PizzaFileError(
             f"{where}: a linear model (model_type {cfg['model_type']!r}, code/train-linear.py); only the "
             "transformers of code/train-main.py can be imported"
+        )
+    if cfg.get("use_linear"):
+        raise PizzaFileError(
+            f"{where}: use_linear 1 (train-main.py's Linearformer: concatenated embeddings and MLP blocks, no "
+            "attention) is not a transformer; only their Transformer can be imported"
         )
     p = _get(cfg, "C", int, where)
     if cfg.get("funcs") != f"lambda x: (x[0]+x[1])%{p}":
