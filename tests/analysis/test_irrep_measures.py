@@ -204,3 +204,23 @@ def test_add_run_has_no_irrep_measures_and_says_why(tmp_path):
     assert summary["irreps"] == {"defined": False, "reason": im.not_defined_reason("add")}
     assert "run op C<p>" in summary["not_defined"]["fve_W_a"]
     assert "fve_W_a" not in table.columns
+
+
+def test_the_committed_s5_reproduction_gives_the_documented_numbers():
+    """docs/reproductions.md's S5 column, recomputed from the committed final checkpoint."""
+    from grokinterp.io.runs import load_run
+
+    from pathlib import Path
+
+    run = load_run(Path(__file__).resolve().parents[2] / "benchmarks/results/reproductions/chughtai-s5-mlp")
+    model = run.model(250_000)
+    task = im.group_task(run.dataset)
+    with torch.no_grad():
+        cache = final_position_cache(model, run.dataset.tokens)
+    assert im.select_key_irreps(task, cache.logits) == ["sign", "standard"]
+    m = im.irrep_measures(model, task, cache, ["sign", "standard"])
+    assert m["fve_W_a"] > 0.9999 and m["fve_W_b"] > 0.9999
+    assert m["fve_W_U"] == pytest.approx(0.9267, abs=5e-4)
+    assert m["fve_mlp"] == pytest.approx(0.8996, abs=5e-4)
+    assert m["fve_mlp_ab"] == pytest.approx(0.1270, abs=5e-4)
+    assert m["restricted_loss_irrep"] < 1e-7 and m["excluded_loss_irrep"] == pytest.approx(17.17, abs=0.05)
