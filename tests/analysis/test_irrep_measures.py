@@ -208,9 +208,9 @@ def test_add_run_has_no_irrep_measures_and_says_why(tmp_path):
 
 def test_the_committed_s5_reproduction_gives_the_documented_numbers():
     """docs/reproductions.md's S5 column, recomputed from the committed final checkpoint."""
-    from grokinterp.io.runs import load_run
-
     from pathlib import Path
+
+    from grokinterp.io.runs import load_run
 
     run = load_run(Path(__file__).resolve().parents[2] / "benchmarks/results/reproductions/chughtai-s5-mlp")
     model = run.model(250_000)
