@@ -30,7 +30,7 @@ MIN_RUN = 6
 
 FOUNDATIONS = {
     "constants", "errors", "config", "tasks", "losses", "forward", "models", "presets", "lazy", "compat", "progress",
-    "backend", "memory", "tables",
+    "backend", "memory", "tables", "groups",
 }  # fmt: skip
 LAYERS = {"foundations": 0, "io": 1, "analysis": 2, "training": 3, "viz": 4, "cli": 5, "package": 6}
 
