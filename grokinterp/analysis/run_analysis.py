@@ -297,7 +297,8 @@ def _irrep_setup(
         )
     notes.append(
         "irrep measures (Chughtai et al. 2023): FVE of W_a, W_b (embeddings as the first hidden layer sees them), "
-        "W_U (from the last MLP layer) and the last MLP layer's neurons; restricted/excluded loss at neuron level"
+        "W_U (from the last MLP layer) and the last MLP layer's neurons; restricted/excluded loss at neuron level, "
+        "the neurons mapped to the logits alone (the MLP: W_U + b_U; a transformer: W_L, without the attention path)"
     )
     entry = {
         "defined": True,
