@@ -34,17 +34,18 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from jaxtyping import Int
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it is used, so a config (and `grokinterp --help`) stays light
+    from jaxtyping import Int
+    from torch import Tensor
 
 __all__ = [
     "GROUP_NAMES",
     "MAX_ORDER",
     "FiniteGroup",
     "GroupFamily",
+    "canonical_name",
     "group_order",
     "is_group_name",
     "parse_group",
@@ -98,10 +99,14 @@ class FiniteGroup:
     @functools.cached_property
     def inverse(self) -> Int[Tensor, " order"]:
         """``inverse[g]`` = the index of g^-1 (the h with g*h = identity)."""
+        import torch
+
         return (self.table == self.identity).to(torch.int64).argmax(dim=1)
 
     def mul(self, g: Int[Tensor, "*batch"] | int, h: Int[Tensor, "*batch"] | int) -> Int[Tensor, "*batch"]:
         """The products g*h elementwise (broadcasting g against h), by table lookup."""
+        import torch
+
         return self.table[torch.as_tensor(g, dtype=torch.int64), torch.as_tensor(h, dtype=torch.int64)]
 
 
@@ -147,6 +152,13 @@ def group_order(text: str) -> int:
     return _parse_name(text)[2]
 
 
+def canonical_name(text: str) -> str:
+    """The canonical name of the group ``text`` names (``s5`` -> ``S5``), checked like ``parse_group``
+    (``ValueError`` with one line) but without building the group."""
+    letter, n, _ = _parse_name(text)
+    return f"{letter}{n}"
+
+
 def parse_group(text: str) -> FiniteGroup:
     """The group ``text`` names (``"S5"``, ``"s5"``, ``"A5"``, ``"D10"``, ``"C113"``); cached per
     canonical name.
@@ -160,6 +172,8 @@ def parse_group(text: str) -> FiniteGroup:
 
 @functools.lru_cache(maxsize=32)
 def _build(letter: str, n: int) -> FiniteGroup:
+    import torch
+
     if letter == "C":
         x = torch.arange(n, dtype=torch.int64)
         table = (x[:, None] + x[None, :]) % n
@@ -170,6 +184,8 @@ def _build(letter: str, n: int) -> FiniteGroup:
 
 
 def _dihedral(n: int) -> FiniteGroup:
+    import torch
+
     idx = torch.arange(2 * n, dtype=torch.int64)
     k, j = idx % n, idx // n  # element k + n*j is r^k s^j
     # (r^a s^i)(r^b s^j) = r^a (s^i r^b) s^j = r^(a + (-1)^i b) s^(i+j), since s r^b = r^-b s.
@@ -186,6 +202,8 @@ def _dihedral(n: int) -> FiniteGroup:
 
 
 def _permutation_group(n: int, alternating: bool) -> FiniteGroup:
+    import torch
+
     perms = torch.tensor(list(itertools.permutations(range(n))), dtype=torch.int64)  # lexicographic
     if alternating:
         perms = perms[permutation_parity(perms) == 0]

@@ -128,7 +128,11 @@ def group_order(op: str) -> int | None:
 
 def canonical_op(op: str) -> str:
     """``op`` as it is stored: a group's canonical name (``s5`` -> ``S5``), else ``op`` itself."""
-    return get_operation(op).name if is_group_op(op) else op
+    if not is_group_op(op):
+        return op
+    from grokinterp.groups import canonical_name
+
+    return canonical_name(op)  # no table built: a config stays light
 
 
 def validate_task(p: int, op: str, layout: str = "a b =") -> None:

@@ -184,7 +184,7 @@ def test_help_is_light_documents_fields_and_shows_the_presets_values():
     sub = build_parser(["train", "--preset", "nanda-p113-fast"])._subparsers._group_actions[0].choices["train"]
     help_text = sub.format_help()
     assert "AdamW learning rate [0.005]" in help_text and "[0.99]" in help_text  # the fast preset's values
-    assert "{add,sub,mul,div" in help_text and "x2_y" in help_text
+    assert "add (a + b)" in " ".join(help_text.split()) and "x2_y" in help_text and "S<n>" in help_text
     assert text
 
 
