@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from grokinterp.io.runs import Run
 
-__all__ = ["FIGURE_NAMES", "FigurePaths", "FigureSet", "make_all_figures", "write_all_figures"]
+__all__ = ["FIGURE_NAMES", "GROUP_FIGURES", "FigurePaths", "FigureSet", "make_all_figures", "write_all_figures"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ FIGURE_NAMES = (
     "irrep_spectrum_over_training",
     "irrep_restricted_excluded",
 )
+#: The figures of a group task only (``grokinterp.viz.irrep_figures``): skipped, with the reason,
+#: for every other task.
+GROUP_FIGURES = ("irrep_spectrum_over_training", "irrep_restricted_excluded")
 
 
 class FigurePaths(list):
@@ -166,7 +169,7 @@ def make_all_figures(
         figs["irrep_restricted_excluded"] = plot_irrep_restricted_excluded(curves, style=style)
     else:
         why = irreps.get("reason", "not a group task")
-        for name in ("irrep_spectrum_over_training", "irrep_restricted_excluded"):
+        for name in GROUP_FIGURES:
             skipped[name] = f"no irrep measures: {why}"
     if "llc_mean" in table.columns and table["llc_mean"].notna().any():  # grokinterp analyze --llc
         figs["llc"] = plot_llc(table, run=run, style=style)

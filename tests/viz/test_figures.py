@@ -31,6 +31,10 @@ needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM, reason="no chromium insta
 # ----------------------------------------------------------------------------------------------
 
 
+#: The figures of a mod-p run: every figure but the group tasks' own.
+MOD_P_FIGURES = [n for n in viz.FIGURE_NAMES if n not in viz.GROUP_FIGURES]
+
+
 @pytest.fixture(scope="module")
 def raw_run_dir(tmp_path_factory) -> Path:
     """A p=23 run directory with 7 checkpoints, not analysed."""
@@ -303,8 +307,11 @@ def test_make_all_figures(run):
     figs = viz.make_all_figures(run, epoch=100)
     # at epoch 100 no neuron is explained by one frequency yet: no heatmaps, and the reason
     assert list(figs) == [n for n in viz.FIGURE_NAMES if n not in figs.skipped]
-    assert set(figs.skipped) <= {"neuron_heatmaps", "neuron_fourier"}
-    assert list(viz.make_all_figures(run)) == list(viz.FIGURE_NAMES)  # the last checkpoint: all
+    assert set(figs.skipped) <= {"neuron_heatmaps", "neuron_fourier", *viz.GROUP_FIGURES}
+    # the last checkpoint: all but the group tasks' figures, which say why they are not drawn
+    last = viz.make_all_figures(run)
+    assert list(last) == MOD_P_FIGURES
+    assert all(last.skipped[n].startswith("no irrep measures: op 'add' is not a group task") for n in viz.GROUP_FIGURES)
     assert all(isinstance(f, go.Figure) for f in figs.values())
     assert "epoch 100" in figs["per_frequency_excluded_loss"].layout.title.text
     # the over-training heatmaps: W_E per frequency at every checkpoint, excluded loss per frequency
@@ -607,7 +614,7 @@ def _check_file(path: Path, fmt: str) -> None:
 def test_write_all_figures_static(run_dir, tmp_path, fmt):
     out = tmp_path / "figs"
     paths = viz.write_all_figures(run_dir, out, fmt=fmt)
-    assert [p.name for p in paths] == [f"{n}.{fmt}" for n in viz.FIGURE_NAMES]
+    assert [p.name for p in paths] == [f"{n}.{fmt}" for n in MOD_P_FIGURES]
     for path in paths:
         _check_file(path, fmt)
     if fmt == "png":
@@ -626,7 +633,7 @@ def test_write_all_figures_analyses_first(raw_run_dir, tmp_path):
     shutil.copytree(raw_run_dir, path)
     paths = viz.write_all_figures(path, tmp_path / "figs", fmt="html")
     assert (path / "measures.csv").is_file() and (path / "analysis.json").is_file()
-    assert len(paths) == len(viz.FIGURE_NAMES)
+    assert len(paths) == len(MOD_P_FIGURES)
 
 
 def test_html_fallback_without_chromium(run_dir, tmp_path, monkeypatch, caplog):
@@ -635,7 +642,7 @@ def test_html_fallback_without_chromium(run_dir, tmp_path, monkeypatch, caplog):
         paths = viz.write_all_figures(run_dir, tmp_path / "figs", fmt="png")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "apt-get install -y chromium" in warnings[0].getMessage()
-    assert [p.suffix for p in paths] == [".html"] * len(viz.FIGURE_NAMES)
+    assert [p.suffix for p in paths] == [".html"] * len(MOD_P_FIGURES)
     assert (tmp_path / "figs" / "plotly.min.js").is_file()  # offline: plotly.js next to the files
     html = paths[0].read_text()
     assert 'src="plotly.min.js"' in html and "cdn.plot.ly" not in html
@@ -660,7 +667,7 @@ def test_cli_plot(run_dir, tmp_path):
     assert main(["plot", str(run_dir), "--out", str(out), "--format", "svg"]) == 0
     suffix = ".svg" if HAVE_CHROMIUM else ".html"
     files = sorted(out.glob(f"*{suffix}"))
-    assert len(files) == len(viz.FIGURE_NAMES)
+    assert len(files) == len(MOD_P_FIGURES)
     if HAVE_CHROMIUM:
         _check_file(out / "loss.svg", "svg")
 
