@@ -53,7 +53,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from grokinterp.analysis.irreps import Irrep, group_irreps
+from grokinterp.analysis.irreps import Irrep, element_permutations, group_irreps
 from grokinterp.analysis.spectra import gini
 from grokinterp.forward import FinalCache
 from grokinterp.groups import FiniteGroup, parse_group
@@ -218,19 +218,14 @@ def coset_subgroups(name: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
     {e, r^k s}; C_n: each proper non-trivial subgroup <d> (d a divisor of n)."""
     group = parse_group(name)
     if group.family in ("symmetric", "alternating"):
-        perms = [p for p in itertools.permutations(range(group.n)) if group.family == "symmetric" or _even(p)]
-        return tuple((f"Stab({i})", tuple(j for j, p in enumerate(perms) if p[i] == i)) for i in range(group.n))
+        perms = element_permutations(group)  # (order, n): element g as the permutation it is
+        return tuple((f"Stab({i})", tuple(torch.nonzero(perms[:, i] == i).flatten().tolist())) for i in range(group.n))
     n = group.n
     if group.family == "dihedral":
         out = [("<r>", tuple(range(n)))]
         out += [(f"<r^{k} s>", (0, k + n)) for k in range(n)]
         return tuple(out)
     return tuple((f"<{d}>", tuple(range(0, n, d))) for d in range(2, n) if n % d == 0)
-
-
-def _even(perm: Sequence[int]) -> bool:
-    inversions = sum(1 for i, j in itertools.combinations(range(len(perm)), 2) if perm[i] > perm[j])
-    return inversions % 2 == 0
 
 
 @functools.lru_cache(maxsize=16)
